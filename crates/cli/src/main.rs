@@ -1,0 +1,3 @@
+//! The `botarmy` command: runs the lifecycle from a terminal and inspects stored runs.
+
+fn main() {}

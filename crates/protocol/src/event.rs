@@ -1,0 +1,267 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{ArtifactRef, Plan, ProjectId, RunId, RunRequest, UnixMillis, Usage};
+
+/// A classification of failures that tells the engine and the user what can be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// May succeed if tried again (timeouts, rate limits, overloaded servers).
+    Transient,
+    /// Will fail again the same way (bad request, missing template variable).
+    Fatal,
+    /// Input given by a user or a definition file is wrong.
+    InvalidInput,
+    /// A configured limit (tokens, money, turns) would be exceeded.
+    Budget,
+    /// The run was interrupted or cancelled.
+    Cancelled,
+}
+
+/// A failure as it is stored and shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// A message for humans; never contains secrets.
+    pub message: String,
+}
+
+impl ErrorInfo {
+    /// A new error description.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// Whether trying the same thing again may succeed.
+    pub fn retryable(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+}
+
+/// One durable entry of a run's event log. The names are the ones clients subscribe to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The run exists, with its request and its resolved plan. Always sequence number 1.
+    PipelineCreated {
+        /// The project the run belongs to.
+        project_id: ProjectId,
+        /// What was asked.
+        request: RunRequest,
+        /// The steps it will take.
+        plan: Plan,
+    },
+    /// Execution began.
+    PipelineStarted {
+        /// Lifecycle type of the workflow.
+        cycle_type: String,
+        /// Workflow id.
+        workflow: String,
+    },
+    /// An attempt of a step began.
+    StepStarted {
+        /// Step index in the plan.
+        step: u32,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// The agent executing it.
+        agent: String,
+    },
+    /// An LLM call finished; its result is recorded here and never requested again.
+    LlmCallCompleted {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Call number within the attempt, from 0.
+        call: u32,
+        /// Provider that answered.
+        provider: String,
+        /// Model that answered.
+        model: String,
+        /// Digest of the request, to detect a changed prompt on replay.
+        request_hash: String,
+        /// The full response text.
+        response: String,
+        /// Tokens and cost.
+        usage: Usage,
+        /// Wall time of the call.
+        latency_ms: u64,
+    },
+    /// An LLM call failed.
+    LlmCallFailed {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Call number within the attempt.
+        call: u32,
+        /// Provider that was asked.
+        provider: String,
+        /// Model that was asked.
+        model: String,
+        /// Why it failed.
+        error: ErrorInfo,
+        /// Wall time until the failure.
+        latency_ms: u64,
+    },
+    /// A step stored a new artifact version.
+    ArtifactCreated {
+        /// Step index.
+        step: u32,
+        /// The stored version.
+        artifact: ArtifactRef,
+    },
+    /// An attempt of a step finished with its outputs.
+    StepCompleted {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Tokens and cost of the attempt.
+        usage: Usage,
+        /// Wall time of the attempt.
+        duration_ms: u64,
+    },
+    /// An attempt of a step failed.
+    StepFailed {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Why.
+        error: ErrorInfo,
+    },
+    /// A step will not be executed.
+    StepSkipped {
+        /// Step index.
+        step: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A running attempt was cut off (the process stopped); it is executed again on resume
+    /// and reuses the LLM calls it had already completed.
+    StepInterrupted {
+        /// Step index.
+        step: u32,
+        /// The attempt that was cut off.
+        attempt: u32,
+    },
+    /// A finished step is executed again (feedback, manual restart); dependants are reset.
+    StepRestarted {
+        /// Step index.
+        step: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A user paused the run.
+    PipelinePaused {
+        /// Why.
+        reason: String,
+    },
+    /// The run continues after a pause, a wait or an interruption.
+    PipelineResumed {},
+    /// The run waits for something outside.
+    PipelineWaiting {
+        /// What it waits for.
+        reason: String,
+    },
+    /// Every required step finished.
+    PipelineCompleted {
+        /// Totals of the run.
+        usage: Usage,
+        /// Wall time from start to finish.
+        duration_ms: u64,
+    },
+    /// The run failed.
+    PipelineFailed {
+        /// Why.
+        error: ErrorInfo,
+        /// The step that failed, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u32>,
+    },
+    /// A user cancelled the run.
+    PipelineCancelled {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The wire name of the event (`step_started`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::PipelineCreated { .. } => "pipeline_created",
+            Self::PipelineStarted { .. } => "pipeline_started",
+            Self::StepStarted { .. } => "step_started",
+            Self::LlmCallCompleted { .. } => "llm_call_completed",
+            Self::LlmCallFailed { .. } => "llm_call_failed",
+            Self::ArtifactCreated { .. } => "artifact_created",
+            Self::StepCompleted { .. } => "step_completed",
+            Self::StepFailed { .. } => "step_failed",
+            Self::StepSkipped { .. } => "step_skipped",
+            Self::StepInterrupted { .. } => "step_interrupted",
+            Self::StepRestarted { .. } => "step_restarted",
+            Self::PipelinePaused { .. } => "pipeline_paused",
+            Self::PipelineResumed {} => "pipeline_resumed",
+            Self::PipelineWaiting { .. } => "pipeline_waiting",
+            Self::PipelineCompleted { .. } => "pipeline_completed",
+            Self::PipelineFailed { .. } => "pipeline_failed",
+            Self::PipelineCancelled { .. } => "pipeline_cancelled",
+        }
+    }
+
+    /// The step the event is about, if any.
+    pub fn step(&self) -> Option<u32> {
+        match self {
+            Self::StepStarted { step, .. }
+            | Self::LlmCallCompleted { step, .. }
+            | Self::LlmCallFailed { step, .. }
+            | Self::ArtifactCreated { step, .. }
+            | Self::StepCompleted { step, .. }
+            | Self::StepFailed { step, .. }
+            | Self::StepSkipped { step, .. }
+            | Self::StepInterrupted { step, .. }
+            | Self::StepRestarted { step, .. } => Some(*step),
+            Self::PipelineFailed { step, .. } => *step,
+            _ => None,
+        }
+    }
+}
+
+/// An [`Event`] as stored: with its run, its gap-free per-run sequence number (from 1)
+/// and the time it was appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The run whose log holds the event.
+    pub run_id: RunId,
+    /// Position in the run's log, from 1, without gaps.
+    pub seq: u64,
+    /// When it was appended.
+    pub at: UnixMillis,
+    /// The event itself (flattened: its `type` tag sits beside `seq`).
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What live subscribers receive: durable events, and streamed tokens that are not stored
+/// in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// A durable event, just appended.
+    Event(EventRecord),
+    /// Text streamed by a model while a step runs.
+    Token {
+        /// The run.
+        run_id: RunId,
+        /// Step index.
+        step: u32,
+        /// Agent generating.
+        agent: String,
+        /// The new text.
+        text: String,
+    },
+}

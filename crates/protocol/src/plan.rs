@@ -1,0 +1,244 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ArtifactId;
+
+/// What a user asked for when starting a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    /// The idea, ticket text or task description the run works on.
+    pub idea: String,
+    /// The workflow id (file stem of `workflows/<id>.yaml`).
+    pub workflow: String,
+    /// Where definitions come from: `builtin` or a folder path.
+    pub method: String,
+    /// Knobs of this run.
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// Per-run settings that the engine and the runner honour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    /// How many steps may execute at the same time.
+    pub max_parallel: u32,
+    /// Token budget for the artifacts put into a step's prompt.
+    pub context_tokens: u32,
+    /// Cap on generated tokens per LLM call.
+    pub max_output_tokens: u32,
+    /// How many attempts a step gets before the run fails (retryable errors only).
+    pub max_attempts: u32,
+    /// Accept every gate without asking.
+    pub auto_approve: bool,
+    /// Folder where artifacts are written, if not the default.
+    pub out_dir: Option<String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            max_parallel: 4,
+            context_tokens: 4_000,
+            max_output_tokens: 768,
+            max_attempts: 2,
+            auto_approve: false,
+            out_dir: None,
+        }
+    }
+}
+
+/// A workflow resolved into concrete steps, fixed when the run is created and stored in its
+/// first event, so a run can be rebuilt from its log alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Workflow id.
+    pub workflow_id: String,
+    /// Human name of the workflow.
+    pub workflow_name: String,
+    /// The lifecycle type (`greenfield`, `brownfield`, `sdlc`, ...).
+    pub cycle_type: String,
+    /// Digest of the method definitions the plan was made from.
+    pub method_digest: String,
+    /// Steps in workflow order.
+    pub steps: Vec<PlanStep>,
+}
+
+/// One step of a [`Plan`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanStep {
+    /// Unique, stable key within the plan (for example `design/api-specification`).
+    pub key: String,
+    /// Short human title.
+    pub title: String,
+    /// The lifecycle phase the step belongs to, when the workflow names phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Agent id that executes the step.
+    pub agent: String,
+    /// Name of the artifact the step creates (for example `prd.md`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creates: Option<String>,
+    /// Template id used to produce the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Artifact names the step reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// Indices of steps that must finish first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<u32>,
+    /// Whether the step may be skipped without failing the run.
+    #[serde(default)]
+    pub optional: bool,
+    /// Free-text condition from the workflow, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// What the step should do, for steps that are an action rather than a document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruction: Option<String>,
+    /// Notes for the agent from the workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// Lifecycle state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created, not started.
+    Pending,
+    /// Steps are executing or ready to.
+    Running,
+    /// Paused by a user; resume continues it.
+    Paused,
+    /// Waiting for something outside (a human answer, a budget raise).
+    Waiting,
+    /// Every required step finished.
+    Succeeded,
+    /// A step failed for good.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether nothing more will happen to the run.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    /// The snake_case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Waiting => "waiting",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses the name written by [`RunStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "waiting" => Self::Waiting,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lifecycle state of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started; waits for its dependencies.
+    Pending,
+    /// An attempt is executing.
+    Running,
+    /// An attempt was cut off (crash, pause); it will be executed again.
+    Interrupted,
+    /// Finished with its outputs.
+    Succeeded,
+    /// Failed for good.
+    Failed,
+    /// Not executed (optional, or its condition did not hold).
+    Skipped,
+}
+
+impl StepStatus {
+    /// The snake_case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Interrupted => "interrupted",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the step counts as done for its dependants.
+    pub fn satisfies_dependants(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Skipped)
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an artifact holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// A Markdown document produced from a template.
+    Document,
+    /// A source file extracted from a document's fenced code block.
+    Code,
+}
+
+impl ArtifactKind {
+    /// The snake_case name used on the wire and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Document => "document",
+            Self::Code => "code",
+        }
+    }
+}
+
+/// Metadata of one stored artifact version (the content is stored beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// Id of this version.
+    pub id: ArtifactId,
+    /// Logical name (`prd.md`, `code/src/main.rs`); versions share it.
+    pub name: String,
+    /// Document or code.
+    pub kind: ArtifactKind,
+    /// Version number, from 1.
+    pub version: u32,
+    /// Hex SHA-256 of the content.
+    pub sha256: String,
+    /// Content length in bytes.
+    pub bytes: u64,
+}

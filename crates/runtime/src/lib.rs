@@ -1,0 +1,5 @@
+//! BotArmy's runtime: executes the actions the engine asks for (LLM calls, artifact writes),
+//! appends their events to the store, and fans events out to live watchers.
+//!
+//! The one idea: one driver per run owns the run's state and is the only writer of its
+//! log; step executions report back to it over a bounded channel.

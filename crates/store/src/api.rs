@@ -1,0 +1,336 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use botarmy_protocol::{
+    ArtifactId, ArtifactRef, Event, EventRecord, ProjectId, RunId, RunStatus, StepStatus,
+    UnixMillis, Usage,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors of a store, by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// Kind of thing (`run`, `artifact`, `project`).
+        what: &'static str,
+        /// The id or prefix looked up.
+        id: String,
+    },
+    /// A run id prefix matches more than one run.
+    #[error("run id prefix `{prefix}` is ambiguous: it matches {count} runs; give more characters")]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// How many runs match.
+        count: usize,
+    },
+    /// Someone else appended to the run's log first (optimistic concurrency).
+    #[error("run {run_id}: expected the log to end at {expected}, but it ends at {actual}")]
+    Conflict {
+        /// The run.
+        run_id: RunId,
+        /// The sequence number the caller believed was last.
+        expected: u64,
+        /// The actual last sequence number.
+        actual: u64,
+    },
+    /// The database is locked by another process for longer than the busy timeout.
+    #[error("the database {location} is locked by another process; try again when it is done")]
+    Locked {
+        /// Path or URL (without credentials).
+        location: String,
+    },
+    /// The database file is not a BotArmy database or is damaged.
+    #[error("the database {location} is unreadable: {detail}")]
+    Corrupt {
+        /// Path or URL (without credentials).
+        location: String,
+        /// What the database engine reported.
+        detail: String,
+    },
+    /// The database URL is not one we understand.
+    #[error("DATABASE_URL `{url}` is not supported: {reason}")]
+    BadUrl {
+        /// The URL, with any password removed.
+        url: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The database schema is newer than this binary.
+    #[error("the database {location} has schema version {found}, newer than this botarmy ({supported}); upgrade botarmy")]
+    SchemaTooNew {
+        /// Path or URL (without credentials).
+        location: String,
+        /// Version in the database.
+        found: i64,
+        /// Highest version this binary knows.
+        supported: i64,
+    },
+    /// Could not connect or open.
+    #[error("cannot open the database {location}: {source}")]
+    Open {
+        /// Path or URL (without credentials).
+        location: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Any other database failure.
+    #[error("database error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored event could not be decoded (written by a newer or broken binary).
+    #[error("run {run_id} event {seq} cannot be decoded: {detail}")]
+    Decode {
+        /// The run.
+        run_id: RunId,
+        /// The sequence number.
+        seq: u64,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// A project: runs belong to one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectRecord {
+    /// Id.
+    pub id: ProjectId,
+    /// Unique name.
+    pub name: String,
+    /// `active` or `archived`.
+    pub status: String,
+    /// Creation time.
+    pub created_at: UnixMillis,
+}
+
+/// The body of an artifact version, stored beside its `ArtifactCreated` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactBody {
+    /// Must equal the `artifact.id` of an `ArtifactCreated` event in the same batch.
+    pub id: ArtifactId,
+    /// The content.
+    pub content: Vec<u8>,
+}
+
+/// Events to append in one transaction, with the artifact contents they reference.
+#[derive(Debug, Clone, Default)]
+pub struct AppendBatch {
+    /// Events, in order.
+    pub events: Vec<Event>,
+    /// Contents of the artifacts created by `ArtifactCreated` events of this batch.
+    pub artifacts: Vec<ArtifactBody>,
+}
+
+/// Filters for [`Store::list_runs`].
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of this project.
+    pub project: Option<ProjectId>,
+    /// Only runs in this state.
+    pub status: Option<RunStatus>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: u32,
+    /// Skip this many.
+    pub offset: u32,
+}
+
+/// One row of the runs table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Id.
+    pub id: RunId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Workflow id.
+    pub workflow: String,
+    /// The idea (first line, as given).
+    pub idea: String,
+    /// Current state.
+    pub status: RunStatus,
+    /// Creation time.
+    pub created_at: UnixMillis,
+    /// When execution began.
+    pub started_at: Option<UnixMillis>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<UnixMillis>,
+    /// Last sequence number of its log.
+    pub last_seq: u64,
+    /// Totals of all LLM calls.
+    pub usage: Usage,
+    /// The failure message, for failed runs.
+    pub error: Option<String>,
+}
+
+/// One step of a run, as the projection keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Index in the plan.
+    pub step: u32,
+    /// Plan key.
+    pub key: String,
+    /// Title.
+    pub title: String,
+    /// Phase, if any.
+    pub phase: Option<String>,
+    /// Agent id.
+    pub agent: String,
+    /// Current state.
+    pub status: StepStatus,
+    /// Latest attempt number (0: never started).
+    pub attempt: u32,
+    /// Start of the latest attempt.
+    pub started_at: Option<UnixMillis>,
+    /// End of the latest attempt.
+    pub finished_at: Option<UnixMillis>,
+    /// Totals over all attempts.
+    pub usage: Usage,
+    /// Last failure message.
+    pub error: Option<String>,
+}
+
+/// One attempt of a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Step index.
+    pub step: u32,
+    /// Attempt number.
+    pub attempt: u32,
+    /// `running`, `succeeded`, `failed` or `interrupted`.
+    pub status: String,
+    /// Start.
+    pub started_at: UnixMillis,
+    /// End.
+    pub finished_at: Option<UnixMillis>,
+    /// Tokens and cost.
+    pub usage: Usage,
+    /// Failure message.
+    pub error: Option<String>,
+}
+
+/// A stored artifact version with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// Metadata.
+    #[serde(flatten)]
+    pub artifact: ArtifactRef,
+    /// Run.
+    pub run_id: RunId,
+    /// Project.
+    pub project_id: ProjectId,
+    /// Step index.
+    pub step: u32,
+    /// When stored.
+    pub created_at: UnixMillis,
+}
+
+/// One LLM call as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmCallRecord {
+    /// Run.
+    pub run_id: RunId,
+    /// Step index.
+    pub step: u32,
+    /// Attempt.
+    pub attempt: u32,
+    /// Call number within the attempt.
+    pub call: u32,
+    /// Agent that made it.
+    pub agent: String,
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// `ok` or `error`.
+    pub status: String,
+    /// Tokens and cost.
+    pub usage: Usage,
+    /// Wall time.
+    pub latency_ms: u64,
+    /// Failure message.
+    pub error: Option<String>,
+    /// When recorded.
+    pub created_at: UnixMillis,
+}
+
+/// BotArmy's durable state. Implementations: SQLite (embedded default) and PostgreSQL.
+///
+/// Every method is safe to call from many tasks and processes at once. All writes go
+/// through [`Store::create_run`] and [`Store::append`]; the read tables are projections of
+/// the event log maintained in the same transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Where the data lives, for messages (never contains a password).
+    fn location(&self) -> String;
+
+    /// Returns the project with this name, creating it if needed.
+    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError>;
+
+    /// All projects, newest first.
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// Creates a run from its `PipelineCreated` event (sequence number 1) in one
+    /// transaction. Fails if `event` is not `PipelineCreated` or the run exists.
+    async fn create_run(
+        &self,
+        run_id: RunId,
+        event: Event,
+        at: UnixMillis,
+    ) -> Result<EventRecord, StoreError>;
+
+    /// Appends `batch` after `expected_last` (the caller's last known sequence number) and
+    /// updates the projections, all in one transaction. Returns the stored records.
+    /// [`StoreError::Conflict`] if the log has moved on; nothing is written then.
+    async fn append(
+        &self,
+        run_id: RunId,
+        expected_last: u64,
+        at: UnixMillis,
+        batch: AppendBatch,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Events with sequence number greater than `since`, in order, at most `limit`
+    /// (0: no limit).
+    async fn read_events(
+        &self,
+        run_id: RunId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Waits until the run's log holds an event after `after`, or `timeout` passes.
+    /// Returns whether there is one. Appends from this process wake it at once; appends
+    /// from other processes are noticed within a short poll interval (SQLite) or through
+    /// notifications (PostgreSQL).
+    async fn wait_for_events(
+        &self,
+        run_id: RunId,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// The run with this id.
+    async fn get_run(&self, run_id: RunId) -> Result<RunSummary, StoreError>;
+
+    /// Resolves a full id or a unique prefix of one (at least 4 hex digits).
+    async fn resolve_run(&self, id_or_prefix: &str) -> Result<RunId, StoreError>;
+
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError>;
+
+    /// The run's steps in plan order.
+    async fn steps(&self, run_id: RunId) -> Result<Vec<StepRecord>, StoreError>;
+
+    /// Every attempt of every step of the run.
+    async fn attempts(&self, run_id: RunId) -> Result<Vec<AttemptRecord>, StoreError>;
+
+    /// The run's artifacts, every version, in creation order.
+    async fn artifacts(&self, run_id: RunId) -> Result<Vec<ArtifactRecord>, StoreError>;
+
+    /// The content of one artifact version.
+    async fn artifact_content(&self, id: ArtifactId) -> Result<Vec<u8>, StoreError>;
+
+    /// The run's LLM calls in order.
+    async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError>;
+}
