@@ -30,7 +30,10 @@ pub struct ErrorInfo {
 impl ErrorInfo {
     /// A new error description.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Whether trying the same thing again may succeed.

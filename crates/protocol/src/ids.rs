@@ -15,7 +15,11 @@ pub struct IdParseError {
 
 impl fmt::Display for IdParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` is not a valid {} id (expected a UUID)", self.input, self.kind)
+        write!(
+            f,
+            "`{}` is not a valid {} id (expected a UUID)",
+            self.input, self.kind
+        )
     }
 }
 

@@ -12,7 +12,9 @@ mod usage;
 
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent};
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
-pub use plan::{ArtifactKind, ArtifactRef, Plan, PlanStep, RunOptions, RunRequest, RunStatus, StepStatus};
+pub use plan::{
+    ArtifactKind, ArtifactRef, Plan, PlanStep, RunOptions, RunRequest, RunStatus, StepStatus,
+};
 pub use usage::Usage;
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every record.
@@ -31,6 +33,9 @@ pub fn format_millis(ms: UnixMillis) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }

@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub max_attempts: u32,
     /// Accept every gate without asking.
     pub auto_approve: bool,
+    /// Execute steps the workflow marks optional instead of skipping them.
+    pub run_optional: bool,
     /// Folder where artifacts are written, if not the default.
     pub out_dir: Option<String>,
 }
@@ -44,6 +46,7 @@ impl Default for RunOptions {
             max_output_tokens: 768,
             max_attempts: 2,
             auto_approve: false,
+            run_optional: false,
             out_dir: None,
         }
     }

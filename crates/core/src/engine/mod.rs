@@ -1,1 +1,15 @@
-//! The run engine.
+//! The run engine: a pure state machine over a run's event log.
+//!
+//! [`RunState::apply`] folds one stored event into the state; [`RunState::next_actions`]
+//! says what should happen next. The runtime performs the actions (LLM calls, writes) and
+//! appends the resulting events, which are folded back in. Nothing here awaits, reads a
+//! clock or touches storage, so a run can be rebuilt on any worker from its log, and the
+//! rules can be tested exhaustively.
+
+mod action;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use action::Action;
+pub use state::{EngineError, RecordedCall, RunState, StepState};

@@ -1,0 +1,40 @@
+use botarmy_protocol::{ErrorInfo, Usage};
+
+/// What the engine asks the runtime to do next. Each action, once performed, is reported
+/// back as one or more events; the engine never returns an action that its state shows as
+/// already under way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Begin executing the run: append `PipelineStarted`.
+    StartRun,
+    /// Execute an attempt of a step: append `StepStarted { step, attempt }`, then run it.
+    /// When `resume` is set the attempt was interrupted before; the LLM calls it had
+    /// completed (in [`crate::engine::StepState::calls`]) must be reused, not made again.
+    StartStep {
+        /// Step index.
+        step: u32,
+        /// Attempt number to start.
+        attempt: u32,
+        /// Whether this continues an interrupted attempt.
+        resume: bool,
+    },
+    /// The step will not be executed: append `StepSkipped`.
+    SkipStep {
+        /// Step index.
+        step: u32,
+        /// Why.
+        reason: String,
+    },
+    /// Every step is done: append `PipelineCompleted` with these totals.
+    CompleteRun {
+        /// Totals of the run.
+        usage: Usage,
+    },
+    /// A step failed for good and nothing else is running: append `PipelineFailed`.
+    FailRun {
+        /// Why.
+        error: ErrorInfo,
+        /// The step that failed.
+        step: Option<u32>,
+    },
+}

@@ -1,0 +1,567 @@
+use std::collections::BTreeMap;
+
+use botarmy_protocol::{
+    ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan, ProjectId, RunId, RunRequest,
+    RunStatus, StepStatus, UnixMillis, Usage,
+};
+
+use super::Action;
+
+/// Why an event cannot be folded into a run's state. A log that produces one was not
+/// written by the engine's rules (or was damaged); the run must not continue from it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Sequence numbers must go 1, 2, 3, ... without gaps.
+    #[error("run {run_id}: event {found} follows event {last}; the log has a gap or a duplicate")]
+    OutOfSequence {
+        /// The run.
+        run_id: RunId,
+        /// Last sequence number folded.
+        last: u64,
+        /// Sequence number of the offending event.
+        found: u64,
+    },
+    /// The event belongs to another run.
+    #[error("event {seq} belongs to run {found}, not {expected}")]
+    WrongRun {
+        /// The run being folded.
+        expected: RunId,
+        /// The run named by the event.
+        found: RunId,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The event does not fit the state (wrong step, wrong attempt, after the end, ...).
+    #[error("run {run_id}: event {seq} ({event}) is invalid here: {reason}")]
+    Invalid {
+        /// The run.
+        run_id: RunId,
+        /// Sequence number.
+        seq: u64,
+        /// Event name.
+        event: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A completed LLM call of the current attempt, reused when the attempt is resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    /// Call number within the attempt.
+    pub call: u32,
+    /// Digest of the request that produced it.
+    pub request_hash: String,
+    /// The response text.
+    pub response: String,
+    /// Provider that answered.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// Usage of the call.
+    pub usage: Usage,
+}
+
+/// The engine's view of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepState {
+    /// Current state.
+    pub status: StepStatus,
+    /// Latest attempt number (0: never started).
+    pub attempt: u32,
+    /// Completed LLM calls of the latest attempt, in call order.
+    pub calls: Vec<RecordedCall>,
+    /// Totals over every attempt.
+    pub usage: Usage,
+    /// Artifact versions created by the step (all attempts).
+    pub artifacts: Vec<ArtifactRef>,
+    /// Last failure.
+    pub error: Option<ErrorInfo>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// When the latest attempt started.
+    pub started_at: Option<UnixMillis>,
+}
+
+impl StepState {
+    fn new() -> Self {
+        Self {
+            status: StepStatus::Pending,
+            attempt: 0,
+            calls: Vec::new(),
+            usage: Usage::default(),
+            artifacts: Vec::new(),
+            error: None,
+            skip_reason: None,
+            started_at: None,
+        }
+    }
+}
+
+/// A run as folded from its event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunState {
+    /// The run.
+    pub run_id: RunId,
+    /// Its project.
+    pub project_id: Option<ProjectId>,
+    /// What was asked (from `PipelineCreated`).
+    pub request: Option<RunRequest>,
+    /// The resolved steps (from `PipelineCreated`).
+    pub plan: Option<Plan>,
+    /// Current state.
+    pub status: RunStatus,
+    /// One entry per plan step.
+    pub steps: Vec<StepState>,
+    /// Last sequence number folded.
+    pub last_seq: u64,
+    /// Totals of every LLM call.
+    pub usage: Usage,
+    /// Latest version of each artifact, by name.
+    pub artifacts: BTreeMap<String, ArtifactRef>,
+    /// When the run was created.
+    pub created_at: Option<UnixMillis>,
+    /// When execution first began.
+    pub started_at: Option<UnixMillis>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<UnixMillis>,
+    /// Why it failed.
+    pub error: Option<ErrorInfo>,
+    /// Why it is paused or waiting.
+    pub reason: Option<String>,
+}
+
+impl RunState {
+    /// The state of a run whose log is still empty.
+    pub fn new(run_id: RunId) -> Self {
+        Self {
+            run_id,
+            project_id: None,
+            request: None,
+            plan: None,
+            status: RunStatus::Pending,
+            steps: Vec::new(),
+            last_seq: 0,
+            usage: Usage::default(),
+            artifacts: BTreeMap::new(),
+            created_at: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            reason: None,
+        }
+    }
+
+    /// Folds a whole log, in order.
+    pub fn from_events<'a>(
+        run_id: RunId,
+        records: impl IntoIterator<Item = &'a EventRecord>,
+    ) -> Result<Self, EngineError> {
+        let mut state = Self::new(run_id);
+        for record in records {
+            state.apply(record)?;
+        }
+        Ok(state)
+    }
+
+    /// Steps that are executing now.
+    pub fn running_steps(&self) -> impl Iterator<Item = u32> + '_ {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.status == StepStatus::Running)
+            .map(|(i, _)| i as u32)
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.request
+            .as_ref()
+            .map_or(1, |r| r.options.max_attempts.max(1))
+    }
+
+    /// Folds one stored event into the state. On error the state is unchanged.
+    pub fn apply(&mut self, record: &EventRecord) -> Result<(), EngineError> {
+        if record.run_id != self.run_id {
+            return Err(EngineError::WrongRun {
+                expected: self.run_id,
+                found: record.run_id,
+                seq: record.seq,
+            });
+        }
+        if record.seq != self.last_seq + 1 {
+            return Err(EngineError::OutOfSequence {
+                run_id: self.run_id,
+                last: self.last_seq,
+                found: record.seq,
+            });
+        }
+        let mut next = self.clone();
+        next.fold(record).map_err(|reason| EngineError::Invalid {
+            run_id: self.run_id,
+            seq: record.seq,
+            event: record.event.name(),
+            reason,
+        })?;
+        next.last_seq = record.seq;
+        *self = next;
+        Ok(())
+    }
+
+    fn step_mut(&mut self, step: u32) -> Result<&mut StepState, String> {
+        let count = self.steps.len();
+        self.steps
+            .get_mut(step as usize)
+            .ok_or_else(|| format!("step {step} does not exist (the plan has {count} steps)"))
+    }
+
+    fn require_active(&self) -> Result<(), String> {
+        if self.plan.is_none() {
+            return Err("the run has not been created yet".into());
+        }
+        if self.status.is_terminal() {
+            return Err(format!("the run is already {}", self.status));
+        }
+        Ok(())
+    }
+
+    fn fold(&mut self, record: &EventRecord) -> Result<(), String> {
+        let at = record.at;
+        match &record.event {
+            Event::PipelineCreated {
+                project_id,
+                request,
+                plan,
+            } => {
+                if self.plan.is_some() || record.seq != 1 {
+                    return Err("a run is created once, by its first event".into());
+                }
+                for (i, step) in plan.steps.iter().enumerate() {
+                    if let Some(dep) = step.depends_on.iter().find(|d| **d as usize >= i) {
+                        return Err(format!(
+                            "step {i} (`{}`) depends on step {dep}, which does not come before it",
+                            step.key
+                        ));
+                    }
+                }
+                self.project_id = Some(*project_id);
+                self.request = Some(request.clone());
+                self.steps = plan.steps.iter().map(|_| StepState::new()).collect();
+                self.plan = Some(plan.clone());
+                self.created_at = Some(at);
+            }
+            Event::PipelineStarted { .. } => {
+                self.require_active()?;
+                if self.status != RunStatus::Pending {
+                    return Err(format!("the run is {}, not pending", self.status));
+                }
+                self.status = RunStatus::Running;
+                self.started_at = Some(at);
+            }
+            Event::StepStarted { step, attempt, .. } => {
+                self.require_active()?;
+                if self.status != RunStatus::Running {
+                    return Err(format!(
+                        "steps start only while the run is running, it is {}",
+                        self.status
+                    ));
+                }
+                let s = self.step_mut(*step)?;
+                match s.status {
+                    StepStatus::Pending if *attempt == s.attempt + 1 => s.calls.clear(),
+                    StepStatus::Interrupted if *attempt == s.attempt => {}
+                    other => {
+                        return Err(format!(
+                            "step {step} is {other} at attempt {}; attempt {attempt} cannot start",
+                            s.attempt
+                        ));
+                    }
+                }
+                s.status = StepStatus::Running;
+                s.attempt = *attempt;
+                s.started_at = Some(at);
+                s.error = None;
+            }
+            Event::LlmCallCompleted {
+                step,
+                attempt,
+                call,
+                provider,
+                model,
+                request_hash,
+                response,
+                usage,
+                ..
+            } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running || s.attempt != *attempt {
+                    return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+                if *call as usize != s.calls.len() {
+                    return Err(format!(
+                        "call {call} recorded but {} calls were completed before it",
+                        s.calls.len()
+                    ));
+                }
+                s.calls.push(RecordedCall {
+                    call: *call,
+                    request_hash: request_hash.clone(),
+                    response: response.clone(),
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    usage: *usage,
+                });
+                let mut counted = *usage;
+                counted.calls = 1;
+                s.usage += counted;
+                self.usage += counted;
+            }
+            Event::LlmCallFailed { step, attempt, .. } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running || s.attempt != *attempt {
+                    return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+            }
+            Event::ArtifactCreated { step, artifact } => {
+                self.require_active()?;
+                let latest = self.artifacts.get(&artifact.name).map_or(0, |a| a.version);
+                if artifact.version != latest + 1 {
+                    return Err(format!(
+                        "artifact `{}` version {} follows version {latest}",
+                        artifact.name, artifact.version
+                    ));
+                }
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running {
+                    return Err(format!("step {step} is {}, not running", s.status));
+                }
+                s.artifacts.push(artifact.clone());
+                self.artifacts
+                    .insert(artifact.name.clone(), artifact.clone());
+            }
+            Event::StepCompleted { step, attempt, .. } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running || s.attempt != *attempt {
+                    return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+                s.status = StepStatus::Succeeded;
+            }
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+            } => {
+                self.require_active()?;
+                let max_attempts = self.max_attempts();
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running || s.attempt != *attempt {
+                    return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+                s.error = Some(error.clone());
+                s.status = if error.retryable() && *attempt < max_attempts {
+                    StepStatus::Pending
+                } else {
+                    StepStatus::Failed
+                };
+            }
+            Event::StepSkipped { step, reason } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if !matches!(s.status, StepStatus::Pending | StepStatus::Running) {
+                    return Err(format!("step {step} is {} and cannot be skipped", s.status));
+                }
+                s.status = StepStatus::Skipped;
+                s.skip_reason = Some(reason.clone());
+            }
+            Event::StepInterrupted { step, attempt } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running || s.attempt != *attempt {
+                    return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+                s.status = StepStatus::Interrupted;
+            }
+            Event::StepRestarted { step, .. } => {
+                self.require_active()?;
+                let index = *step as usize;
+                if index >= self.steps.len() {
+                    return Err(format!("step {step} does not exist"));
+                }
+                if self.steps[index].status == StepStatus::Running {
+                    return Err(format!(
+                        "step {step} is running; interrupt it before restarting"
+                    ));
+                }
+                for i in self.dependants_of(index) {
+                    let s = &mut self.steps[i];
+                    if s.status == StepStatus::Running {
+                        return Err(format!("dependent step {i} is running"));
+                    }
+                    s.status = StepStatus::Pending;
+                    s.skip_reason = None;
+                }
+                if self.status == RunStatus::Failed {
+                    self.status = RunStatus::Running;
+                }
+            }
+            Event::PipelinePaused { reason } => {
+                self.require_active()?;
+                self.status = RunStatus::Paused;
+                self.reason = Some(reason.clone());
+            }
+            Event::PipelineWaiting { reason } => {
+                self.require_active()?;
+                self.status = RunStatus::Waiting;
+                self.reason = Some(reason.clone());
+            }
+            Event::PipelineResumed {} => {
+                self.require_active()?;
+                if self.status == RunStatus::Pending {
+                    return Err("a run that never started is started, not resumed".into());
+                }
+                self.status = RunStatus::Running;
+                self.reason = None;
+            }
+            Event::PipelineCompleted { .. } => {
+                self.require_active()?;
+                if let Some(i) = self
+                    .steps
+                    .iter()
+                    .position(|s| !s.status.satisfies_dependants())
+                {
+                    return Err(format!(
+                        "step {i} is {}, not finished",
+                        self.steps[i].status
+                    ));
+                }
+                self.status = RunStatus::Succeeded;
+                self.finished_at = Some(at);
+            }
+            Event::PipelineFailed { error, .. } => {
+                self.require_active()?;
+                self.status = RunStatus::Failed;
+                self.error = Some(error.clone());
+                self.finished_at = Some(at);
+            }
+            Event::PipelineCancelled { reason } => {
+                self.require_active()?;
+                self.status = RunStatus::Cancelled;
+                self.reason = Some(reason.clone());
+                self.error = Some(ErrorInfo::new(ErrorKind::Cancelled, reason.clone()));
+                self.finished_at = Some(at);
+                for s in &mut self.steps {
+                    if s.status == StepStatus::Running {
+                        s.status = StepStatus::Interrupted;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The step itself and every step that depends on it, directly or not.
+    pub fn dependants_of(&self, step: usize) -> Vec<usize> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let mut hit = vec![false; plan.steps.len()];
+        if step < hit.len() {
+            hit[step] = true;
+        }
+        // depends_on always points backwards (checked on creation), so one forward pass
+        // reaches every transitive dependant.
+        for (i, s) in plan.steps.iter().enumerate().skip(step + 1) {
+            if s.depends_on
+                .iter()
+                .any(|d| hit.get(*d as usize).copied().unwrap_or(false))
+            {
+                hit[i] = true;
+            }
+        }
+        hit.iter()
+            .enumerate()
+            .filter(|(_, h)| **h)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// What should happen next, in plan order. Empty when the run is paused, waiting,
+    /// finished, or has everything it can do under way.
+    pub fn next_actions(&self) -> Vec<Action> {
+        let (Some(plan), Some(request)) = (&self.plan, &self.request) else {
+            return Vec::new();
+        };
+        match self.status {
+            RunStatus::Pending => return vec![Action::StartRun],
+            RunStatus::Running => {}
+            _ => return Vec::new(),
+        }
+        let running = self.running_steps().count();
+        if let Some((i, s)) = self
+            .steps
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.status == StepStatus::Failed)
+        {
+            if running > 0 {
+                return Vec::new();
+            }
+            let message = s
+                .error
+                .as_ref()
+                .map_or_else(|| "the step failed".to_string(), |e| e.message.clone());
+            let key = &plan.steps[i].key;
+            return vec![Action::FailRun {
+                error: ErrorInfo::new(
+                    s.error.as_ref().map_or(ErrorKind::Fatal, |e| e.kind),
+                    format!(
+                        "step `{key}` failed after {} attempt(s): {message}",
+                        s.attempt
+                    ),
+                ),
+                step: Some(i as u32),
+            }];
+        }
+        if self.steps.iter().all(|s| s.status.satisfies_dependants()) {
+            return vec![Action::CompleteRun { usage: self.usage }];
+        }
+        let mut actions = Vec::new();
+        let mut slots = (request.options.max_parallel.max(1) as usize).saturating_sub(running);
+        for (i, (s, p)) in self.steps.iter().zip(&plan.steps).enumerate() {
+            let deps_met = p.depends_on.iter().all(|d| {
+                self.steps
+                    .get(*d as usize)
+                    .is_some_and(|d| d.status.satisfies_dependants())
+            });
+            match s.status {
+                StepStatus::Interrupted if slots > 0 => {
+                    slots -= 1;
+                    actions.push(Action::StartStep {
+                        step: i as u32,
+                        attempt: s.attempt,
+                        resume: true,
+                    });
+                }
+                StepStatus::Pending if deps_met && p.optional && !request.options.run_optional => {
+                    actions.push(Action::SkipStep {
+                        step: i as u32,
+                        reason: "optional step; pass --run-optional to execute optional steps"
+                            .into(),
+                    });
+                }
+                StepStatus::Pending if deps_met && slots > 0 => {
+                    slots -= 1;
+                    actions.push(Action::StartStep {
+                        step: i as u32,
+                        attempt: s.attempt + 1,
+                        resume: false,
+                    });
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+}

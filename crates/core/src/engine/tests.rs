@@ -1,0 +1,730 @@
+//! Table tests and property tests of the engine: a simulated runtime performs the engine's
+//! actions with random outcomes (success, retryable and fatal failures, crashes, pauses) and
+//! the properties are checked on every prefix of the resulting log.
+
+use botarmy_protocol::{
+    ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan,
+    PlanStep, ProjectId, RunId, RunOptions, RunRequest, RunStatus, StepStatus, Usage,
+};
+use proptest::prelude::*;
+
+use super::{Action, RunState};
+
+fn plan(deps: &[&[u32]], optional: &[bool]) -> Plan {
+    Plan {
+        workflow_id: "test".into(),
+        workflow_name: "Test".into(),
+        cycle_type: "sdlc".into(),
+        method_digest: "0".into(),
+        steps: deps
+            .iter()
+            .enumerate()
+            .map(|(i, d)| PlanStep {
+                key: format!("step-{i}"),
+                title: format!("Step {i}"),
+                phase: None,
+                agent: "analyst".into(),
+                creates: Some(format!("doc-{i}.md")),
+                template: None,
+                requires: Vec::new(),
+                depends_on: d.to_vec(),
+                optional: optional.get(i).copied().unwrap_or(false),
+                condition: None,
+                instruction: None,
+                notes: None,
+            })
+            .collect(),
+    }
+}
+
+struct Log {
+    run_id: RunId,
+    records: Vec<EventRecord>,
+    state: RunState,
+}
+
+impl Log {
+    fn new(plan: Plan, options: RunOptions) -> Self {
+        let run_id = RunId::new();
+        let mut log = Self {
+            run_id,
+            records: Vec::new(),
+            state: RunState::new(run_id),
+        };
+        log.push(Event::PipelineCreated {
+            project_id: ProjectId::new(),
+            request: RunRequest {
+                idea: "an idea".into(),
+                workflow: "test".into(),
+                method: "builtin".into(),
+                options,
+            },
+            plan,
+        })
+        .unwrap();
+        log
+    }
+
+    fn push(&mut self, event: Event) -> Result<(), super::EngineError> {
+        let record = EventRecord {
+            run_id: self.run_id,
+            seq: self.state.last_seq + 1,
+            at: 1_000 + self.state.last_seq as i64,
+            event,
+        };
+        self.state.apply(&record)?;
+        self.records.push(record);
+        Ok(())
+    }
+
+    /// Performs an action the way the runtime does (append its opening event).
+    fn perform(&mut self, action: &Action) {
+        let event = match action {
+            Action::StartRun => Event::PipelineStarted {
+                cycle_type: "sdlc".into(),
+                workflow: "test".into(),
+            },
+            Action::StartStep { step, attempt, .. } => Event::StepStarted {
+                step: *step,
+                attempt: *attempt,
+                agent: "analyst".into(),
+            },
+            Action::SkipStep { step, reason } => Event::StepSkipped {
+                step: *step,
+                reason: reason.clone(),
+            },
+            Action::CompleteRun { usage } => Event::PipelineCompleted {
+                usage: *usage,
+                duration_ms: 1,
+            },
+            Action::FailRun { error, step } => Event::PipelineFailed {
+                error: error.clone(),
+                step: *step,
+            },
+        };
+        self.push(event).unwrap();
+    }
+
+    fn complete_step(&mut self, step: u32, calls: u32) {
+        let attempt = self.state.steps[step as usize].attempt;
+        let done = self.state.steps[step as usize].calls.len() as u32;
+        for call in done..calls {
+            self.push(Event::LlmCallCompleted {
+                step,
+                attempt,
+                call,
+                provider: "local".into(),
+                model: "m".into(),
+                request_hash: format!("h{step}-{call}"),
+                response: "text".into(),
+                usage: Usage {
+                    input_tokens: 10,
+                    output_tokens: 5,
+                    ..Usage::default()
+                },
+                latency_ms: 1,
+            })
+            .unwrap();
+        }
+        let name = format!("doc-{step}.md");
+        let version = self.state.artifacts.get(&name).map_or(1, |a| a.version + 1);
+        self.push(Event::ArtifactCreated {
+            step,
+            artifact: ArtifactRef {
+                id: ArtifactId::new(),
+                name,
+                kind: ArtifactKind::Document,
+                version,
+                sha256: "00".into(),
+                bytes: 4,
+            },
+        })
+        .unwrap();
+        self.push(Event::StepCompleted {
+            step,
+            attempt,
+            usage: Usage::default(),
+            duration_ms: 1,
+        })
+        .unwrap();
+    }
+
+    /// Drives the run like a runtime whose steps all succeed, until nothing is left to do.
+    fn drive_to_end(&mut self) {
+        for _ in 0..1_000 {
+            let actions = self.state.next_actions();
+            if actions.is_empty() {
+                let running: Vec<u32> = self.state.running_steps().collect();
+                if running.is_empty() {
+                    return;
+                }
+                for step in running {
+                    self.complete_step(step, 1);
+                }
+                continue;
+            }
+            for action in &actions {
+                self.perform(action);
+            }
+        }
+        panic!("the run did not finish");
+    }
+}
+
+#[test]
+fn a_linear_run_starts_steps_in_order_and_completes() {
+    let mut log = Log::new(plan(&[&[], &[0], &[1]], &[]), RunOptions::default());
+    assert_eq!(log.state.next_actions(), vec![Action::StartRun]);
+    log.perform(&Action::StartRun);
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 0,
+            attempt: 1,
+            resume: false
+        }]
+    );
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: false,
+    });
+    assert!(
+        log.state.next_actions().is_empty(),
+        "step 1 waits for step 0"
+    );
+    log.complete_step(0, 2);
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 1,
+            attempt: 1,
+            resume: false
+        }]
+    );
+    log.drive_to_end();
+    assert_eq!(log.state.status, RunStatus::Succeeded);
+    assert_eq!(log.state.usage.calls, 4);
+    assert_eq!(log.state.usage.input_tokens, 40);
+    assert_eq!(log.state.artifacts.len(), 3);
+}
+
+#[test]
+fn independent_steps_run_in_parallel_up_to_the_limit() {
+    let options = RunOptions {
+        max_parallel: 2,
+        ..RunOptions::default()
+    };
+    let mut log = Log::new(plan(&[&[], &[0], &[0], &[0], &[1, 2, 3]], &[]), options);
+    log.perform(&Action::StartRun);
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: false,
+    });
+    log.complete_step(0, 1);
+    let actions = log.state.next_actions();
+    assert_eq!(
+        actions,
+        vec![
+            Action::StartStep {
+                step: 1,
+                attempt: 1,
+                resume: false
+            },
+            Action::StartStep {
+                step: 2,
+                attempt: 1,
+                resume: false
+            },
+        ]
+    );
+    for a in &actions {
+        log.perform(a);
+    }
+    assert!(log.state.next_actions().is_empty(), "both slots are taken");
+    log.complete_step(2, 1);
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 3,
+            attempt: 1,
+            resume: false
+        }]
+    );
+}
+
+#[test]
+fn a_retryable_failure_is_retried_then_fails_the_run() {
+    let options = RunOptions {
+        max_attempts: 2,
+        ..RunOptions::default()
+    };
+    let mut log = Log::new(plan(&[&[]], &[]), options);
+    log.perform(&Action::StartRun);
+    let transient = ErrorInfo::new(ErrorKind::Transient, "timeout");
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: false,
+    });
+    log.push(Event::StepFailed {
+        step: 0,
+        attempt: 1,
+        error: transient.clone(),
+    })
+    .unwrap();
+    assert_eq!(log.state.steps[0].status, StepStatus::Pending);
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 0,
+            attempt: 2,
+            resume: false
+        }]
+    );
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 2,
+        resume: false,
+    });
+    log.push(Event::StepFailed {
+        step: 0,
+        attempt: 2,
+        error: transient,
+    })
+    .unwrap();
+    let actions = log.state.next_actions();
+    let [
+        Action::FailRun {
+            error,
+            step: Some(0),
+        },
+    ] = actions.as_slice()
+    else {
+        panic!("expected the run to fail, got {actions:?}");
+    };
+    assert!(error.message.contains("step-0"), "{}", error.message);
+    assert!(error.message.contains("2 attempt"), "{}", error.message);
+}
+
+#[test]
+fn a_fatal_failure_waits_for_running_steps_before_failing_the_run() {
+    let mut log = Log::new(plan(&[&[], &[]], &[]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    for a in log.state.next_actions() {
+        log.perform(&a);
+    }
+    let fatal = ErrorInfo::new(ErrorKind::Fatal, "missing variable");
+    log.push(Event::StepFailed {
+        step: 0,
+        attempt: 1,
+        error: fatal,
+    })
+    .unwrap();
+    assert_eq!(
+        log.state.steps[0].status,
+        StepStatus::Failed,
+        "fatal errors are not retried"
+    );
+    assert!(
+        log.state.next_actions().is_empty(),
+        "step 1 is still running"
+    );
+    log.complete_step(1, 1);
+    assert!(matches!(
+        log.state.next_actions().as_slice(),
+        [Action::FailRun { step: Some(0), .. }]
+    ));
+}
+
+#[test]
+fn an_interrupted_step_resumes_with_its_recorded_calls() {
+    let mut log = Log::new(plan(&[&[]], &[]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: false,
+    });
+    log.push(Event::LlmCallCompleted {
+        step: 0,
+        attempt: 1,
+        call: 0,
+        provider: "local".into(),
+        model: "m".into(),
+        request_hash: "h".into(),
+        response: "first".into(),
+        usage: Usage::default(),
+        latency_ms: 1,
+    })
+    .unwrap();
+    log.push(Event::StepInterrupted {
+        step: 0,
+        attempt: 1,
+    })
+    .unwrap();
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 0,
+            attempt: 1,
+            resume: true
+        }]
+    );
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: true,
+    });
+    assert_eq!(
+        log.state.steps[0].calls.len(),
+        1,
+        "the completed call is kept for reuse"
+    );
+    assert_eq!(log.state.steps[0].calls[0].response, "first");
+    log.complete_step(0, 2);
+    assert_eq!(log.state.usage.calls, 2);
+}
+
+#[test]
+fn optional_steps_are_skipped_unless_asked_for() {
+    let mut log = Log::new(plan(&[&[], &[0]], &[false, true]), RunOptions::default());
+    log.drive_to_end();
+    assert_eq!(log.state.status, RunStatus::Succeeded);
+    assert_eq!(log.state.steps[1].status, StepStatus::Skipped);
+
+    let options = RunOptions {
+        run_optional: true,
+        ..RunOptions::default()
+    };
+    let mut log = Log::new(plan(&[&[], &[0]], &[false, true]), options);
+    log.drive_to_end();
+    assert_eq!(log.state.steps[1].status, StepStatus::Succeeded);
+}
+
+#[test]
+fn paused_and_waiting_runs_ask_for_nothing_until_resumed() {
+    let mut log = Log::new(plan(&[&[]], &[]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.push(Event::PipelinePaused {
+        reason: "user".into(),
+    })
+    .unwrap();
+    assert!(log.state.next_actions().is_empty());
+    log.push(Event::PipelineResumed {}).unwrap();
+    log.push(Event::PipelineWaiting {
+        reason: "budget".into(),
+    })
+    .unwrap();
+    assert!(log.state.next_actions().is_empty());
+    assert_eq!(log.state.reason.as_deref(), Some("budget"));
+    log.push(Event::PipelineResumed {}).unwrap();
+    assert_eq!(log.state.next_actions().len(), 1);
+}
+
+#[test]
+fn restarting_a_step_resets_it_and_its_dependants_only() {
+    let mut log = Log::new(plan(&[&[], &[0], &[], &[1]], &[]), RunOptions::default());
+    log.drive_to_end();
+    assert_eq!(log.state.status, RunStatus::Succeeded);
+    // A finished run is closed; restart happens on a run still open, so rebuild one.
+    let mut log = Log::new(plan(&[&[], &[0], &[], &[1]], &[]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    for step in [0, 1, 2] {
+        if log.state.steps[step as usize].status == StepStatus::Pending {
+            log.perform(&Action::StartStep {
+                step,
+                attempt: 1,
+                resume: false,
+            });
+        }
+        log.complete_step(step, 1);
+    }
+    log.push(Event::StepRestarted {
+        step: 1,
+        reason: "feedback".into(),
+    })
+    .unwrap();
+    let statuses: Vec<StepStatus> = log.state.steps.iter().map(|s| s.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            StepStatus::Succeeded,
+            StepStatus::Pending,
+            StepStatus::Succeeded,
+            StepStatus::Pending
+        ]
+    );
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 1,
+            attempt: 2,
+            resume: false
+        }]
+    );
+    log.drive_to_end();
+    assert_eq!(log.state.artifacts["doc-1.md"].version, 2);
+}
+
+#[test]
+fn invalid_events_are_rejected_and_leave_the_state_unchanged() {
+    let mut log = Log::new(plan(&[&[], &[0]], &[]), RunOptions::default());
+    let before = log.state.clone();
+    let bad = [
+        Event::StepStarted {
+            step: 0,
+            attempt: 1,
+            agent: "a".into(),
+        }, // run not started
+        Event::PipelineResumed {}, // never started
+        Event::PipelineCompleted {
+            usage: Usage::default(),
+            duration_ms: 0,
+        },
+    ];
+    for event in bad {
+        let name = event.name();
+        assert!(log.push(event).is_err(), "{name} must be rejected");
+        assert_eq!(log.state, before);
+    }
+    log.perform(&Action::StartRun);
+    for event in [
+        Event::StepStarted {
+            step: 7,
+            attempt: 1,
+            agent: "a".into(),
+        },
+        Event::StepStarted {
+            step: 0,
+            attempt: 2,
+            agent: "a".into(),
+        },
+        Event::StepCompleted {
+            step: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            duration_ms: 0,
+        },
+        Event::StepInterrupted {
+            step: 0,
+            attempt: 1,
+        },
+    ] {
+        let before = log.state.clone();
+        assert!(log.push(event).is_err());
+        assert_eq!(log.state, before);
+    }
+    let record = EventRecord {
+        run_id: log.run_id,
+        seq: log.state.last_seq + 2,
+        at: 0,
+        event: Event::PipelineResumed {},
+    };
+    assert!(matches!(
+        log.state.apply(&record),
+        Err(super::EngineError::OutOfSequence { .. })
+    ));
+}
+
+#[test]
+fn a_plan_whose_dependencies_point_forward_is_rejected() {
+    let run_id = RunId::new();
+    let mut state = RunState::new(run_id);
+    let record = EventRecord {
+        run_id,
+        seq: 1,
+        at: 0,
+        event: Event::PipelineCreated {
+            project_id: ProjectId::new(),
+            request: RunRequest {
+                idea: "x".into(),
+                workflow: "t".into(),
+                method: "builtin".into(),
+                options: RunOptions::default(),
+            },
+            plan: plan(&[&[1], &[]], &[]),
+        },
+    };
+    let err = state.apply(&record).unwrap_err().to_string();
+    assert!(err.contains("depends on step 1"), "{err}");
+}
+
+/// A random outcome the simulated runtime picks for a running step.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Complete { calls: u32 },
+    Fail { retryable: bool },
+    Crash,
+    PauseResume,
+}
+
+fn outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        6 => (0u32..3).prop_map(|calls| Outcome::Complete { calls }),
+        2 => any::<bool>().prop_map(|retryable| Outcome::Fail { retryable }),
+        1 => Just(Outcome::Crash),
+        1 => Just(Outcome::PauseResume),
+    ]
+}
+
+fn random_plan() -> impl Strategy<Value = (Vec<Vec<u32>>, Vec<bool>)> {
+    (1usize..8)
+        .prop_flat_map(|n| {
+            let deps = (0..n)
+                .map(|i| proptest::collection::vec(0..(i.max(1) as u32), 0..=i.min(3)))
+                .collect::<Vec<_>>();
+            (
+                deps,
+                proptest::collection::vec(proptest::bool::weighted(0.2), n),
+            )
+        })
+        .prop_map(|(mut deps, optional)| {
+            for (i, d) in deps.iter_mut().enumerate() {
+                d.retain(|x| (*x as usize) < i);
+                d.sort_unstable();
+                d.dedup();
+            }
+            (deps, optional)
+        })
+}
+
+/// Simulates a runtime with random outcomes; returns the log and, for every prefix length,
+/// the actions the live state asked for.
+fn simulate(
+    deps: &[Vec<u32>],
+    optional: &[bool],
+    options: RunOptions,
+    outcomes: &[Outcome],
+) -> (Log, Vec<(u64, Vec<Action>)>) {
+    let deps: Vec<&[u32]> = deps.iter().map(Vec::as_slice).collect();
+    let max_parallel = options.max_parallel as usize;
+    let mut log = Log::new(plan(&deps, optional), options);
+    let mut asked = Vec::new();
+    // After the random outcomes, every step succeeds, so every run must end.
+    let settle = Outcome::Complete { calls: 1 };
+    let mut outcomes = outcomes.iter().chain(std::iter::repeat(&settle));
+    for _ in 0..500 {
+        let actions = log.state.next_actions();
+        asked.push((log.state.last_seq, actions.clone()));
+        if !actions.is_empty() {
+            for action in &actions {
+                if let Action::StartStep { step, .. } = action {
+                    let p = &log.state.plan.as_ref().unwrap().steps[*step as usize];
+                    for d in &p.depends_on {
+                        assert!(log.state.steps[*d as usize].status.satisfies_dependants());
+                    }
+                }
+                log.perform(action);
+            }
+            assert!(log.state.running_steps().count() <= max_parallel);
+            continue;
+        }
+        let Some(step) = log.state.running_steps().next() else {
+            break;
+        };
+        let attempt = log.state.steps[step as usize].attempt;
+        match outcomes.next().unwrap() {
+            Outcome::Complete { calls } => log.complete_step(step, *calls),
+            Outcome::Fail { retryable } => {
+                let kind = if *retryable {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Fatal
+                };
+                log.push(Event::StepFailed {
+                    step,
+                    attempt,
+                    error: ErrorInfo::new(kind, "boom"),
+                })
+                .unwrap();
+            }
+            Outcome::Crash => {
+                let running: Vec<u32> = log.state.running_steps().collect();
+                for s in running {
+                    let attempt = log.state.steps[s as usize].attempt;
+                    log.push(Event::StepInterrupted { step: s, attempt })
+                        .unwrap();
+                }
+                log.push(Event::PipelineResumed {}).unwrap();
+            }
+            Outcome::PauseResume => {
+                log.push(Event::PipelinePaused {
+                    reason: "user".into(),
+                })
+                .unwrap();
+                assert!(log.state.next_actions().is_empty());
+                log.push(Event::PipelineResumed {}).unwrap();
+            }
+        }
+    }
+    (log, asked)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn folding_a_log_gives_the_same_state_and_the_same_next_actions(
+        (deps, optional) in random_plan(),
+        max_parallel in 1u32..4,
+        max_attempts in 1u32..4,
+        run_optional in any::<bool>(),
+        outcomes in proptest::collection::vec(outcome(), 1..20),
+    ) {
+        let options = RunOptions { max_parallel, max_attempts, run_optional, ..RunOptions::default() };
+        let (log, asked) = simulate(&deps, &optional, options, &outcomes);
+
+        // The run always ends, and ends consistently.
+        prop_assert!(log.state.status.is_terminal(), "run ended {:?}", log.state.status);
+        if log.state.status == RunStatus::Succeeded {
+            prop_assert!(log.state.steps.iter().all(|s| s.status.satisfies_dependants()));
+        }
+        for (s, opt) in log.state.steps.iter().zip(&optional) {
+            prop_assert!(s.attempt <= max_attempts);
+            if *opt && !run_optional {
+                prop_assert_ne!(s.status, StepStatus::Succeeded);
+            }
+        }
+
+        // Folding the log (also after a JSON round trip) gives the same state.
+        let json: Vec<String> = log.records.iter().map(|r| serde_json::to_string(r).unwrap()).collect();
+        let decoded: Vec<EventRecord> = json.iter().map(|j| serde_json::from_str(j).unwrap()).collect();
+        prop_assert_eq!(&decoded, &log.records);
+        let rebuilt = RunState::from_events(log.run_id, &decoded).unwrap();
+        prop_assert_eq!(&rebuilt, &log.state);
+
+        // Rebuilding from any prefix of the log gives the actions the live run asked for.
+        for (seq, actions) in &asked {
+            let prefix = RunState::from_events(log.run_id, &log.records[..*seq as usize]).unwrap();
+            prop_assert_eq!(&prefix.next_actions(), actions);
+        }
+    }
+
+    #[test]
+    fn a_rejected_event_never_changes_the_state(
+        (deps, optional) in random_plan(),
+        outcomes in proptest::collection::vec(outcome(), 1..10),
+        cut in 0usize..1000,
+        step in 0u32..10,
+        attempt in 0u32..4,
+        kind in 0u8..5,
+    ) {
+        let (log, _) = simulate(&deps, &optional, RunOptions::default(), &outcomes);
+        let cut = 1 + cut % log.records.len();
+        let mut state = RunState::from_events(log.run_id, &log.records[..cut]).unwrap();
+        let event = match kind {
+            0 => Event::StepStarted { step, attempt, agent: "a".into() },
+            1 => Event::StepCompleted { step, attempt, usage: Usage::default(), duration_ms: 0 },
+            2 => Event::StepInterrupted { step, attempt },
+            3 => Event::StepSkipped { step, reason: "r".into() },
+            _ => Event::PipelineStarted { cycle_type: "x".into(), workflow: "y".into() },
+        };
+        let before = state.clone();
+        let record = EventRecord { run_id: log.run_id, seq: state.last_seq + 1, at: 0, event };
+        if state.apply(&record).is_err() {
+            prop_assert_eq!(state, before);
+        }
+    }
+}
