@@ -36,6 +36,15 @@ pub enum StoreError {
         /// The actual last sequence number.
         actual: u64,
     },
+    /// The request itself is malformed: a batch whose `ArtifactCreated` event has no body,
+    /// an event about a step that is not in the run's plan, a `PipelineCreated` event
+    /// appended to an existing run, a run id prefix that is not hex. A bug of the caller;
+    /// nothing was written.
+    #[error("invalid request: {detail}")]
+    InvalidInput {
+        /// What is wrong, naming the event or field.
+        detail: String,
+    },
     /// The database is locked by another process for longer than the busy timeout.
     #[error("the database {location} is locked by another process; try again when it is done")]
     Locked {
@@ -59,7 +68,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The database schema is newer than this binary.
-    #[error("the database {location} has schema version {found}, newer than this botarmy ({supported}); upgrade botarmy")]
+    #[error(
+        "the database {location} has schema version {found}, newer than this botarmy ({supported}); upgrade botarmy"
+    )]
     SchemaTooNew {
         /// Path or URL (without credentials).
         location: String,
@@ -145,7 +156,7 @@ pub struct RunSummary {
     pub project_id: ProjectId,
     /// Workflow id.
     pub workflow: String,
-    /// The idea (first line, as given).
+    /// The idea, as given.
     pub idea: String,
     /// Current state.
     pub status: RunStatus,

@@ -6,7 +6,44 @@
 //! events to a run's log with gap-free sequence numbers *and* updates the read tables
 //! (projections) derived from those events in the same transaction, so a state change and its
 //! event can never disagree, whatever process dies when.
+//!
+//! Open a store with [`open`] and a `DATABASE_URL`:
+//!
+//! | URL | store |
+//! |---|---|
+//! | `sqlite://PATH` (`sqlite:///abs/path.db`, `sqlite://rel.db`) | a SQLite file in WAL mode; parent folders are created |
+//! | `sqlite://PATH?busy_timeout_ms=N` | the same, waiting at most N ms for another process's lock (default 5000) |
+//! | `sqlite::memory:` | a private in-memory database (tests) |
+//! | `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?options]` (`postgresql://` too) | PostgreSQL |
 
 mod api;
+mod postgres;
+mod projection;
+mod sqlite;
+mod target;
+mod watch;
+
+use std::sync::Arc;
 
 pub use api::*;
+pub use target::redact as redact_url;
+
+/// Opens the store at `url` (see the table above), applying migrations.
+///
+/// Fails with [`StoreError::BadUrl`] for a URL it does not understand, [`StoreError::Open`] if
+/// the database cannot be reached, [`StoreError::Locked`] / [`StoreError::Corrupt`] for a
+/// SQLite file held by another process or damaged, and [`StoreError::SchemaTooNew`] for a
+/// database written by a newer botarmy. Messages never contain a password.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match target::parse(url)? {
+        target::Target::Sqlite(t) => {
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(t))
+                .await
+                .map_err(|e| StoreError::Backend(Box::new(e)))??;
+            Ok(Arc::new(store))
+        }
+        target::Target::Postgres { config, location } => {
+            Ok(Arc::new(postgres::PgStore::open(config, location).await?))
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The scale-out store: PostgreSQL through a small pool of `tokio-postgres` connections.
+//!
+//! An append locks the run's row (`SELECT … FOR NO KEY UPDATE`), checks the expected last
+//! sequence number, then sends every insert and update of the batch as one pipeline and
+//! commits; the commit also delivers a `NOTIFY botarmy_events, 'RUN:SEQ'` that wakes waiters
+//! in every process ([`listen`]).
+
+mod listen;
+mod read;
+mod schema;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, UnixMillis};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::projection::{self, PreparedEvent};
+use crate::watch::{self, Watchers};
+use crate::{
+    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ProjectRecord, RunFilter,
+    RunSummary, StepRecord, Store, StoreError,
+};
+
+/// Connections in the pool.
+const POOL_SIZE: usize = 16;
+/// How often a waiter asks the database itself, should a notification ever be missed
+/// (while the listening connection reconnects).
+const RECHECK: Duration = Duration::from_secs(2);
+/// The notification channel.
+pub(crate) const CHANNEL: &str = "botarmy_events";
+
+/// An error inside the PostgreSQL code.
+pub(crate) enum Fail {
+    Pg(tokio_postgres::Error),
+    Pool(PoolError),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Pg(e)
+    }
+}
+
+impl From<PoolError> for Fail {
+    fn from(e: PoolError) -> Self {
+        Self::Pool(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl Fail {
+    /// The error a caller sees, naming the database (without password).
+    pub(crate) fn into_store(self, location: &str) -> StoreError {
+        match self {
+            Self::Store(e) => e,
+            Self::Pg(e) => pg_error(e, location),
+            Self::Pool(PoolError::Backend(e)) => {
+                if e.as_db_error().is_some() {
+                    pg_error(e, location)
+                } else {
+                    StoreError::Open {
+                        location: location.to_string(),
+                        source: Box::new(e),
+                    }
+                }
+            }
+            Self::Pool(e @ PoolError::Timeout(_)) => StoreError::Open {
+                location: location.to_string(),
+                source: Box::new(e),
+            },
+            Self::Pool(e) => StoreError::Backend(Box::new(e)),
+        }
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error, location: &str) -> StoreError {
+    let location = location.to_string();
+    let Some(db) = e.as_db_error() else {
+        return if e.is_closed() {
+            StoreError::Open {
+                location,
+                source: Box::new(e),
+            }
+        } else {
+            StoreError::Backend(Box::new(e))
+        };
+    };
+    let code = db.code();
+    if *code == SqlState::LOCK_NOT_AVAILABLE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+        StoreError::Locked { location }
+    } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+        StoreError::Corrupt {
+            location,
+            detail: db.message().to_string(),
+        }
+    } else if code.code().starts_with("23") {
+        // Integrity constraint violations: the request broke a rule of the schema.
+        let detail = match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_string(),
+        };
+        StoreError::InvalidInput { detail }
+    } else if code.code().starts_with("08")
+        || code.code().starts_with("57P")
+        || code.code().starts_with("28")
+        || *code == SqlState::INVALID_CATALOG_NAME
+    {
+        StoreError::Open {
+            location,
+            source: Box::new(e),
+        }
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+/// The PostgreSQL [`Store`].
+pub(crate) struct PgStore {
+    location: String,
+    config: tokio_postgres::Config,
+    pool: Pool,
+    watchers: Arc<Watchers>,
+    listener: tokio::sync::OnceCell<listen::Listener>,
+}
+
+impl PgStore {
+    /// Connects and migrates.
+    pub(crate) async fn open(
+        config: tokio_postgres::Config,
+        location: String,
+    ) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(15)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Open {
+                location: location.clone(),
+                source: Box::new(e),
+            })?;
+        let store = Self {
+            location,
+            config,
+            pool,
+            watchers: Arc::new(Watchers::default()),
+            listener: tokio::sync::OnceCell::new(),
+        };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client, &store.location, botarmy_protocol::now_millis())
+            .await
+            .map_err(|e| e.into_store(&store.location))?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Fail::Pool(e).into_store(&self.location))
+    }
+
+    /// Runs `f` with a pooled connection, mapping its errors.
+    async fn with<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        f(&mut client)
+            .await
+            .map_err(|e| e.into_store(&self.location))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        let id = ProjectId::new();
+        let at = botarmy_protocol::now_millis();
+        self.with(async |c| write::ensure_project(c, name, id, at).await)
+            .await
+    }
+
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
+        self.with(async |c| read::list_projects(c).await).await
+    }
+
+    async fn create_run(
+        &self,
+        run_id: RunId,
+        event: Event,
+        at: UnixMillis,
+    ) -> Result<EventRecord, StoreError> {
+        if !matches!(event, Event::PipelineCreated { .. }) {
+            return Err(projection::invalid(format!(
+                "run {run_id}: a run starts with pipeline_created, not {}",
+                event.name()
+            )));
+        }
+        let prepared = PreparedEvent {
+            payload: projection::encode(&event)?,
+            event,
+            body: None,
+        };
+        self.with(async |c| write::create_run(c, run_id, at, &prepared).await)
+            .await?;
+        Ok(EventRecord {
+            run_id,
+            seq: 1,
+            at,
+            event: prepared.event,
+        })
+    }
+
+    async fn append(
+        &self,
+        run_id: RunId,
+        expected_last: u64,
+        at: UnixMillis,
+        batch: AppendBatch,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let events = projection::prepare_batch(run_id, batch)?;
+        let first = self
+            .with(async |c| write::append(c, run_id, expected_last, at, &events).await)
+            .await?;
+        let records = projection::records(run_id, first, at, events);
+        if let Some(last) = records.last() {
+            self.watchers.publish(run_id, last.seq);
+        }
+        Ok(records)
+    }
+
+    async fn read_events(
+        &self,
+        run_id: RunId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.with(async |c| read::read_events(c, run_id, since, limit).await)
+            .await
+    }
+
+    async fn wait_for_events(
+        &self,
+        run_id: RunId,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        self.listener
+            .get_or_try_init(|| {
+                listen::Listener::start(
+                    self.config.clone(),
+                    Arc::clone(&self.watchers),
+                    self.location.clone(),
+                )
+            })
+            .await?;
+        watch::wait_for(
+            &self.watchers,
+            run_id,
+            after,
+            timeout,
+            RECHECK,
+            || async move {
+                self.with(async |c| read::last_seq(c, run_id).await)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "run",
+                        id: run_id.to_string(),
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<RunSummary, StoreError> {
+        self.with(async |c| read::get_run(c, run_id).await).await
+    }
+
+    async fn resolve_run(&self, id_or_prefix: &str) -> Result<RunId, StoreError> {
+        self.with(async |c| read::resolve_run(c, id_or_prefix).await)
+            .await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        self.with(async |c| read::list_runs(c, filter).await).await
+    }
+
+    async fn steps(&self, run_id: RunId) -> Result<Vec<StepRecord>, StoreError> {
+        self.with(async |c| read::steps(c, run_id).await).await
+    }
+
+    async fn attempts(&self, run_id: RunId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.with(async |c| read::attempts(c, run_id).await).await
+    }
+
+    async fn artifacts(&self, run_id: RunId) -> Result<Vec<ArtifactRecord>, StoreError> {
+        self.with(async |c| read::artifacts(c, run_id).await).await
+    }
+
+    async fn artifact_content(&self, id: ArtifactId) -> Result<Vec<u8>, StoreError> {
+        self.with(async |c| read::artifact_content(c, id).await)
+            .await
+    }
+
+    async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError> {
+        self.with(async |c| read::llm_calls(c, run_id).await).await
+    }
+}

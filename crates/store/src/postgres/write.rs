@@ -1,0 +1,546 @@
+//! The write side on PostgreSQL: one transaction per request, the run's row locked for the
+//! conflict check, then every statement of the batch pipelined in one round trip.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use botarmy_protocol::{Event, ProjectId, RunId, UnixMillis};
+use deadpool_postgres::{Object, Transaction};
+use futures_util::future::join_all;
+use uuid::Uuid;
+
+use super::{CHANNEL, Fail};
+use crate::projection::{self, Change, PreparedEvent, RunChange, invalid, sql_int, unknown_step};
+use crate::{ProjectRecord, StoreError};
+
+/// A statement sent in a pipeline, answering its row count.
+type Pipelined<'a> = Pin<Box<dyn Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'a>>;
+
+/// A pipelined statement and what its row count must be.
+type Op<'a> = (Pipelined<'a>, Check<'a>);
+
+/// What a statement's row count tells.
+enum Check<'a> {
+    /// Nothing.
+    Any,
+    /// Zero rows means the event names a step the plan does not have.
+    Step {
+        seq: u64,
+        event: &'a Event,
+        step: u32,
+    },
+}
+
+pub(crate) async fn ensure_project(
+    client: &mut Object,
+    name: &str,
+    id: ProjectId,
+    at: UnixMillis,
+) -> Result<ProjectRecord, Fail> {
+    if let Some(found) = super::read::project_by_name(client, name).await? {
+        return Ok(found);
+    }
+    let insert = client
+        .prepare_cached(
+            "INSERT INTO projects (id, name, status, created_at) VALUES ($1, $2, 'active', $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .await?;
+    client.execute(&insert, &[&id.0, &name, &at]).await?;
+    super::read::project_by_name(client, name)
+        .await?
+        .ok_or_else(|| {
+            Fail::Store(StoreError::NotFound {
+                what: "project",
+                id: name.to_string(),
+            })
+        })
+}
+
+pub(crate) async fn create_run(
+    client: &mut Object,
+    run_id: RunId,
+    at: UnixMillis,
+    created: &PreparedEvent,
+) -> Result<(), Fail> {
+    let Event::PipelineCreated {
+        project_id,
+        request,
+        plan,
+    } = &created.event
+    else {
+        return Err(Fail::Store(invalid(format!(
+            "run {run_id}: a run starts with pipeline_created, not {}",
+            created.event.name()
+        ))));
+    };
+    let tx = client.transaction().await?;
+    let project = tx
+        .prepare_cached("SELECT 1 FROM projects WHERE id = $1")
+        .await?;
+    if tx.query_opt(&project, &[&project_id.0]).await?.is_none() {
+        return Err(Fail::Store(StoreError::NotFound {
+            what: "project",
+            id: project_id.to_string(),
+        }));
+    }
+    let insert_run = tx
+        .prepare_cached(
+            "INSERT INTO runs (id, project_id, workflow, idea, status, created_at, last_seq)
+             VALUES ($1, $2, $3, $4, 'pending', $5, 1) ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    let inserted = tx
+        .execute(
+            &insert_run,
+            &[
+                &run_id.0,
+                &project_id.0,
+                &plan.workflow_id,
+                &request.idea,
+                &at,
+            ],
+        )
+        .await?;
+    if inserted == 0 {
+        let last = tx
+            .prepare_cached("SELECT last_seq FROM runs WHERE id = $1")
+            .await?;
+        let actual: i64 = tx.query_one(&last, &[&run_id.0]).await?.get(0);
+        return Err(Fail::Store(StoreError::Conflict {
+            run_id,
+            expected: 0,
+            actual: projection::wire_int(actual),
+        }));
+    }
+    let insert_step = tx
+        .prepare_cached(
+            "INSERT INTO steps (run_id, step, project_id, key, title, phase, agent, status)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
+        )
+        .await?;
+    let insert_event = tx
+        .prepare_cached(
+            "INSERT INTO events (run_id, seq, at, type, payload)
+             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+        )
+        .await?;
+    let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    let payload = format!("{run_id}:1");
+    let txn = tx;
+    let tx = &txn;
+    let mut ops: Vec<Pipelined<'_>> = Vec::with_capacity(plan.steps.len() + 2);
+    for (i, step) in plan.steps.iter().enumerate() {
+        let insert_step = &insert_step;
+        ops.push(Box::pin(async move {
+            tx.execute(
+                insert_step,
+                &[
+                    &run_id.0,
+                    &(i as i64),
+                    &project_id.0,
+                    &step.key,
+                    &step.title,
+                    &step.phase,
+                    &step.agent,
+                ],
+            )
+            .await
+        }));
+    }
+    ops.push(Box::pin(async {
+        tx.execute(
+            &insert_event,
+            &[
+                &run_id.0,
+                &1_i64,
+                &at,
+                &"pipeline_created",
+                &created.payload,
+            ],
+        )
+        .await
+    }));
+    ops.push(Box::pin(async {
+        tx.execute(&notify, &[&CHANNEL, &payload]).await
+    }));
+    for result in join_all(ops).await {
+        result?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Appends after checking the log ends at `expected`; returns the first new sequence number.
+pub(crate) async fn append(
+    client: &mut Object,
+    run_id: RunId,
+    expected: u64,
+    at: UnixMillis,
+    events: &[PreparedEvent],
+) -> Result<u64, Fail> {
+    let tx = client.transaction().await?;
+    let lock = tx
+        .prepare_cached("SELECT last_seq, project_id FROM runs WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    let Some(row) = tx.query_opt(&lock, &[&run_id.0]).await? else {
+        return Err(Fail::Store(StoreError::NotFound {
+            what: "run",
+            id: run_id.to_string(),
+        }));
+    };
+    let last = projection::wire_int(row.get(0));
+    let project: Uuid = row.get(1);
+    if last != expected {
+        return Err(Fail::Store(StoreError::Conflict {
+            run_id,
+            expected,
+            actual: last,
+        }));
+    }
+    let first = last + 1;
+    if events.is_empty() {
+        return Ok(first);
+    }
+    let new_last = first + events.len() as u64 - 1;
+    let st = Statements::prepare(&tx, events).await?;
+    let payload = format!("{run_id}:{new_last}");
+    let cx = Ctx {
+        tx: &tx,
+        st: &st,
+        run: run_id.0,
+        project,
+        at,
+    };
+    let mut ops: Vec<Op<'_>> = Vec::with_capacity(events.len() * 3 + 2);
+    for (ev, seq) in events.iter().zip(first..) {
+        let insert = &st.insert_event;
+        let (tx, name) = (&tx, ev.event.name());
+        ops.push((
+            Box::pin(async move {
+                tx.execute(insert, &[&run_id.0, &sql_int(seq), &at, &name, &ev.payload])
+                    .await
+            }),
+            Check::Any,
+        ));
+        cx.project(ev, seq, &mut ops)?;
+    }
+    {
+        let tx = &tx;
+        let (set_last, notify) = (&st.set_last_seq, &st.notify);
+        ops.push((
+            Box::pin(async move { tx.execute(set_last, &[&run_id.0, &sql_int(new_last)]).await }),
+            Check::Any,
+        ));
+        let payload = &payload;
+        ops.push((
+            Box::pin(async move { tx.execute(notify, &[&CHANNEL, payload]).await }),
+            Check::Any,
+        ));
+    }
+    let (futures, checks): (Vec<_>, Vec<_>) = ops.into_iter().unzip();
+    let results = join_all(futures).await;
+    for (result, check) in results.into_iter().zip(checks) {
+        let rows = result?;
+        if let Check::Step { seq, event, step } = check
+            && rows == 0
+        {
+            return Err(Fail::Store(unknown_step(run_id, seq, event, step)));
+        }
+    }
+    tx.commit().await?;
+    Ok(first)
+}
+
+/// The statements an append may need, prepared (once per connection) before the pipeline.
+struct Statements {
+    insert_event: tokio_postgres::Statement,
+    set_last_seq: tokio_postgres::Statement,
+    notify: tokio_postgres::Statement,
+    run_start: tokio_postgres::Statement,
+    run_status: tokio_postgres::Statement,
+    run_finish: tokio_postgres::Statement,
+    step_started: tokio_postgres::Statement,
+    attempt_started: tokio_postgres::Statement,
+    step_end: tokio_postgres::Statement,
+    attempt_end: tokio_postgres::Statement,
+    llm_call: tokio_postgres::Statement,
+    usage_run: tokio_postgres::Statement,
+    usage_step: tokio_postgres::Statement,
+    usage_attempt: tokio_postgres::Statement,
+    artifact: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(tx: &Transaction<'_>, _events: &[PreparedEvent]) -> Result<Self, Fail> {
+        Ok(Self {
+            insert_event: tx
+                .prepare_cached(
+                    "INSERT INTO events (run_id, seq, at, type, payload)
+                     VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+                )
+                .await?,
+            set_last_seq: tx.prepare_cached("UPDATE runs SET last_seq = $2 WHERE id = $1").await?,
+            notify: tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
+            run_start: tx
+                .prepare_cached(
+                    "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
+                     finished_at = NULL, error = NULL WHERE id = $1",
+                )
+                .await?,
+            run_status: tx.prepare_cached("UPDATE runs SET status = $2 WHERE id = $1").await?,
+            run_finish: tx
+                .prepare_cached(
+                    "UPDATE runs SET status = $2, finished_at = $3, error = $4 WHERE id = $1",
+                )
+                .await?,
+            step_started: tx
+                .prepare_cached(
+                    "UPDATE steps SET status = 'running', attempt = $3, agent = $4, started_at = $5,
+                     finished_at = NULL, error = NULL WHERE run_id = $1 AND step = $2",
+                )
+                .await?,
+            attempt_started: tx
+                .prepare_cached(
+                    "INSERT INTO step_attempts (run_id, step, attempt, status, started_at)
+                     VALUES ($1, $2, $3, 'running', $4)
+                     ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = 'running',
+                     started_at = EXCLUDED.started_at, finished_at = NULL, error = NULL",
+                )
+                .await?,
+            step_end: tx
+                .prepare_cached(
+                    "UPDATE steps SET status = $3, finished_at = $4, error = $5
+                     WHERE run_id = $1 AND step = $2",
+                )
+                .await?,
+            attempt_end: tx
+                .prepare_cached(
+                    "UPDATE step_attempts SET status = $4, finished_at = $5, error = $6
+                     WHERE run_id = $1 AND step = $2 AND attempt = $3",
+                )
+                .await?,
+            llm_call: tx
+                .prepare_cached(
+                    "INSERT INTO llm_calls (run_id, step, attempt, call, agent, provider, model,
+                     status, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms,
+                     request_hash, error, created_at)
+                     SELECT $1, $2, $3::BIGINT, $4::BIGINT, agent, $5::TEXT, $6::TEXT, $7::TEXT,
+                     $8::BIGINT, $9::BIGINT, $10::BIGINT, $11::DOUBLE PRECISION, $12::BIGINT,
+                     $13::TEXT, $14::TEXT, $15::BIGINT
+                     FROM steps WHERE run_id = $1 AND step = $2",
+                )
+                .await?,
+            usage_run: tx
+                .prepare_cached(
+                    "UPDATE runs SET input_tokens = input_tokens + $2,
+                     output_tokens = output_tokens + $3, cached_tokens = cached_tokens + $4,
+                     cost_usd = cost_usd + $5, calls = calls + 1 WHERE id = $1",
+                )
+                .await?,
+            usage_step: tx
+                .prepare_cached(
+                    "UPDATE steps SET input_tokens = input_tokens + $3,
+                     output_tokens = output_tokens + $4, cached_tokens = cached_tokens + $5,
+                     cost_usd = cost_usd + $6, calls = calls + 1 WHERE run_id = $1 AND step = $2",
+                )
+                .await?,
+            usage_attempt: tx
+                .prepare_cached(
+                    "UPDATE step_attempts SET input_tokens = input_tokens + $4,
+                     output_tokens = output_tokens + $5, cached_tokens = cached_tokens + $6,
+                     cost_usd = cost_usd + $7, calls = calls + 1
+                     WHERE run_id = $1 AND step = $2 AND attempt = $3",
+                )
+                .await?,
+            artifact: tx
+                .prepare_cached(
+                    "INSERT INTO artifacts (id, run_id, project_id, step, seq, name, kind, version,
+                     sha256, bytes, created_at, content)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .await?,
+        })
+    }
+}
+
+/// Where events are being applied.
+struct Ctx<'a> {
+    tx: &'a Transaction<'a>,
+    st: &'a Statements,
+    run: Uuid,
+    project: Uuid,
+    at: UnixMillis,
+}
+
+impl<'a> Ctx<'a> {
+    /// Queues the projection of one event (see [`crate::projection`]).
+    fn project(&self, ev: &'a PreparedEvent, seq: u64, ops: &mut Vec<Op<'a>>) -> Result<(), Fail> {
+        let Ctx {
+            tx,
+            st,
+            run,
+            project,
+            at,
+        } = *self;
+        let step_check = |step: u32| Check::Step {
+            seq,
+            event: &ev.event,
+            step,
+        };
+        match projection::change(&ev.event) {
+            Change::None => {}
+            Change::Run(RunChange::Start) => ops.push((
+                Box::pin(async move { tx.execute(&st.run_start, &[&run, &at]).await }),
+                Check::Any,
+            )),
+            Change::Run(RunChange::Status(status)) => ops.push((
+                Box::pin(
+                    async move { tx.execute(&st.run_status, &[&run, &status.as_str()]).await },
+                ),
+                Check::Any,
+            )),
+            Change::Run(RunChange::Finish(status, error)) => ops.push((
+                Box::pin(async move {
+                    tx.execute(&st.run_finish, &[&run, &status.as_str(), &at, &error])
+                        .await
+                }),
+                Check::Any,
+            )),
+            Change::StepStarted {
+                step,
+                attempt,
+                agent,
+            } => {
+                let (s, a) = (i64::from(step), i64::from(attempt));
+                ops.push((
+                    Box::pin(async move {
+                        tx.execute(&st.step_started, &[&run, &s, &a, &agent, &at])
+                            .await
+                    }),
+                    step_check(step),
+                ));
+                ops.push((
+                    Box::pin(
+                        async move { tx.execute(&st.attempt_started, &[&run, &s, &a, &at]).await },
+                    ),
+                    Check::Any,
+                ));
+            }
+            Change::Step(end) => {
+                let s = i64::from(end.step);
+                let finished = end.finished.then_some(at);
+                let (status, error) = (end.status.as_str(), end.error);
+                ops.push((
+                    Box::pin(async move {
+                        tx.execute(&st.step_end, &[&run, &s, &status, &finished, &error])
+                            .await
+                    }),
+                    step_check(end.step),
+                ));
+                if let Some((attempt, status)) = end.attempt {
+                    let a = i64::from(attempt);
+                    ops.push((
+                        Box::pin(async move {
+                            tx.execute(&st.attempt_end, &[&run, &s, &a, &status, &finished, &error])
+                                .await
+                        }),
+                        Check::Any,
+                    ));
+                }
+            }
+            Change::LlmCall(c) => {
+                let (s, a) = (i64::from(c.step), i64::from(c.attempt));
+                let u = c.usage;
+                let (i, o, k) = (
+                    sql_int(u.input_tokens),
+                    sql_int(u.output_tokens),
+                    sql_int(u.cached_tokens),
+                );
+                let cost = u.cost_usd;
+                let ok = c.status == "ok";
+                ops.push((
+                    Box::pin(async move {
+                        tx.execute(
+                            &st.llm_call,
+                            &[
+                                &run,
+                                &s,
+                                &a,
+                                &i64::from(c.call),
+                                &c.provider,
+                                &c.model,
+                                &c.status,
+                                &i,
+                                &o,
+                                &k,
+                                &cost,
+                                &sql_int(c.latency_ms),
+                                &c.request_hash,
+                                &c.error,
+                                &at,
+                            ],
+                        )
+                        .await
+                    }),
+                    step_check(c.step),
+                ));
+                if ok {
+                    ops.push((
+                        Box::pin(async move {
+                            tx.execute(&st.usage_run, &[&run, &i, &o, &k, &cost]).await
+                        }),
+                        Check::Any,
+                    ));
+                    ops.push((
+                        Box::pin(async move {
+                            tx.execute(&st.usage_step, &[&run, &s, &i, &o, &k, &cost])
+                                .await
+                        }),
+                        Check::Any,
+                    ));
+                    ops.push((
+                        Box::pin(async move {
+                            tx.execute(&st.usage_attempt, &[&run, &s, &a, &i, &o, &k, &cost])
+                                .await
+                        }),
+                        Check::Any,
+                    ));
+                }
+            }
+            Change::Artifact { step, artifact } => {
+                let Some(content) = &ev.body else {
+                    return Err(Fail::Store(invalid(format!(
+                        "artifact `{}` v{} has no body",
+                        artifact.name, artifact.version
+                    ))));
+                };
+                let s = i64::from(step);
+                ops.push((
+                    Box::pin(async move {
+                        tx.execute(
+                            &st.artifact,
+                            &[
+                                &artifact.id.0,
+                                &run,
+                                &project,
+                                &s,
+                                &sql_int(seq),
+                                &artifact.name,
+                                &artifact.kind.as_str(),
+                                &i64::from(artifact.version),
+                                &artifact.sha256,
+                                &sql_int(artifact.bytes),
+                                &at,
+                                &content.as_slice(),
+                            ],
+                        )
+                        .await
+                    }),
+                    Check::Any,
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,428 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Writes go to one writer thread that group-commits them ([`writer`]); reads run on a small
+//! pool of reader connections on tokio's blocking threads, which WAL lets read while the
+//! writer writes. Waiters are woken by this process's commits at once and by other
+//! processes' commits through a poller of `PRAGMA data_version` ([`poll`]).
+//!
+//! Durability: `synchronous=NORMAL` in WAL mode. A commit is in the WAL (the operating
+//! system's page cache) before `append` returns, so killing the process at any moment loses
+//! nothing that was acknowledged. A power loss or kernel crash can lose the last commits
+//! before the next checkpoint (they are never half-applied: the database stays consistent).
+//! That is SQLite's recommended trade-off for WAL; `synchronous=FULL` would add an `fsync`
+//! per commit group.
+
+mod poll;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, UnixMillis};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::projection::{self, PreparedEvent};
+use crate::target::SqliteTarget;
+use crate::watch::{self, Watchers, lock};
+use crate::{
+    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ProjectRecord, RunFilter,
+    RunSummary, StepRecord, Store, StoreError,
+};
+use writer::{Job, Write};
+
+/// Reader connections kept open.
+const READERS: usize = 4;
+/// Requests that may queue for the writer before callers wait.
+const QUEUE: usize = 1024;
+/// How often the poller looks for other processes' commits while someone waits.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How often a waiter asks the database itself, should a wake-up ever be missed.
+const RECHECK: Duration = Duration::from_secs(2);
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 64;
+
+/// An error inside the SQLite code: from SQLite, or already a [`StoreError`].
+pub(crate) enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl Fail {
+    /// The error a caller sees, naming the database file.
+    pub(crate) fn into_store(self, location: &str) -> StoreError {
+        match self {
+            Self::Store(e) => e,
+            Self::Sql(e) => match classify(&e) {
+                Class::Other => StoreError::Backend(Box::new(e)),
+                _ => sql_error(&e, location),
+            },
+        }
+    }
+}
+
+enum Class {
+    Locked,
+    Corrupt,
+    CannotOpen,
+    Constraint,
+    Other,
+}
+
+fn classify(e: &rusqlite::Error) -> Class {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Class::Locked,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Class::Corrupt,
+        Some(ErrorCode::CannotOpen) => Class::CannotOpen,
+        Some(ErrorCode::ConstraintViolation) => Class::Constraint,
+        _ => Class::Other,
+    }
+}
+
+/// Maps a SQLite error to what the caller can do about it.
+pub(crate) fn sql_error(e: &rusqlite::Error, location: &str) -> StoreError {
+    let location = location.to_string();
+    match classify(e) {
+        Class::Locked => StoreError::Locked { location },
+        Class::Corrupt => StoreError::Corrupt {
+            location,
+            detail: e.to_string(),
+        },
+        Class::CannotOpen => StoreError::Open {
+            location,
+            source: e.to_string().into(),
+        },
+        Class::Constraint => StoreError::InvalidInput {
+            detail: e.to_string(),
+        },
+        Class::Other => StoreError::Backend(e.to_string().into()),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+}
+
+/// Opens and configures one connection.
+fn connect(target: &SqliteTarget, role: Role) -> Result<Connection, Fail> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match &target.path {
+        Some(path) => Connection::open_with_flags(path, flags)?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.busy_timeout(target.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    match role {
+        Role::Writer => {
+            // Also the first read of the file: a file that is not a database fails here.
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.pragma_update(None, "foreign_keys", true)?;
+        }
+        Role::Reader => conn.pragma_update(None, "query_only", true)?,
+    }
+    Ok(conn)
+}
+
+/// Idle reader connections, at most [`READERS`] in use at once.
+struct Readers {
+    target: SqliteTarget,
+    location: String,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+enum Reads {
+    /// A file database: reader connections.
+    Pool(Arc<Readers>),
+    /// An in-memory database: reads run on the writer thread.
+    Writer,
+}
+
+/// The SQLite [`Store`].
+pub(crate) struct SqliteStore {
+    location: String,
+    jobs: mpsc::Sender<Job>,
+    reads: Reads,
+    watchers: Arc<Watchers>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database. Blocking.
+    pub(crate) fn open(target: SqliteTarget) -> Result<Self, StoreError> {
+        let location = target.location();
+        if let Some(dir) = target.path.as_deref().and_then(Path::parent)
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                location: location.clone(),
+                source: format!("cannot create the folder {}: {e}", dir.display()).into(),
+            })?;
+        }
+        let mut conn = connect(&target, Role::Writer).map_err(|e| e.into_store(&location))?;
+        schema::migrate(&mut conn, &location, botarmy_protocol::now_millis())
+            .map_err(|e| e.into_store(&location))?;
+
+        let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
+        let watchers = Arc::new(Watchers::with_wake(wake_tx));
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        {
+            let watchers = Arc::clone(&watchers);
+            let loc = location.clone();
+            std::thread::Builder::new()
+                .name("botarmy-sqlite-writer".into())
+                .spawn(move || writer::run(conn, rx, watchers, loc))
+                .map_err(|e| StoreError::Open {
+                    location: location.clone(),
+                    source: Box::new(e),
+                })?;
+        }
+        let reads = match &target.path {
+            Some(_) => {
+                poll::spawn(
+                    target.clone(),
+                    Arc::downgrade(&watchers),
+                    wake_rx,
+                    POLL_INTERVAL,
+                )
+                .map_err(|e| StoreError::Open {
+                    location: location.clone(),
+                    source: Box::new(e),
+                })?;
+                Reads::Pool(Arc::new(Readers {
+                    target,
+                    location: location.clone(),
+                    idle: Mutex::new(Vec::with_capacity(READERS)),
+                    permits: Semaphore::new(READERS),
+                }))
+            }
+            None => Reads::Writer,
+        };
+        Ok(Self {
+            location,
+            jobs,
+            reads,
+            watchers,
+        })
+    }
+
+    /// Runs `f` on a reader connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        match &self.reads {
+            Reads::Pool(readers) => {
+                let _permit = readers
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|e| StoreError::Backend(Box::new(e)))?;
+                let readers = Arc::clone(readers);
+                tokio::task::spawn_blocking(move || {
+                    let popped = lock(&readers.idle).pop();
+                    let conn = match popped {
+                        Some(conn) => conn,
+                        None => connect(&readers.target, Role::Reader)
+                            .map_err(|e| e.into_store(&readers.location))?,
+                    };
+                    let result = f(&conn).map_err(|e| e.into_store(&readers.location));
+                    lock(&readers.idle).push(conn);
+                    result
+                })
+                .await
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+            }
+            Reads::Writer => {
+                let (tx, rx) = oneshot::channel();
+                let location = self.location.clone();
+                let job = Job::Read(Box::new(move |conn: &Connection| {
+                    let _ = tx.send(f(conn).map_err(|e| e.into_store(&location)));
+                }));
+                self.jobs.send(job).await.map_err(|_| self.writer_gone())?;
+                rx.await.map_err(|_| self.writer_gone())?
+            }
+        }
+    }
+
+    /// Sends a change to the writer and waits for its answer.
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Write(make(tx)))
+            .await
+            .map_err(|_| self.writer_gone())?;
+        rx.await.map_err(|_| self.writer_gone())?
+    }
+
+    fn writer_gone(&self) -> StoreError {
+        StoreError::Backend(format!("the writer of {} stopped", self.location).into())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        let owned = name.to_string();
+        if let Some(found) = self.read(move |c| read::project_by_name(c, &owned)).await? {
+            return Ok(found);
+        }
+        let (name, id, at) = (
+            name.to_string(),
+            ProjectId::new(),
+            botarmy_protocol::now_millis(),
+        );
+        self.write(|reply| Write::Project {
+            name,
+            id,
+            at,
+            reply,
+        })
+        .await
+    }
+
+    async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
+        self.read(read::list_projects).await
+    }
+
+    async fn create_run(
+        &self,
+        run_id: RunId,
+        event: Event,
+        at: UnixMillis,
+    ) -> Result<EventRecord, StoreError> {
+        if !matches!(event, Event::PipelineCreated { .. }) {
+            return Err(projection::invalid(format!(
+                "run {run_id}: a run starts with pipeline_created, not {}",
+                event.name()
+            )));
+        }
+        let event = PreparedEvent {
+            payload: projection::encode(&event)?,
+            event,
+            body: None,
+        };
+        self.write(|reply| Write::Create {
+            run_id,
+            at,
+            event,
+            reply,
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        run_id: RunId,
+        expected_last: u64,
+        at: UnixMillis,
+        batch: AppendBatch,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let events = projection::prepare_batch(run_id, batch)?;
+        self.write(|reply| Write::Append {
+            run_id,
+            expected: expected_last,
+            at,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    async fn read_events(
+        &self,
+        run_id: RunId,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(move |c| read::read_events(c, run_id, since, limit))
+            .await
+    }
+
+    async fn wait_for_events(
+        &self,
+        run_id: RunId,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        watch::wait_for(
+            &self.watchers,
+            run_id,
+            after,
+            timeout,
+            RECHECK,
+            || async move {
+                self.read(move |c| read::last_seq(c, run_id))
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "run",
+                        id: run_id.to_string(),
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn get_run(&self, run_id: RunId) -> Result<RunSummary, StoreError> {
+        self.read(move |c| read::get_run(c, run_id)).await
+    }
+
+    async fn resolve_run(&self, id_or_prefix: &str) -> Result<RunId, StoreError> {
+        let input = id_or_prefix.to_string();
+        self.read(move |c| read::resolve_run(c, &input)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| read::list_runs(c, &filter)).await
+    }
+
+    async fn steps(&self, run_id: RunId) -> Result<Vec<StepRecord>, StoreError> {
+        self.read(move |c| read::steps(c, run_id)).await
+    }
+
+    async fn attempts(&self, run_id: RunId) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(move |c| read::attempts(c, run_id)).await
+    }
+
+    async fn artifacts(&self, run_id: RunId) -> Result<Vec<ArtifactRecord>, StoreError> {
+        self.read(move |c| read::artifacts(c, run_id)).await
+    }
+
+    async fn artifact_content(&self, id: ArtifactId) -> Result<Vec<u8>, StoreError> {
+        self.read(move |c| read::artifact_content(c, id)).await
+    }
+
+    async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError> {
+        self.read(move |c| read::llm_calls(c, run_id)).await
+    }
+}

@@ -1,0 +1,549 @@
+//! The single writer: one thread owns the write connection and group-commits whatever
+//! requests are queued into one transaction, each request inside its own SAVEPOINT so a
+//! failing one (a conflict, a bad batch) is undone alone while the others commit.
+//!
+//! Group commit is what makes many concurrent runs cheap: the cost of a commit (WAL append,
+//! locking) is paid once per group instead of once per append.
+
+use std::sync::Arc;
+
+use botarmy_protocol::{Event, EventRecord, ProjectId, RunId, UnixMillis};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Fail, sql_error};
+use crate::projection::{self, Change, PreparedEvent, RunChange, invalid, sql_int, unknown_step};
+use crate::watch::Watchers;
+use crate::{ProjectRecord, StoreError};
+
+/// At most this many requests share one transaction.
+const MAX_GROUP: usize = 256;
+
+/// Where a request's answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A request to the writer thread.
+pub(crate) enum Job {
+    /// A change, done inside the group's transaction.
+    Write(Write),
+    /// A read on the write connection (in-memory databases, which have no other).
+    Read(Box<dyn FnOnce(&Connection) + Send>),
+}
+
+/// A change to make.
+pub(crate) enum Write {
+    /// Find or create a project.
+    Project {
+        name: String,
+        id: ProjectId,
+        at: UnixMillis,
+        reply: Reply<ProjectRecord>,
+    },
+    /// Create a run from its `PipelineCreated` event.
+    Create {
+        run_id: RunId,
+        at: UnixMillis,
+        event: PreparedEvent,
+        reply: Reply<EventRecord>,
+    },
+    /// Append a batch.
+    Append {
+        run_id: RunId,
+        expected: u64,
+        at: UnixMillis,
+        events: Vec<PreparedEvent>,
+        reply: Reply<Vec<EventRecord>>,
+    },
+}
+
+impl Write {
+    fn refuse(self, err: StoreError) {
+        // The caller may have given up waiting; then nobody listens.
+        match self {
+            Self::Project { reply, .. } => drop(reply.send(Err(err))),
+            Self::Create { reply, .. } => drop(reply.send(Err(err))),
+            Self::Append { reply, .. } => drop(reply.send(Err(err))),
+        }
+    }
+}
+
+/// A request done inside the transaction, its answer held until the commit.
+enum Outcome {
+    Project(Reply<ProjectRecord>, Result<ProjectRecord, StoreError>),
+    Create(Reply<EventRecord>, Result<EventRecord, StoreError>),
+    Append(
+        RunId,
+        Reply<Vec<EventRecord>>,
+        Result<Vec<EventRecord>, StoreError>,
+    ),
+}
+
+impl Outcome {
+    /// The commit failed: every request that had succeeded gets `err`.
+    fn fail(self, err: impl Fn() -> StoreError) -> Self {
+        match self {
+            Self::Project(r, Ok(_)) => Self::Project(r, Err(err())),
+            Self::Create(r, Ok(_)) => Self::Create(r, Err(err())),
+            Self::Append(id, r, Ok(_)) => Self::Append(id, r, Err(err())),
+            other => other,
+        }
+    }
+
+    /// Answers the caller (who may have given up waiting: then nobody listens) and wakes
+    /// the run's waiters.
+    fn deliver(self, watchers: &Watchers) {
+        match self {
+            Self::Project(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Self::Create(reply, result) => {
+                if let Ok(rec) = &result {
+                    watchers.publish(rec.run_id, rec.seq);
+                }
+                let _ = reply.send(result);
+            }
+            Self::Append(run_id, reply, result) => {
+                if let Ok(Some(last)) = result.as_ref().map(|r| r.last()) {
+                    watchers.publish(run_id, last.seq);
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// The writer thread's loop; returns when every sender is gone (the store was dropped).
+pub(crate) fn run(
+    mut conn: Connection,
+    mut jobs: mpsc::Receiver<Job>,
+    watchers: Arc<Watchers>,
+    location: String,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while let Some(job) = jobs.blocking_recv() {
+        group.push(job);
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, &mut group, &watchers, &location);
+    }
+}
+
+fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers, location: &str) {
+    let mut writes = Vec::with_capacity(group.len());
+    for job in group.drain(..) {
+        match job {
+            Job::Read(f) => f(conn),
+            Job::Write(write) => writes.push(write),
+        }
+    }
+    if writes.is_empty() {
+        return;
+    }
+    let single = writes.len() == 1;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let result = (|| -> rusqlite::Result<()> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for job in writes.drain(..) {
+            // A lone request needs no savepoint: on failure the whole transaction goes.
+            if !single {
+                conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+            }
+            let outcome = execute(conn, job, location);
+            let failed = matches!(
+                &outcome,
+                Outcome::Project(_, Err(_))
+                    | Outcome::Create(_, Err(_))
+                    | Outcome::Append(_, _, Err(_))
+            );
+            if failed && !single {
+                conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
+            }
+            if !single {
+                conn.prepare_cached("RELEASE request")?.execute([])?;
+            }
+            outcomes.push(outcome);
+            if failed && single {
+                conn.prepare_cached("ROLLBACK")?.execute([])?;
+                return Ok(());
+            }
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            for outcome in outcomes {
+                outcome.deliver(watchers);
+            }
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            let make = || sql_error(&e, location);
+            for outcome in outcomes {
+                outcome.fail(make).deliver(watchers);
+            }
+            // Requests not reached before the failure get the same answer.
+            for write in writes {
+                write.refuse(make());
+            }
+        }
+    }
+}
+
+fn execute(conn: &Connection, job: Write, location: &str) -> Outcome {
+    match job {
+        Write::Project {
+            name,
+            id,
+            at,
+            reply,
+        } => {
+            let r = ensure_project(conn, &name, id, at).map_err(|e| e.into_store(location));
+            Outcome::Project(reply, r)
+        }
+        Write::Create {
+            run_id,
+            at,
+            event,
+            reply,
+        } => {
+            let r = create_run(conn, run_id, at, &event)
+                .map(|()| EventRecord {
+                    run_id,
+                    seq: 1,
+                    at,
+                    event: event.event,
+                })
+                .map_err(|e| e.into_store(location));
+            Outcome::Create(reply, r)
+        }
+        Write::Append {
+            run_id,
+            expected,
+            at,
+            events,
+            reply,
+        } => {
+            let r = append(conn, run_id, expected, at, &events)
+                .map(|first| projection::records(run_id, first, at, events))
+                .map_err(|e| e.into_store(location));
+            Outcome::Append(run_id, reply, r)
+        }
+    }
+}
+
+fn ensure_project(
+    conn: &Connection,
+    name: &str,
+    id: ProjectId,
+    at: UnixMillis,
+) -> Result<ProjectRecord, Fail> {
+    conn.prepare_cached(
+        "INSERT INTO projects (id, name, status, created_at) VALUES (?1, ?2, 'active', ?3)
+         ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![id.0.to_string(), name, at])?;
+    super::read::project_by_name(conn, name)?.ok_or_else(|| {
+        Fail::Store(StoreError::NotFound {
+            what: "project",
+            id: name.to_string(),
+        })
+    })
+}
+
+fn create_run(
+    conn: &Connection,
+    run_id: RunId,
+    at: UnixMillis,
+    created: &PreparedEvent,
+) -> Result<(), Fail> {
+    let Event::PipelineCreated {
+        project_id,
+        request,
+        plan,
+    } = &created.event
+    else {
+        return Err(Fail::Store(invalid(format!(
+            "run {run_id}: a run starts with pipeline_created, not {}",
+            created.event.name()
+        ))));
+    };
+    let run = run_id.0.to_string();
+    let project = project_id.0.to_string();
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM projects WHERE id = ?1")?
+        .query_row([&project], |r| r.get(0))
+        .optional()?;
+    if known.is_none() {
+        return Err(Fail::Store(StoreError::NotFound {
+            what: "project",
+            id: project,
+        }));
+    }
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")?
+        .query_row([&run], |r| r.get(0))
+        .optional()?;
+    if let Some(actual) = existing {
+        return Err(Fail::Store(StoreError::Conflict {
+            run_id,
+            expected: 0,
+            actual: projection::wire_int(actual),
+        }));
+    }
+    conn.prepare_cached(
+        "INSERT INTO runs (id, project_id, workflow, idea, status, created_at, last_seq)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, 1)",
+    )?
+    .execute(params![run, project, plan.workflow_id, request.idea, at])?;
+    let mut insert_step = conn.prepare_cached(
+        "INSERT INTO steps (run_id, step, project_id, key, title, phase, agent, status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+    )?;
+    for (i, step) in plan.steps.iter().enumerate() {
+        insert_step.execute(params![
+            run, i as i64, project, step.key, step.title, step.phase, step.agent
+        ])?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO events (run_id, seq, at, type, payload) VALUES (?1, 1, ?2, ?3, ?4)",
+    )?
+    .execute(params![run, at, created.event.name(), created.payload])?;
+    Ok(())
+}
+
+/// Appends after checking the log ends at `expected`; returns the first new sequence number.
+fn append(
+    conn: &Connection,
+    run_id: RunId,
+    expected: u64,
+    at: UnixMillis,
+    events: &[PreparedEvent],
+) -> Result<u64, Fail> {
+    let run = run_id.0.to_string();
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT last_seq, project_id FROM runs WHERE id = ?1")?
+        .query_row([&run], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((last, project)) = row else {
+        return Err(Fail::Store(StoreError::NotFound {
+            what: "run",
+            id: run,
+        }));
+    };
+    let last = projection::wire_int(last);
+    if last != expected {
+        return Err(Fail::Store(StoreError::Conflict {
+            run_id,
+            expected,
+            actual: last,
+        }));
+    }
+    let first = last + 1;
+    if events.is_empty() {
+        return Ok(first);
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (run_id, seq, at, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (ev, seq) in events.iter().zip(first..) {
+        insert.execute(params![run, sql_int(seq), at, ev.event.name(), ev.payload])?;
+        let at_event = Ctx {
+            run_id,
+            run: &run,
+            project: &project,
+            at,
+            seq,
+            event: &ev.event,
+        };
+        apply(&at_event, conn, ev).map_err(|e| match e {
+            Fail::Sql(sql) if is_constraint(&sql) => Fail::Store(invalid(format!(
+                "run {run_id} event {seq} ({}): {sql}",
+                ev.event.name()
+            ))),
+            other => other,
+        })?;
+    }
+    conn.prepare_cached("UPDATE runs SET last_seq = ?2 WHERE id = ?1")?
+        .execute(params![run, sql_int(first + events.len() as u64 - 1)])?;
+    Ok(first)
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+}
+
+/// Where an event is being applied.
+struct Ctx<'a> {
+    run_id: RunId,
+    run: &'a str,
+    project: &'a str,
+    at: UnixMillis,
+    seq: u64,
+    event: &'a Event,
+}
+
+/// The projection of one event (see [`crate::projection`]).
+fn apply(cx: &Ctx<'_>, conn: &Connection, ev: &PreparedEvent) -> Result<(), Fail> {
+    let (run, project, at) = (cx.run, cx.project, cx.at);
+    let no_step = |step: u32| Fail::Store(unknown_step(cx.run_id, cx.seq, cx.event, step));
+    match projection::change(&ev.event) {
+        Change::None => {}
+        Change::Run(RunChange::Start) => {
+            conn.prepare_cached(
+                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?2),
+                 finished_at = NULL, error = NULL WHERE id = ?1",
+            )?
+            .execute(params![run, at])?;
+        }
+        Change::Run(RunChange::Status(status)) => {
+            conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
+                .execute(params![run, status.as_str()])?;
+        }
+        Change::Run(RunChange::Finish(status, error)) => {
+            conn.prepare_cached(
+                "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
+            )?
+            .execute(params![run, status.as_str(), at, error])?;
+        }
+        Change::StepStarted {
+            step,
+            attempt,
+            agent,
+        } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE steps SET status = 'running', attempt = ?3, agent = ?4, started_at = ?5,
+                     finished_at = NULL, error = NULL WHERE run_id = ?1 AND step = ?2",
+                )?
+                .execute(params![run, step, attempt, agent, at])?;
+            if n == 0 {
+                return Err(no_step(step));
+            }
+            conn.prepare_cached(
+                "INSERT INTO step_attempts (run_id, step, attempt, status, started_at)
+                 VALUES (?1, ?2, ?3, 'running', ?4)
+                 ON CONFLICT (run_id, step, attempt) DO UPDATE SET status = 'running',
+                 started_at = excluded.started_at, finished_at = NULL, error = NULL",
+            )?
+            .execute(params![run, step, attempt, at])?;
+        }
+        Change::Step(end) => {
+            let finished = end.finished.then_some(at);
+            let n = conn
+                .prepare_cached(
+                    "UPDATE steps SET status = ?3, finished_at = ?4, error = ?5
+                     WHERE run_id = ?1 AND step = ?2",
+                )?
+                .execute(params![
+                    run,
+                    end.step,
+                    end.status.as_str(),
+                    finished,
+                    end.error
+                ])?;
+            if n == 0 {
+                return Err(no_step(end.step));
+            }
+            if let Some((attempt, status)) = end.attempt {
+                conn.prepare_cached(
+                    "UPDATE step_attempts SET status = ?4, finished_at = ?5, error = ?6
+                     WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
+                )?
+                .execute(params![run, end.step, attempt, status, finished, end.error])?;
+            }
+        }
+        Change::LlmCall(c) => {
+            let u = &c.usage;
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO llm_calls (run_id, step, attempt, call, agent, provider, model,
+                     status, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms,
+                     request_hash, error, created_at)
+                     SELECT ?1, ?2, ?3, ?4, agent, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+                     FROM steps WHERE run_id = ?1 AND step = ?2",
+                )?
+                .execute(params![
+                    run,
+                    c.step,
+                    c.attempt,
+                    c.call,
+                    c.provider,
+                    c.model,
+                    c.status,
+                    sql_int(u.input_tokens),
+                    sql_int(u.output_tokens),
+                    sql_int(u.cached_tokens),
+                    u.cost_usd,
+                    sql_int(c.latency_ms),
+                    c.request_hash,
+                    c.error,
+                    at
+                ])?;
+            if n == 0 {
+                return Err(no_step(c.step));
+            }
+            if c.status == "ok" {
+                let (i, o, k, cost) = (
+                    sql_int(u.input_tokens),
+                    sql_int(u.output_tokens),
+                    sql_int(u.cached_tokens),
+                    u.cost_usd,
+                );
+                conn.prepare_cached(
+                    "UPDATE runs SET input_tokens = input_tokens + ?2,
+                     output_tokens = output_tokens + ?3, cached_tokens = cached_tokens + ?4,
+                     cost_usd = cost_usd + ?5, calls = calls + 1 WHERE id = ?1",
+                )?
+                .execute(params![run, i, o, k, cost])?;
+                conn.prepare_cached(
+                    "UPDATE steps SET input_tokens = input_tokens + ?3,
+                     output_tokens = output_tokens + ?4, cached_tokens = cached_tokens + ?5,
+                     cost_usd = cost_usd + ?6, calls = calls + 1 WHERE run_id = ?1 AND step = ?2",
+                )?
+                .execute(params![run, c.step, i, o, k, cost])?;
+                conn.prepare_cached(
+                    "UPDATE step_attempts SET input_tokens = input_tokens + ?4,
+                     output_tokens = output_tokens + ?5, cached_tokens = cached_tokens + ?6,
+                     cost_usd = cost_usd + ?7, calls = calls + 1
+                     WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
+                )?
+                .execute(params![run, c.step, c.attempt, i, o, k, cost])?;
+            }
+        }
+        Change::Artifact { step, artifact } => {
+            let Some(content) = &ev.body else {
+                return Err(Fail::Store(invalid(format!(
+                    "artifact `{}` v{} has no body",
+                    artifact.name, artifact.version
+                ))));
+            };
+            conn.prepare_cached(
+                "INSERT INTO artifacts (id, run_id, project_id, step, seq, name, kind, version,
+                 sha256, bytes, created_at, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                artifact.id.0.to_string(),
+                run,
+                project,
+                step,
+                sql_int(cx.seq),
+                artifact.name,
+                artifact.kind.as_str(),
+                artifact.version,
+                artifact.sha256,
+                sql_int(artifact.bytes),
+                at,
+                content
+            ])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The store's tests: one suite ([`suite`]) run against SQLite and against the PostgreSQL on
+//! this machine, plus what only one backend has ([`sqlite_only`], [`postgres_only`]).
+
+mod postgres_only;
+mod sqlite_only;
+mod suite;
+mod support;
+
+/// Instantiates every case of the suite for both backends.
+macro_rules! for_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let ctx = crate::support::sqlite().await;
+                    crate::suite::$case(&ctx).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let ctx = crate::support::postgres().await;
+                    crate::suite::$case(&ctx).await;
+                }
+            )*
+        }
+    };
+}
+
+for_both_backends!(
+    create_append_read,
+    create_run_checks_its_input,
+    concurrent_appenders_get_a_gap_free_log,
+    conflict_writes_nothing,
+    failures_in_a_group_are_isolated,
+    projections_follow_a_realistic_run,
+    artifact_without_body_writes_nothing,
+    event_for_unknown_step_writes_nothing,
+    resolve_run_by_prefix,
+    list_runs_filters_and_pages,
+    projects_are_created_once,
+    wait_for_events_is_woken_by_another_task,
+    wait_for_events_is_woken_by_another_store,
+    reopen_finds_everything,
+    schema_too_new_is_refused,
+);

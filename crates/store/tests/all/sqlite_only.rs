@@ -1,0 +1,190 @@
+//! What only the SQLite store has: files, file locks, damaged files, in-memory databases.
+
+use std::time::Duration;
+
+use botarmy_protocol::RunStatus;
+use botarmy_store::StoreError;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_corrupt_file_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
+    let err = botarmy_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .unwrap();
+    match &err {
+        StoreError::Corrupt { location, .. } => assert_eq!(location, &path.display().to_string()),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5a_u8; 8192],
+        "the file is left alone"
+    );
+}
+
+#[tokio::test]
+async fn another_programs_database_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('keep me');")
+        .unwrap();
+    drop(conn);
+    let err = botarmy_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .unwrap();
+    match &err {
+        StoreError::Corrupt { detail, .. } => {
+            assert!(detail.contains("not a BotArmy database"), "{detail}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let body: String = conn
+        .query_row("SELECT body FROM notes", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(body, "keep me");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_reported_and_left_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("botarmy.db");
+    let url = format!("sqlite://{}?busy_timeout_ms=100", path.display());
+    let store = botarmy_store::open(&url).await.unwrap();
+    let run = new_run(&store, "demo", 1).await;
+
+    // Another process takes the write lock and keeps it.
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let err = store
+        .append(run, 1, 2, batch(vec![started()]))
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Locked { location } => assert_eq!(location, &path.display().to_string()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(err.to_string().contains("locked"), "{err}");
+    match botarmy_store::open(&url).await {
+        Err(StoreError::Locked { .. }) => {}
+        Err(other) => panic!("expected Locked, got {other:?}"),
+        Ok(_) => panic!("opened a locked database"),
+    }
+    // Readers still read (WAL), and nothing was damaged.
+    assert_eq!(store.get_run(run).await.unwrap().last_seq, 1);
+
+    holder.execute_batch("COMMIT").unwrap();
+    store
+        .append(run, 1, 3, batch(vec![started()]))
+        .await
+        .unwrap();
+    let summary = store.get_run(run).await.unwrap();
+    assert_eq!((summary.last_seq, summary.status), (2, RunStatus::Running));
+}
+
+#[tokio::test]
+async fn an_in_memory_store_works() {
+    let store = botarmy_store::open("sqlite::memory:").await.unwrap();
+    let run = new_run(&store, "demo", 2).await;
+    store
+        .append(
+            run,
+            1,
+            2,
+            batch(vec![started(), step_started(0, 1, "analyst")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.read_events(run, 0, 0).await.unwrap().len(), 3);
+    assert_eq!(store.steps(run).await.unwrap()[0].attempt, 1);
+    assert!(
+        store
+            .wait_for_events(run, 2, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.location(), ":memory:");
+    // Each in-memory store is its own database.
+    let other = botarmy_store::open("sqlite::memory:").await.unwrap();
+    assert!(matches!(
+        other.get_run(run).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn bad_urls_are_explained_without_secrets() {
+    for url in [
+        "mysql://bob:hunter2@db/x",
+        "sqlite://",
+        "sqlite://a.db?cache=shared",
+        "hunter2",
+    ] {
+        let err = botarmy_store::open(url).await.err().unwrap();
+        assert!(matches!(err, StoreError::BadUrl { .. }), "{url}: {err:?}");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2") || url == "hunter2", "{text}");
+    }
+    let err = botarmy_store::open("postgres://bob:hunter2@127.0.0.1:1/x")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("postgres://bob@127.0.0.1:1/x"), "{text}");
+}
+
+#[tokio::test]
+async fn an_unusable_folder_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let path = file.join("sub").join("botarmy.db");
+    let err = botarmy_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_the_same_new_file_at_once_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("botarmy.db");
+    let url = format!("sqlite://{}", path.display());
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { botarmy_store::open(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
