@@ -129,7 +129,16 @@ impl Prompts {
             .collect()
     }
 
-    fn map_error(&self, e: &minijinja::Error, asked: &str) -> RenderError {
+    fn map_error(&self, outer: &minijinja::Error, asked: &str) -> RenderError {
+        // An error inside an included template is wrapped; the innermost one says where.
+        let mut e = outer;
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(outer);
+        while let Some(c) = cur {
+            if let Some(inner) = c.downcast_ref::<minijinja::Error>() {
+                e = inner;
+            }
+            cur = c.source();
+        }
         let file = e.name().unwrap_or(asked).to_owned();
         let line = e.line().unwrap_or(0);
         match e.kind() {
@@ -150,7 +159,7 @@ impl Prompts {
             ErrorKind::TemplateNotFound => {
                 let missing = e
                     .detail()
-                    .and_then(|d| d.split('"').nth(1))
+                    .and_then(|d| d.split(['"', '\'']).nth(1))
                     .unwrap_or(asked)
                     .to_owned();
                 let at = if missing == asked || line == 0 {

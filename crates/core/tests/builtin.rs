@@ -1,1 +1,102 @@
-//! builtin
+//! The default method: it loads, checks clean, plans, and the embedded files are exactly the
+//! files of `crates/core/method/`.
+
+use botarmy_core::method::{Method, MethodSource};
+
+use crate::support::{builtin, builtin_dir};
+
+#[test]
+fn loads_and_checks_clean() {
+    let m = builtin();
+    assert_eq!(m.source(), &MethodSource::Builtin);
+    assert_eq!(m.source().to_string(), "builtin");
+    let ids: Vec<&str> = m.agents().iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "analyst",
+            "architect",
+            "coder",
+            "deployer",
+            "reviewer",
+            "risk",
+            "tester"
+        ]
+    );
+    assert_eq!(m.templates().len(), 17);
+    assert_eq!(m.workflow_ids(), ["sdlc"]);
+    assert_eq!(m.default_workflow().map(|w| w.id.as_str()), Some("sdlc"));
+    assert_eq!(m.check(), []);
+    let coder = m.agent("coder").unwrap();
+    assert_eq!(coder.max_turns, Some(12));
+    assert!(
+        coder
+            .persona
+            .core_principles
+            .iter()
+            .any(|p| p.contains("fenced block"))
+    );
+}
+
+#[test]
+fn folder_and_embedded_files_are_the_same() {
+    let from_dir = Method::load(&builtin_dir()).unwrap();
+    let embedded = builtin();
+    assert_eq!(
+        from_dir.digest(),
+        embedded.digest(),
+        "a file of crates/core/method is missing from builtin.rs"
+    );
+    assert_eq!(from_dir.digest().len(), 64);
+    assert_eq!(from_dir.source(), &MethodSource::Dir(builtin_dir()));
+    assert_eq!(from_dir.check(), []);
+}
+
+#[test]
+fn digest_is_stable_and_content_sensitive() {
+    let files = |extra: &str| {
+        vec![
+            ("b.md".to_owned(), b"b".to_vec()),
+            ("a.md".to_owned(), format!("a{extra}").into_bytes()),
+        ]
+    };
+    let one = Method::from_files(MethodSource::Builtin, files("")).unwrap();
+    let mut reversed = files("");
+    reversed.reverse();
+    let two = Method::from_files(MethodSource::Builtin, reversed).unwrap();
+    let three = Method::from_files(MethodSource::Builtin, files("!")).unwrap();
+    assert_eq!(one.digest(), two.digest());
+    assert_ne!(one.digest(), three.digest());
+    assert_eq!(builtin().digest(), builtin().digest());
+}
+
+#[test]
+fn every_template_and_agent_makes_a_prompt() {
+    let m = builtin();
+    let plan = m.plan("sdlc").unwrap();
+    let used: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| s.template.as_deref())
+        .collect();
+    for t in m.templates() {
+        assert!(
+            used.contains(&t.key.as_str()),
+            "template {} is used by no step",
+            t.key
+        );
+        assert!(t.title.starts_with("{{project_name}}"), "{}", t.key);
+    }
+    for s in &plan.steps {
+        let p = m
+            .prompt(s, "a command-line todo app in Rust", &[], 4_000)
+            .unwrap();
+        assert!(p.system.contains(&m.agent(&s.agent).unwrap().name));
+        assert!(
+            p.user.contains("Command-line todo app in Rust"),
+            "{}",
+            s.key
+        );
+        assert!(!p.sections.is_empty(), "{}", s.key);
+    }
+}

@@ -11,7 +11,8 @@ fn agent_md(yaml: &str) -> String {
 
 #[test]
 fn commands_in_every_shape() {
-    let cases: &[(&str, &[(&str, Option<&str>, &str)])] = &[
+    type Cmd<'a> = (&'a str, Option<&'a str>, &'a str);
+    let cases: &[(&str, &[Cmd<'_>])] = &[
         (
             "commands:\n  - help: Show help\n  - research {topic}: run task x.md\n",
             &[

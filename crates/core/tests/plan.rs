@@ -1,1 +1,273 @@
-//! plan
+//! Planning: the builtin SDLC and real BMAD workflows resolve into sensible plans.
+
+use botarmy_core::method::PlanError;
+
+use crate::support::{builtin, fixtures, method_of};
+
+#[test]
+fn sdlc_plans_17_steps_in_6_phases() {
+    let m = builtin();
+    let plan = m.plan("sdlc").unwrap();
+    assert_eq!(plan.workflow_id, "sdlc");
+    assert_eq!(plan.cycle_type, "sdlc");
+    assert_eq!(plan.method_digest, m.digest());
+    assert_eq!(plan.steps.len(), 17);
+    let phases = ["Discovery", "Plan", "Design", "Build", "Validate", "Launch"];
+    let outputs: [&[&str]; 6] = [
+        &[
+            "project-plan.md",
+            "user-requirements.md",
+            "success-criteria.md",
+        ],
+        &["feature-breakdown.md", "acceptance-criteria.md"],
+        &[
+            "technical-architecture.md",
+            "api-specification.md",
+            "data-models.md",
+        ],
+        &["source-code.md", "unit-tests.md", "documentation.md"],
+        &[
+            "test-results.md",
+            "quality-report.md",
+            "performance-metrics.md",
+        ],
+        &[
+            "deployment-plan.md",
+            "environment-config.md",
+            "monitoring-setup.md",
+        ],
+    ];
+    let agents = [
+        "analyst",
+        "analyst",
+        "architect",
+        "coder",
+        "tester",
+        "deployer",
+    ];
+    let mut i = 0usize;
+    let mut previous: Vec<u32> = Vec::new();
+    for ((phase, outs), agent) in phases.iter().zip(outputs).zip(agents) {
+        let mut this = Vec::new();
+        for out in outs {
+            let s = &plan.steps[i];
+            assert_eq!(s.phase.as_deref(), Some(*phase), "{}", s.key);
+            assert_eq!(s.agent, agent, "{}", s.key);
+            assert_eq!(s.creates.as_deref(), Some(*out));
+            let stem = out.trim_end_matches(".md");
+            assert_eq!(s.key, format!("{}/{stem}", phase.to_lowercase()));
+            assert_eq!(s.template.as_deref(), Some(format!("{stem}-tmpl").as_str()));
+            // a phase waits for all of the previous phase, and nothing else
+            assert_eq!(s.depends_on, previous, "{}", s.key);
+            for r in &s.requires {
+                let creator = plan
+                    .steps
+                    .iter()
+                    .position(|o| o.creates.as_deref() == Some(r))
+                    .unwrap();
+                assert!(creator < i, "{} reads {r} made later", s.key);
+            }
+            assert!(!s.optional);
+            this.push(u32::try_from(i).unwrap());
+            i += 1;
+        }
+        previous = this;
+    }
+    assert!(
+        plan.steps[5]
+            .requires
+            .contains(&"feature-breakdown.md".to_owned())
+    );
+}
+
+#[test]
+fn greenfield_service_plans_sensibly() {
+    let m = fixtures();
+    let wf = m.workflow("greenfield-service").unwrap();
+    assert_eq!(
+        wf.sequence.len(),
+        15,
+        "items, including the two `step:` items"
+    );
+    let plan = m.plan("greenfield-service").unwrap();
+    assert_eq!(plan.cycle_type, "greenfield");
+    assert_eq!(plan.workflow_name, "Greenfield Service/API Development");
+    let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "project-brief",
+            "prd",
+            "architecture",
+            "update-prd",
+            "validate-all-artifacts",
+            "update-any-flagged-documents",
+            "shard-documents",
+            "create-story",
+            "review-draft-story",
+            "implement-story",
+            "review-implementation",
+            "address-qa-feedback",
+            "epic-retrospective",
+        ]
+    );
+    let s = &plan.steps;
+    // documents come from the templates their agents own
+    assert_eq!(s[0].template.as_deref(), Some("project-brief-tmpl"));
+    assert_eq!(s[1].template.as_deref(), Some("prd-tmpl"));
+    assert_eq!(s[2].template.as_deref(), Some("architecture-tmpl"));
+    assert_eq!(s[7].template.as_deref(), Some("story-tmpl"));
+    assert_eq!(s[1].requires, ["project-brief.md"]);
+    assert_eq!(s[1].depends_on, [0]);
+    // an update makes a new version of prd.md, read by later steps
+    assert_eq!(s[3].creates.as_deref(), Some("prd.md"));
+    assert_eq!(s[3].requires, ["architecture.md", "prd.md"]);
+    assert_eq!(
+        s[3].condition.as_deref(),
+        Some("architecture_suggests_prd_changes")
+    );
+    assert_eq!(s[3].depends_on, [1, 2]);
+    // validation reads everything made so far, with the checklist it uses
+    assert_eq!(s[4].agent, "po");
+    assert_eq!(
+        s[4].requires,
+        ["project-brief.md", "prd.md", "architecture.md"]
+    );
+    assert_eq!(s[4].depends_on, [0, 2, 3]);
+    assert_eq!(
+        s[4].instruction.as_deref(),
+        Some(
+            "Validate all artifacts for consistency and completeness using the checklist `po-master-checklist`."
+        )
+    );
+    // `various` goes to the last agent that wrote a document, and says so
+    assert_eq!(s[5].agent, "pm");
+    assert!(s[5].notes.as_deref().unwrap().contains("`various`"));
+    assert_eq!(s[5].depends_on, [4], "no requires: the previous step");
+    // `analyst/pm` takes the first
+    assert_eq!(s[8].agent, "analyst");
+    assert!(s[8].optional);
+    assert_eq!(s[7].creates.as_deref(), Some("story.md"));
+    assert!(s[7].notes.as_deref().unwrap().contains("for_each_epic"));
+    assert_eq!(s[9].requires, ["story.md"]);
+    assert_eq!(s[9].depends_on, [8], "the latest version of story.md");
+    assert_eq!(
+        s[0].notes.as_deref().unwrap().lines().last(),
+        Some(
+            "Optional work before this step, if useful: brainstorming_session, market_research_prompt."
+        )
+    );
+    for (i, step) in s.iter().enumerate() {
+        assert!(
+            step.depends_on.iter().all(|&d| (d as usize) < i),
+            "{}",
+            step.key
+        );
+        assert!(m.agent(&step.agent).is_some(), "{}", step.agent);
+    }
+}
+
+#[test]
+fn every_fixture_workflow_plans() {
+    let m = fixtures();
+    for id in m.workflow_ids() {
+        let plan = m.plan(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert!(plan.steps.len() >= 10, "{id}");
+        let fullstack = m.plan("greenfield-fullstack").unwrap();
+        assert_eq!(fullstack.steps[4].requires, ["prd.md", "front-end-spec.md"]);
+        assert_eq!(
+            fullstack.steps[4].template.as_deref(),
+            Some("fullstack-architecture-tmpl")
+        );
+    }
+    // `uses:` naming a template picks it
+    let b = m.plan("brownfield-service").unwrap();
+    assert_eq!(b.steps[1].template.as_deref(), Some("brownfield-prd-tmpl"));
+    assert!(
+        b.steps[1]
+            .notes
+            .as_deref()
+            .unwrap()
+            .contains("existing_service_analysis")
+    );
+}
+
+#[test]
+fn unknown_workflow_lists_the_available_ones() {
+    let err = builtin().plan("waterfall").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown workflow `waterfall`; available: sdlc"
+    );
+    assert!(matches!(err, PlanError::UnknownWorkflow { .. }));
+    assert!(
+        fixtures().plan("greenfield-service.yaml").is_ok(),
+        "file names work too"
+    );
+}
+
+const AGENT: &str = "```yaml\nagent: {id: a}\n```\n";
+
+#[test]
+fn declared_dependencies_and_their_errors() {
+    let wf = |extra: &str, phases: &str| {
+        format!(
+            "workflow:\n  id: w\n  phases:\n{phases}  sequence:\n    - agent: a\n      phase: one\n      creates: x.md\n    - agent: a\n      phase: two\n      creates: y.md\n{extra}"
+        )
+    };
+    let ok_phases = "    - id: one\n    - id: two\n";
+    // two phases without dependencies run in parallel
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("workflows/w.yaml", &wf("", ok_phases)),
+    ])
+    .unwrap();
+    assert_eq!(m.plan("w").unwrap().steps[1].depends_on, Vec::<u32>::new());
+    // an explicit depends_on on a step key
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        (
+            "workflows/w.yaml",
+            &wf("      depends_on: one/x\n", ok_phases),
+        ),
+    ])
+    .unwrap();
+    assert_eq!(m.plan("w").unwrap().steps[1].depends_on, [0]);
+    // unknown name
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        (
+            "workflows/w.yaml",
+            &wf("      depends_on: nothing\n", ok_phases),
+        ),
+    ])
+    .unwrap();
+    assert_eq!(
+        m.plan("w").unwrap_err().to_string(),
+        "workflows/w.yaml:13: workflow.sequence[1].depends_on: `nothing` names no step key, step name or artifact of this workflow"
+    );
+    // a phase cycle
+    let cyclic = "    - id: one\n      depends_on: [two]\n    - id: two\n      depends_on: [one]\n";
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("workflows/w.yaml", &wf("", cyclic)),
+    ])
+    .unwrap();
+    let err = m.plan("w").unwrap_err();
+    assert!(matches!(err, PlanError::Cycle { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("dependency cycle: one/x -> two/y -> one/x"),
+        "{err}"
+    );
+    // an unknown phase
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("workflows/w.yaml", &wf("", "    - id: one\n")),
+    ])
+    .unwrap();
+    assert_eq!(
+        m.plan("w").unwrap_err().to_string(),
+        "workflows/w.yaml:10: workflow.sequence[1].phase: unknown phase `two`; declared phases: one"
+    );
+}

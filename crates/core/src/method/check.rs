@@ -6,6 +6,7 @@ use std::fmt;
 use super::Method;
 use super::plan::{PlanError, artifact_name, is_work};
 use super::workflow::Workflow;
+use crate::render::RenderError;
 
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -87,7 +88,20 @@ impl Method {
         }
         self.check_teams(&mut out);
         for e in self.prompts.validate() {
-            out.push(Severity::Error, "prompts", 0, "(template)", e.to_string());
+            let (file, line, message) = match &e {
+                RenderError::Syntax {
+                    file,
+                    line,
+                    message,
+                } => (
+                    format!("prompts/{file}"),
+                    *line,
+                    format!("syntax error: {message}"),
+                ),
+                other => ("prompts".to_owned(), 0, other.to_string()),
+            };
+            let line = u32::try_from(line).unwrap_or(0);
+            out.push(Severity::Error, &file, line, "(template)", message);
         }
         let mut v = out.0;
         v.sort_by(|a, b| (a.severity, &a.file, a.line).cmp(&(b.severity, &b.file, b.line)));
@@ -350,6 +364,7 @@ impl Method {
     fn agent_list(&self) -> String {
         let mut ids: Vec<&str> = self.agents.iter().map(|a| a.id.as_str()).collect();
         ids.sort_unstable();
+        ids.dedup();
         ids.push("various");
         ids.join(", ")
     }
