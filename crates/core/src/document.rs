@@ -176,7 +176,9 @@ fn path_in_line(line: &str) -> Option<String> {
         .trim_matches(['*', '_'])
         .trim();
     for prefix in ["file:", "path:", "filename:"] {
-        if t.len() >= prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        if t.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        {
             t = t[prefix.len()..]
                 .trim()
                 .trim_start_matches(['*', '_'])

@@ -144,3 +144,12 @@ fn unsafe_paths_are_refused() {
         Some("src/lib.rs")
     );
 }
+
+#[test]
+fn multibyte_text_before_a_fence_is_no_problem() {
+    assert!(extract_code_files("fil€x\n```\ncode\n```\n").is_empty());
+    assert_eq!(
+        extract_code_files("Fíle\n```rust path=é/ü.rs\nx\n```\n")[0].path,
+        "é/ü.rs"
+    );
+}

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::Method;
-use super::plan::{PlanError, artifact_name, is_work};
+use super::plan::PlanError;
+use super::resolve::{artifact_name, is_work};
 use super::workflow::Workflow;
 use crate::render::RenderError;
 

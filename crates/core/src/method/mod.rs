@@ -15,6 +15,7 @@ mod decode;
 pub mod error;
 mod loader;
 mod plan;
+mod resolve;
 pub mod team;
 pub mod template;
 pub mod workflow;
@@ -33,6 +34,11 @@ pub use template::{DocTemplate, Section, TableRow, parse_template};
 pub use workflow::{Phase, Route, SequenceItem, Workflow, parse_workflow};
 
 use crate::render::Prompts;
+
+/// `(path relative to the method folder, contents)` of every file of the builtin method.
+pub fn builtin_files() -> &'static [(&'static str, &'static str)] {
+    builtin::FILES
+}
 
 /// Where a method's definitions came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
