@@ -134,6 +134,69 @@ pub(crate) enum RunChange<'a> {
     Finish(RunStatus, Option<&'a str>),
 }
 
+/// Everything a batch does to its run's row, folded so it is written with one `UPDATE`
+/// (every event of a batch has the same time).
+#[derive(Default)]
+pub(crate) struct RunDelta<'a> {
+    /// The state after the batch, if it changed.
+    pub(crate) status: Option<RunStatus>,
+    /// Set `started_at` if it is not set.
+    pub(crate) start: bool,
+    /// What happens to `finished_at` and `error`.
+    pub(crate) finish: Finish,
+    /// The error to store when [`Finish::Set`].
+    pub(crate) error: Option<&'a str>,
+    /// Usage of the completed LLM calls of the batch (`calls` counts them).
+    pub(crate) usage: Usage,
+}
+
+/// See [`RunDelta::finish`].
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// Unchanged.
+    #[default]
+    Keep,
+    /// Running again: both cleared.
+    Clear,
+    /// Finished now, with this error (if any).
+    Set,
+}
+
+impl<'a> RunDelta<'a> {
+    /// Folds in one event's change.
+    pub(crate) fn add(&mut self, change: &Change<'a>) {
+        match change {
+            Change::Run(RunChange::Start) => {
+                self.status = Some(RunStatus::Running);
+                self.start = true;
+                self.finish = Finish::Clear;
+                self.error = None;
+            }
+            Change::Run(RunChange::Status(status)) => self.status = Some(*status),
+            Change::Run(RunChange::Finish(status, e)) => {
+                self.status = Some(*status);
+                self.finish = Finish::Set;
+                self.error = *e;
+            }
+            Change::LlmCall(call) if call.status == "ok" => {
+                let mut usage = call.usage;
+                usage.calls = 1;
+                self.usage += usage;
+            }
+            _ => {}
+        }
+    }
+
+    /// The code stored for [`RunDelta::finish`] in the runs `UPDATE` (0 keep, 1 clear, 2 set).
+    pub(crate) fn finish_code(&self) -> i64 {
+        match self.finish {
+            Finish::Keep => 0,
+            Finish::Clear => 1,
+            Finish::Set => 2,
+        }
+    }
+}
+
 /// A change of a step's row, and of one attempt's row.
 pub(crate) struct StepEnd<'a> {
     /// Step index.

@@ -300,7 +300,7 @@ pub(crate) async fn llm_calls(client: &Object, run_id: RunId) -> Result<Vec<LlmC
         .prepare_cached(
             "SELECT step, attempt, call, agent, provider, model, status, input_tokens,
              output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at
-             FROM llm_calls WHERE run_id = $1 ORDER BY id",
+             FROM llm_calls WHERE run_id = $1 ORDER BY seq",
         )
         .await?;
     Ok(client

@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{CHANNEL, Fail};
-use crate::projection::{self, Change, PreparedEvent, RunChange, invalid, sql_int, unknown_step};
+use crate::projection::{self, Change, PreparedEvent, RunDelta, invalid, sql_int, unknown_step};
 use crate::{ProjectRecord, StoreError};
 
 /// A statement sent in a pipeline, answering its row count.
@@ -213,6 +213,7 @@ pub(crate) async fn append(
         at,
     };
     let mut ops: Vec<Op<'_>> = Vec::with_capacity(events.len() * 3 + 2);
+    let mut delta = RunDelta::default();
     for (ev, seq) in events.iter().zip(first..) {
         let insert = &st.insert_event;
         let (tx, name) = (&tx, ev.event.name());
@@ -223,13 +224,37 @@ pub(crate) async fn append(
             }),
             Check::Any,
         ));
-        cx.project(ev, seq, &mut ops)?;
+        let change = projection::change(&ev.event);
+        delta.add(&change);
+        cx.project(ev, seq, change, &mut ops)?;
     }
     {
         let tx = &tx;
-        let (set_last, notify) = (&st.set_last_seq, &st.notify);
+        let (update_run, notify) = (&st.update_run, &st.notify);
+        let status = delta.status.map(|s| s.as_str());
+        let (start, finish, error) = (delta.start, delta.finish_code(), delta.error);
+        let u = delta.usage;
         ops.push((
-            Box::pin(async move { tx.execute(set_last, &[&run_id.0, &sql_int(new_last)]).await }),
+            Box::pin(async move {
+                tx.execute(
+                    update_run,
+                    &[
+                        &run_id.0,
+                        &sql_int(new_last),
+                        &status,
+                        &start,
+                        &at,
+                        &finish,
+                        &error,
+                        &sql_int(u.input_tokens),
+                        &sql_int(u.output_tokens),
+                        &sql_int(u.cached_tokens),
+                        &u.cost_usd,
+                        &sql_int(u.calls),
+                    ],
+                )
+                .await
+            }),
             Check::Any,
         ));
         let payload = &payload;
@@ -255,17 +280,13 @@ pub(crate) async fn append(
 /// The statements an append may need, prepared (once per connection) before the pipeline.
 struct Statements {
     insert_event: tokio_postgres::Statement,
-    set_last_seq: tokio_postgres::Statement,
+    update_run: tokio_postgres::Statement,
     notify: tokio_postgres::Statement,
-    run_start: tokio_postgres::Statement,
-    run_status: tokio_postgres::Statement,
-    run_finish: tokio_postgres::Statement,
     step_started: tokio_postgres::Statement,
     attempt_started: tokio_postgres::Statement,
     step_end: tokio_postgres::Statement,
     attempt_end: tokio_postgres::Statement,
     llm_call: tokio_postgres::Statement,
-    usage_run: tokio_postgres::Statement,
     usage_step: tokio_postgres::Statement,
     usage_attempt: tokio_postgres::Statement,
     artifact: tokio_postgres::Statement,
@@ -280,20 +301,21 @@ impl Statements {
                      VALUES ($1, $2, $3, $4, $5::text::jsonb)",
                 )
                 .await?,
-            set_last_seq: tx.prepare_cached("UPDATE runs SET last_seq = $2 WHERE id = $1").await?,
+            update_run: tx
+                .prepare_cached(
+                    "UPDATE runs SET last_seq = $2, status = COALESCE($3::TEXT, status),
+                     started_at = CASE WHEN $4::BOOLEAN THEN COALESCE(started_at, $5::BIGINT)
+                                  ELSE started_at END,
+                     finished_at = CASE $6::BIGINT WHEN 0 THEN finished_at WHEN 1 THEN NULL
+                                   ELSE $5::BIGINT END,
+                     error = CASE $6::BIGINT WHEN 0 THEN error WHEN 1 THEN NULL ELSE $7::TEXT END,
+                     input_tokens = input_tokens + $8, output_tokens = output_tokens + $9,
+                     cached_tokens = cached_tokens + $10, cost_usd = cost_usd + $11,
+                     calls = calls + $12
+                     WHERE id = $1",
+                )
+                .await?,
             notify: tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
-            run_start: tx
-                .prepare_cached(
-                    "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $2),
-                     finished_at = NULL, error = NULL WHERE id = $1",
-                )
-                .await?,
-            run_status: tx.prepare_cached("UPDATE runs SET status = $2 WHERE id = $1").await?,
-            run_finish: tx
-                .prepare_cached(
-                    "UPDATE runs SET status = $2, finished_at = $3, error = $4 WHERE id = $1",
-                )
-                .await?,
             step_started: tx
                 .prepare_cached(
                     "UPDATE steps SET status = 'running', attempt = $3, agent = $4, started_at = $5,
@@ -324,18 +346,11 @@ impl Statements {
                 .prepare_cached(
                     "INSERT INTO llm_calls (run_id, step, attempt, call, agent, provider, model,
                      status, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms,
-                     request_hash, error, created_at)
+                     request_hash, error, created_at, seq)
                      SELECT $1, $2, $3::BIGINT, $4::BIGINT, agent, $5::TEXT, $6::TEXT, $7::TEXT,
                      $8::BIGINT, $9::BIGINT, $10::BIGINT, $11::DOUBLE PRECISION, $12::BIGINT,
-                     $13::TEXT, $14::TEXT, $15::BIGINT
+                     $13::TEXT, $14::TEXT, $15::BIGINT, $16::BIGINT
                      FROM steps WHERE run_id = $1 AND step = $2",
-                )
-                .await?,
-            usage_run: tx
-                .prepare_cached(
-                    "UPDATE runs SET input_tokens = input_tokens + $2,
-                     output_tokens = output_tokens + $3, cached_tokens = cached_tokens + $4,
-                     cost_usd = cost_usd + $5, calls = calls + 1 WHERE id = $1",
                 )
                 .await?,
             usage_step: tx
@@ -375,7 +390,13 @@ struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     /// Queues the projection of one event (see [`crate::projection`]).
-    fn project(&self, ev: &'a PreparedEvent, seq: u64, ops: &mut Vec<Op<'a>>) -> Result<(), Fail> {
+    fn project(
+        &self,
+        ev: &'a PreparedEvent,
+        seq: u64,
+        change: Change<'a>,
+        ops: &mut Vec<Op<'a>>,
+    ) -> Result<(), Fail> {
         let Ctx {
             tx,
             st,
@@ -388,25 +409,9 @@ impl<'a> Ctx<'a> {
             event: &ev.event,
             step,
         };
-        match projection::change(&ev.event) {
-            Change::None => {}
-            Change::Run(RunChange::Start) => ops.push((
-                Box::pin(async move { tx.execute(&st.run_start, &[&run, &at]).await }),
-                Check::Any,
-            )),
-            Change::Run(RunChange::Status(status)) => ops.push((
-                Box::pin(
-                    async move { tx.execute(&st.run_status, &[&run, &status.as_str()]).await },
-                ),
-                Check::Any,
-            )),
-            Change::Run(RunChange::Finish(status, error)) => ops.push((
-                Box::pin(async move {
-                    tx.execute(&st.run_finish, &[&run, &status.as_str(), &at, &error])
-                        .await
-                }),
-                Check::Any,
-            )),
+        match change {
+            // Folded into the run's single UPDATE (see `RunDelta`).
+            Change::None | Change::Run(_) => {}
             Change::StepStarted {
                 step,
                 attempt,
@@ -479,6 +484,7 @@ impl<'a> Ctx<'a> {
                                 &c.request_hash,
                                 &c.error,
                                 &at,
+                                &sql_int(seq),
                             ],
                         )
                         .await
@@ -486,12 +492,6 @@ impl<'a> Ctx<'a> {
                     step_check(c.step),
                 ));
                 if ok {
-                    ops.push((
-                        Box::pin(async move {
-                            tx.execute(&st.usage_run, &[&run, &i, &o, &k, &cost]).await
-                        }),
-                        Check::Any,
-                    ));
                     ops.push((
                         Box::pin(async move {
                             tx.execute(&st.usage_step, &[&run, &s, &i, &o, &k, &cost])

@@ -12,6 +12,7 @@
 //! That is SQLite's recommended trade-off for WAL; `synchronous=FULL` would add an `fsync`
 //! per commit group.
 
+mod checkpoint;
 mod poll;
 mod read;
 mod schema;
@@ -139,6 +140,9 @@ fn connect(target: &SqliteTarget, role: Role) -> Result<Connection, Fail> {
                 conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
             conn.pragma_update(None, "synchronous", "NORMAL")?;
             conn.pragma_update(None, "foreign_keys", true)?;
+            // Savepoints (one per request of a group) journal pages; keep that in memory.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
+            conn.pragma_update(None, "cache_size", -16_384)?;
         }
         Role::Reader => conn.pragma_update(None, "query_only", true)?,
     }
@@ -183,6 +187,9 @@ impl SqliteStore {
         let mut conn = connect(&target, Role::Writer).map_err(|e| e.into_store(&location))?;
         schema::migrate(&mut conn, &location, botarmy_protocol::now_millis())
             .map_err(|e| e.into_store(&location))?;
+        if target.path.is_some() {
+            checkpoint::install(&mut conn, &target, &location)?;
+        }
 
         let (wake_tx, wake_rx) = std::sync::mpsc::sync_channel(1);
         let watchers = Arc::new(Watchers::with_wake(wake_tx));
@@ -191,7 +198,7 @@ impl SqliteStore {
             let watchers = Arc::clone(&watchers);
             let loc = location.clone();
             std::thread::Builder::new()
-                .name("botarmy-sqlite-writer".into())
+                .name("sqlite-writer".into())
                 .spawn(move || writer::run(conn, rx, watchers, loc))
                 .map_err(|e| StoreError::Open {
                     location: location.clone(),

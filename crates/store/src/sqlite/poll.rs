@@ -21,7 +21,7 @@ pub(super) fn spawn(
     interval: Duration,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("botarmy-sqlite-poll".into())
+        .name("sqlite-poll".into())
         .spawn(move || run(&target, &watchers, &wake, interval))
         .map(drop)
 }

@@ -355,7 +355,7 @@ pub(crate) fn llm_calls(conn: &Connection, run_id: RunId) -> Result<Vec<LlmCallR
     let mut stmt = conn.prepare_cached(
         "SELECT step, attempt, call, agent, provider, model, status, input_tokens,
          output_tokens, cached_tokens, cost_usd, latency_ms, error, created_at
-         FROM llm_calls WHERE run_id = ?1 ORDER BY id",
+         FROM llm_calls WHERE run_id = ?1 ORDER BY seq",
     )?;
     let rows = stmt
         .query_map([run_id.0.to_string()], |r| {

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Fail, sql_error};
-use crate::projection::{self, Change, PreparedEvent, RunChange, invalid, sql_int, unknown_step};
+use crate::projection::{self, Change, PreparedEvent, RunDelta, invalid, sql_int, unknown_step};
 use crate::watch::Watchers;
 use crate::{ProjectRecord, StoreError};
 
@@ -352,8 +352,11 @@ fn append(
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (run_id, seq, at, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut delta = RunDelta::default();
     for (ev, seq) in events.iter().zip(first..) {
         insert.execute(params![run, sql_int(seq), at, ev.event.name(), ev.payload])?;
+        let change = projection::change(&ev.event);
+        delta.add(&change);
         let at_event = Ctx {
             run_id,
             run: &run,
@@ -362,7 +365,7 @@ fn append(
             seq,
             event: &ev.event,
         };
-        apply(&at_event, conn, ev).map_err(|e| match e {
+        apply(&at_event, conn, ev, change).map_err(|e| match e {
             Fail::Sql(sql) if is_constraint(&sql) => Fail::Store(invalid(format!(
                 "run {run_id} event {seq} ({}): {sql}",
                 ev.event.name()
@@ -370,8 +373,30 @@ fn append(
             other => other,
         })?;
     }
-    conn.prepare_cached("UPDATE runs SET last_seq = ?2 WHERE id = ?1")?
-        .execute(params![run, sql_int(first + events.len() as u64 - 1)])?;
+    let u = &delta.usage;
+    conn.prepare_cached(
+        "UPDATE runs SET last_seq = ?2, status = COALESCE(?3, status),
+         started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?5) ELSE started_at END,
+         finished_at = CASE ?6 WHEN 0 THEN finished_at WHEN 1 THEN NULL ELSE ?5 END,
+         error = CASE ?6 WHEN 0 THEN error WHEN 1 THEN NULL ELSE ?7 END,
+         input_tokens = input_tokens + ?8, output_tokens = output_tokens + ?9,
+         cached_tokens = cached_tokens + ?10, cost_usd = cost_usd + ?11, calls = calls + ?12
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        run,
+        sql_int(first + events.len() as u64 - 1),
+        delta.status.map(|s| s.as_str()),
+        delta.start,
+        at,
+        delta.finish_code(),
+        delta.error,
+        sql_int(u.input_tokens),
+        sql_int(u.output_tokens),
+        sql_int(u.cached_tokens),
+        u.cost_usd,
+        sql_int(u.calls)
+    ])?;
     Ok(first)
 }
 
@@ -390,28 +415,17 @@ struct Ctx<'a> {
 }
 
 /// The projection of one event (see [`crate::projection`]).
-fn apply(cx: &Ctx<'_>, conn: &Connection, ev: &PreparedEvent) -> Result<(), Fail> {
+fn apply(
+    cx: &Ctx<'_>,
+    conn: &Connection,
+    ev: &PreparedEvent,
+    change: Change<'_>,
+) -> Result<(), Fail> {
     let (run, project, at) = (cx.run, cx.project, cx.at);
     let no_step = |step: u32| Fail::Store(unknown_step(cx.run_id, cx.seq, cx.event, step));
-    match projection::change(&ev.event) {
-        Change::None => {}
-        Change::Run(RunChange::Start) => {
-            conn.prepare_cached(
-                "UPDATE runs SET status = 'running', started_at = COALESCE(started_at, ?2),
-                 finished_at = NULL, error = NULL WHERE id = ?1",
-            )?
-            .execute(params![run, at])?;
-        }
-        Change::Run(RunChange::Status(status)) => {
-            conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
-                .execute(params![run, status.as_str()])?;
-        }
-        Change::Run(RunChange::Finish(status, error)) => {
-            conn.prepare_cached(
-                "UPDATE runs SET status = ?2, finished_at = ?3, error = ?4 WHERE id = ?1",
-            )?
-            .execute(params![run, status.as_str(), at, error])?;
-        }
+    match change {
+        // Folded into the run's single UPDATE (see `RunDelta`).
+        Change::None | Change::Run(_) => {}
         Change::StepStarted {
             step,
             attempt,
@@ -465,9 +479,9 @@ fn apply(cx: &Ctx<'_>, conn: &Connection, ev: &PreparedEvent) -> Result<(), Fail
                 .prepare_cached(
                     "INSERT INTO llm_calls (run_id, step, attempt, call, agent, provider, model,
                      status, input_tokens, output_tokens, cached_tokens, cost_usd, latency_ms,
-                     request_hash, error, created_at)
-                     SELECT ?1, ?2, ?3, ?4, agent, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
-                     FROM steps WHERE run_id = ?1 AND step = ?2",
+                     request_hash, error, created_at, seq)
+                     SELECT ?1, ?2, ?3, ?4, agent, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16 FROM steps WHERE run_id = ?1 AND step = ?2",
                 )?
                 .execute(params![
                     run,
@@ -484,7 +498,8 @@ fn apply(cx: &Ctx<'_>, conn: &Connection, ev: &PreparedEvent) -> Result<(), Fail
                     sql_int(c.latency_ms),
                     c.request_hash,
                     c.error,
-                    at
+                    at,
+                    sql_int(cx.seq)
                 ])?;
             if n == 0 {
                 return Err(no_step(c.step));
@@ -496,12 +511,6 @@ fn apply(cx: &Ctx<'_>, conn: &Connection, ev: &PreparedEvent) -> Result<(), Fail
                     sql_int(u.cached_tokens),
                     u.cost_usd,
                 );
-                conn.prepare_cached(
-                    "UPDATE runs SET input_tokens = input_tokens + ?2,
-                     output_tokens = output_tokens + ?3, cached_tokens = cached_tokens + ?4,
-                     cost_usd = cost_usd + ?5, calls = calls + 1 WHERE id = ?1",
-                )?
-                .execute(params![run, i, o, k, cost])?;
                 conn.prepare_cached(
                     "UPDATE steps SET input_tokens = input_tokens + ?3,
                      output_tokens = output_tokens + ?4, cached_tokens = cached_tokens + ?5,

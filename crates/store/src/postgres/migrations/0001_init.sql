@@ -99,9 +99,10 @@ CREATE TABLE events (
     PRIMARY KEY (run_id, seq)
 );
 
+-- One row per LLM call event, keyed by that event's place in the run's log.
 CREATE TABLE llm_calls (
-    id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id         UUID NOT NULL REFERENCES runs (id),
+    seq            BIGINT NOT NULL,
     step           BIGINT NOT NULL,
     attempt        BIGINT NOT NULL,
     call           BIGINT NOT NULL,
@@ -116,7 +117,7 @@ CREATE TABLE llm_calls (
     latency_ms     BIGINT NOT NULL,
     request_hash   TEXT,
     error          TEXT,
-    created_at     BIGINT NOT NULL
+    created_at     BIGINT NOT NULL,
+    PRIMARY KEY (run_id, seq)
 );
-CREATE INDEX llm_calls_by_run ON llm_calls (run_id, id);
 CREATE INDEX llm_calls_by_model ON llm_calls (provider, model);

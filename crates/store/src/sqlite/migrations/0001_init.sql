@@ -49,7 +49,7 @@ CREATE TABLE steps (
     calls          INTEGER NOT NULL DEFAULT 0,
     error          TEXT,
     PRIMARY KEY (run_id, step)
-);
+) WITHOUT ROWID;
 -- "tasks by project/agent/status"
 CREATE INDEX steps_by_project_agent_status ON steps (project_id, agent, status);
 
@@ -68,7 +68,7 @@ CREATE TABLE step_attempts (
     error          TEXT,
     PRIMARY KEY (run_id, step, attempt),
     FOREIGN KEY (run_id, step) REFERENCES steps (run_id, step)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE artifacts (
     id          TEXT PRIMARY KEY,
@@ -99,9 +99,10 @@ CREATE TABLE events (
     PRIMARY KEY (run_id, seq)
 );
 
+-- One row per LLM call event, keyed by that event's place in the run's log.
 CREATE TABLE llm_calls (
-    id             INTEGER PRIMARY KEY,
     run_id         TEXT NOT NULL REFERENCES runs (id),
+    seq            INTEGER NOT NULL,
     step           INTEGER NOT NULL,
     attempt        INTEGER NOT NULL,
     call           INTEGER NOT NULL,
@@ -116,7 +117,7 @@ CREATE TABLE llm_calls (
     latency_ms     INTEGER NOT NULL,
     request_hash   TEXT,
     error          TEXT,
-    created_at     INTEGER NOT NULL
-);
-CREATE INDEX llm_calls_by_run ON llm_calls (run_id, id);
+    created_at     INTEGER NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
 CREATE INDEX llm_calls_by_model ON llm_calls (provider, model);
