@@ -72,7 +72,18 @@ async fn async_main() {
     let (base, _) = pg.rsplit_once('/').unwrap();
     let url = format!("{base}/{name}");
     let store = botarmy_store::open(&url).await.unwrap();
-    println!("\nPostgreSQL ({})", store.location());
+    println!(
+        "\nPostgreSQL, server defaults: an fsync per commit ({})",
+        store.location()
+    );
+    scenarios(&store, runs / 2).await;
+    drop(store);
+    let store = botarmy_store::open(&format!("{url}?options=-c%20synchronous_commit%3Doff"))
+        .await
+        .unwrap();
+    println!(
+        "\nPostgreSQL, synchronous_commit=off (survives any client crash, not a server crash)"
+    );
     scenarios(&store, runs / 2).await;
     drop(store);
     admin
@@ -156,6 +167,7 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
 
     // 3. 100 runs in flight.
     let in_flight = 100;
+    let cpu_before = Cpu::now();
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..in_flight {
@@ -174,6 +186,7 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
         lat.extend(task.await.unwrap());
     }
     let took = t.elapsed();
+    let cpu = Cpu::now().since(&cpu_before);
     let writes = lat.len();
     report(
         "100 runs in flight, per write",
@@ -188,6 +201,65 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
         runs as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    println!(
+        "  {:<40} {:>9.0} µs/run in this process{}",
+        "100 runs in flight, CPU time",
+        cpu.process * 1e6 / runs as f64,
+        if cpu.writer > 0.0 {
+            format!(
+                ", {:.1} µs/write in the SQLite writer thread",
+                cpu.writer * 1e6 / writes as f64
+            )
+        } else {
+            String::new()
+        },
+    );
+}
+
+/// CPU seconds used so far by this process and by its SQLite writer thread (read from
+/// `/proc`; zero where there is none). Unlike wall time, it does not depend on what else
+/// the machine is doing.
+struct Cpu {
+    process: f64,
+    writer: f64,
+}
+
+impl Cpu {
+    fn now() -> Self {
+        let ticks = |stat: &str| -> f64 {
+            // After `(comm)` come the fields from 3 (state) on; utime is 14, stime 15.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| {
+                fields
+                    .get(i - 3)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (field(14) + field(15)) / 100.0
+        };
+        let process = std::fs::read_to_string("/proc/self/stat").map_or(0.0, |s| ticks(&s));
+        let mut writer = 0.0;
+        for task in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim() == "sqlite-writer" {
+                writer +=
+                    std::fs::read_to_string(task.path().join("stat")).map_or(0.0, |s| ticks(&s));
+            }
+        }
+        Self { process, writer }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            process: self.process - before.process,
+            writer: self.writer - before.writer,
+        }
+    }
 }
 
 /// One six-step run as the runtime writes it: 8 writes, 26 events, 6 artifacts of ~1 KB.

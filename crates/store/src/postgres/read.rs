@@ -28,6 +28,11 @@ fn usage(row: &Row, i: usize) -> Usage {
 
 const USAGE: &str = "input_tokens, output_tokens, cached_tokens, cost_usd, calls";
 
+/// An attempt's usage: the sum of its completed calls (`c`).
+const ATTEMPT_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0)::BIGINT, \
+     COALESCE(SUM(c.output_tokens), 0)::BIGINT, COALESCE(SUM(c.cached_tokens), 0)::BIGINT, \
+     COALESCE(SUM(c.cost_usd), 0)::DOUBLE PRECISION, COUNT(c.seq)";
+
 fn project(row: &Row) -> ProjectRecord {
     ProjectRecord {
         id: ProjectId(row.get(0)),
@@ -227,8 +232,10 @@ pub(crate) async fn steps(client: &Object, run_id: RunId) -> Result<Vec<StepReco
 pub(crate) async fn attempts(client: &Object, run_id: RunId) -> Result<Vec<AttemptRecord>, Fail> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT step, attempt, status, started_at, finished_at, {USAGE}, error
-             FROM step_attempts WHERE run_id = $1 ORDER BY step, attempt"
+            "SELECT a.step, a.attempt, a.status, a.started_at, a.finished_at, {ATTEMPT_USAGE},
+             a.error FROM step_attempts a LEFT JOIN llm_calls c ON c.run_id = a.run_id
+             AND c.step = a.step AND c.attempt = a.attempt AND c.status = 'ok'
+             WHERE a.run_id = $1 GROUP BY a.run_id, a.step, a.attempt ORDER BY a.step, a.attempt"
         ))
         .await?;
     Ok(client

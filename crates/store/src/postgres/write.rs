@@ -172,6 +172,11 @@ pub(crate) async fn create_run(
 }
 
 /// Appends after checking the log ends at `expected`; returns the first new sequence number.
+///
+/// Everything goes in one pipeline, led by the `UPDATE … WHERE last_seq = expected` of the
+/// run's row: it is the conflict check (a concurrent append holds the row lock until it
+/// commits, then the condition fails) and every change of the row at once. If it matched
+/// nothing, the transaction is rolled back and the run's state asked for the error.
 pub(crate) async fn append(
     client: &mut Object,
     run_id: RunId,
@@ -179,58 +184,43 @@ pub(crate) async fn append(
     at: UnixMillis,
     events: &[PreparedEvent],
 ) -> Result<u64, Fail> {
-    let tx = client.transaction().await?;
-    let lock = tx
-        .prepare_cached("SELECT last_seq, project_id FROM runs WHERE id = $1 FOR NO KEY UPDATE")
-        .await?;
-    let Some(row) = tx.query_opt(&lock, &[&run_id.0]).await? else {
-        return Err(Fail::Store(StoreError::NotFound {
-            what: "run",
-            id: run_id.to_string(),
-        }));
-    };
-    let last = projection::wire_int(row.get(0));
-    let project: Uuid = row.get(1);
-    if last != expected {
-        return Err(Fail::Store(StoreError::Conflict {
-            run_id,
-            expected,
-            actual: last,
-        }));
-    }
-    let first = last + 1;
+    let first = expected + 1;
     if events.is_empty() {
-        return Ok(first);
+        return match super::read::last_seq(client, run_id).await? {
+            Some(last) if last == expected => Ok(first),
+            Some(last) => Err(Fail::Store(StoreError::Conflict {
+                run_id,
+                expected,
+                actual: last,
+            })),
+            None => Err(Fail::Store(StoreError::NotFound {
+                what: "run",
+                id: run_id.to_string(),
+            })),
+        };
     }
-    let new_last = first + events.len() as u64 - 1;
-    let st = Statements::prepare(&tx, events).await?;
+    let new_last = expected + events.len() as u64;
     let payload = format!("{run_id}:{new_last}");
+    let changes: Vec<Change<'_>> = events
+        .iter()
+        .map(|ev| projection::change(&ev.event))
+        .collect();
+    let mut delta = RunDelta::default();
+    for change in &changes {
+        delta.add(change);
+    }
+    let tx = client.transaction().await?;
+    let st = Statements::prepare(&tx).await?;
     let cx = Ctx {
         tx: &tx,
         st: &st,
         run: run_id.0,
-        project,
         at,
     };
     let mut ops: Vec<Op<'_>> = Vec::with_capacity(events.len() * 3 + 2);
-    let mut delta = RunDelta::default();
-    for (ev, seq) in events.iter().zip(first..) {
-        let insert = &st.insert_event;
-        let (tx, name) = (&tx, ev.event.name());
-        ops.push((
-            Box::pin(async move {
-                tx.execute(insert, &[&run_id.0, &sql_int(seq), &at, &name, &ev.payload])
-                    .await
-            }),
-            Check::Any,
-        ));
-        let change = projection::change(&ev.event);
-        delta.add(&change);
-        cx.project(ev, seq, change, &mut ops)?;
-    }
     {
         let tx = &tx;
-        let (update_run, notify) = (&st.update_run, &st.notify);
+        let update_run = &st.update_run;
         let status = delta.status.map(|s| s.as_str());
         let (start, finish, error) = (delta.start, delta.finish_code(), delta.error);
         let u = delta.usage;
@@ -251,21 +241,56 @@ pub(crate) async fn append(
                         &sql_int(u.cached_tokens),
                         &u.cost_usd,
                         &sql_int(u.calls),
+                        &sql_int(expected),
                     ],
                 )
                 .await
             }),
             Check::Any,
         ));
-        let payload = &payload;
+    }
+    for ((ev, change), seq) in events.iter().zip(changes).zip(first..) {
+        let insert = &st.insert_event;
+        let (tx, name) = (&tx, ev.event.name());
+        ops.push((
+            Box::pin(async move {
+                tx.execute(insert, &[&run_id.0, &sql_int(seq), &at, &name, &ev.payload])
+                    .await
+            }),
+            Check::Any,
+        ));
+        cx.project(ev, seq, change, &mut ops)?;
+    }
+    {
+        let (tx, notify, payload) = (&tx, &st.notify, &payload);
         ops.push((
             Box::pin(async move { tx.execute(notify, &[&CHANNEL, payload]).await }),
             Check::Any,
         ));
     }
     let (futures, checks): (Vec<_>, Vec<_>) = ops.into_iter().unzip();
-    let results = join_all(futures).await;
-    for (result, check) in results.into_iter().zip(checks) {
+    let mut results = join_all(futures).await.into_iter();
+    match results.next() {
+        Some(Ok(1)) => {}
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(_)) | None => {
+            // The log has moved on, or there is no such run.
+            tx.rollback().await?;
+            let err = match super::read::last_seq(client, run_id).await? {
+                None => StoreError::NotFound {
+                    what: "run",
+                    id: run_id.to_string(),
+                },
+                Some(actual) => StoreError::Conflict {
+                    run_id,
+                    expected,
+                    actual,
+                },
+            };
+            return Err(Fail::Store(err));
+        }
+    }
+    for (result, check) in results.zip(checks.into_iter().skip(1)) {
         let rows = result?;
         if let Check::Step { seq, event, step } = check
             && rows == 0
@@ -288,12 +313,11 @@ struct Statements {
     attempt_end: tokio_postgres::Statement,
     llm_call: tokio_postgres::Statement,
     usage_step: tokio_postgres::Statement,
-    usage_attempt: tokio_postgres::Statement,
     artifact: tokio_postgres::Statement,
 }
 
 impl Statements {
-    async fn prepare(tx: &Transaction<'_>, _events: &[PreparedEvent]) -> Result<Self, Fail> {
+    async fn prepare(tx: &Transaction<'_>) -> Result<Self, Fail> {
         Ok(Self {
             insert_event: tx
                 .prepare_cached(
@@ -312,7 +336,7 @@ impl Statements {
                      input_tokens = input_tokens + $8, output_tokens = output_tokens + $9,
                      cached_tokens = cached_tokens + $10, cost_usd = cost_usd + $11,
                      calls = calls + $12
-                     WHERE id = $1",
+                     WHERE id = $1 AND last_seq = $13",
                 )
                 .await?,
             notify: tx.prepare_cached("SELECT pg_notify($1, $2)").await?,
@@ -360,19 +384,13 @@ impl Statements {
                      cost_usd = cost_usd + $6, calls = calls + 1 WHERE run_id = $1 AND step = $2",
                 )
                 .await?,
-            usage_attempt: tx
-                .prepare_cached(
-                    "UPDATE step_attempts SET input_tokens = input_tokens + $4,
-                     output_tokens = output_tokens + $5, cached_tokens = cached_tokens + $6,
-                     cost_usd = cost_usd + $7, calls = calls + 1
-                     WHERE run_id = $1 AND step = $2 AND attempt = $3",
-                )
-                .await?,
             artifact: tx
                 .prepare_cached(
                     "INSERT INTO artifacts (id, run_id, project_id, step, seq, name, kind, version,
                      sha256, bytes, created_at, content)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     SELECT $1::UUID, $2, project_id, $3::BIGINT, $4::BIGINT, $5::TEXT, $6::TEXT,
+                     $7::BIGINT, $8::TEXT, $9::BIGINT, $10::BIGINT, $11::BYTEA
+                     FROM runs WHERE id = $2",
                 )
                 .await?,
         })
@@ -384,7 +402,6 @@ struct Ctx<'a> {
     tx: &'a Transaction<'a>,
     st: &'a Statements,
     run: Uuid,
-    project: Uuid,
     at: UnixMillis,
 }
 
@@ -397,13 +414,7 @@ impl<'a> Ctx<'a> {
         change: Change<'a>,
         ops: &mut Vec<Op<'a>>,
     ) -> Result<(), Fail> {
-        let Ctx {
-            tx,
-            st,
-            run,
-            project,
-            at,
-        } = *self;
+        let Ctx { tx, st, run, at } = *self;
         let step_check = |step: u32| Check::Step {
             seq,
             event: &ev.event,
@@ -499,13 +510,6 @@ impl<'a> Ctx<'a> {
                         }),
                         Check::Any,
                     ));
-                    ops.push((
-                        Box::pin(async move {
-                            tx.execute(&st.usage_attempt, &[&run, &s, &a, &i, &o, &k, &cost])
-                                .await
-                        }),
-                        Check::Any,
-                    ));
                 }
             }
             Change::Artifact { step, artifact } => {
@@ -523,7 +527,6 @@ impl<'a> Ctx<'a> {
                             &[
                                 &artifact.id.0,
                                 &run,
-                                &project,
                                 &s,
                                 &sql_int(seq),
                                 &artifact.name,

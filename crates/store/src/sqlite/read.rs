@@ -33,6 +33,10 @@ fn usage(row: &Row<'_>, i: usize) -> rusqlite::Result<Usage> {
 
 const USAGE: &str = "input_tokens, output_tokens, cached_tokens, cost_usd, calls";
 
+/// An attempt's usage: the sum of its completed calls (`c`).
+const ATTEMPT_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0), COALESCE(SUM(c.output_tokens), 0), \
+     COALESCE(SUM(c.cached_tokens), 0), COALESCE(SUM(c.cost_usd), 0.0), COUNT(c.seq)";
+
 pub(crate) fn project_by_name(
     conn: &Connection,
     name: &str,
@@ -277,8 +281,10 @@ pub(crate) fn steps(conn: &Connection, run_id: RunId) -> Result<Vec<StepRecord>,
 
 pub(crate) fn attempts(conn: &Connection, run_id: RunId) -> Result<Vec<AttemptRecord>, Fail> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT step, attempt, status, started_at, finished_at, {USAGE}, error
-         FROM step_attempts WHERE run_id = ?1 ORDER BY step, attempt"
+        "SELECT a.step, a.attempt, a.status, a.started_at, a.finished_at, {ATTEMPT_USAGE}, a.error
+         FROM step_attempts a LEFT JOIN llm_calls c ON c.run_id = a.run_id AND c.step = a.step
+         AND c.attempt = a.attempt AND c.status = 'ok'
+         WHERE a.run_id = ?1 GROUP BY a.run_id, a.step, a.attempt ORDER BY a.step, a.attempt"
     ))?;
     let rows = stmt
         .query_map([run_id.0.to_string()], |r| {

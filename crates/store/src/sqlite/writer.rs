@@ -319,6 +319,9 @@ fn create_run(
 }
 
 /// Appends after checking the log ends at `expected`; returns the first new sequence number.
+///
+/// The run's row is updated first, by one `UPDATE … WHERE last_seq = expected` that is at
+/// once the conflict check and every change the batch makes to the row (see `RunDelta`).
 fn append(
     conn: &Connection,
     run_id: RunId,
@@ -327,36 +330,58 @@ fn append(
     events: &[PreparedEvent],
 ) -> Result<u64, Fail> {
     let run = run_id.0.to_string();
-    let row: Option<(i64, String)> = conn
-        .prepare_cached("SELECT last_seq, project_id FROM runs WHERE id = ?1")?
-        .query_row([&run], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((last, project)) = row else {
-        return Err(Fail::Store(StoreError::NotFound {
-            what: "run",
-            id: run,
-        }));
+    let first = expected + 1;
+    let changes: Vec<Change<'_>> = events
+        .iter()
+        .map(|ev| projection::change(&ev.event))
+        .collect();
+    let mut delta = RunDelta::default();
+    for change in &changes {
+        delta.add(change);
+    }
+    let u = &delta.usage;
+    let project: Option<String> = if events.is_empty() {
+        conn.prepare_cached("SELECT project_id FROM runs WHERE id = ?1 AND last_seq = ?2")?
+            .query_row(params![run, sql_int(expected)], |r| r.get(0))
+            .optional()?
+    } else {
+        conn.prepare_cached(
+            "UPDATE runs SET last_seq = ?2, status = COALESCE(?3, status),
+             started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?5) ELSE started_at END,
+             finished_at = CASE ?6 WHEN 0 THEN finished_at WHEN 1 THEN NULL ELSE ?5 END,
+             error = CASE ?6 WHEN 0 THEN error WHEN 1 THEN NULL ELSE ?7 END,
+             input_tokens = input_tokens + ?8, output_tokens = output_tokens + ?9,
+             cached_tokens = cached_tokens + ?10, cost_usd = cost_usd + ?11, calls = calls + ?12
+             WHERE id = ?1 AND last_seq = ?13 RETURNING project_id",
+        )?
+        .query_row(
+            params![
+                run,
+                sql_int(expected + events.len() as u64),
+                delta.status.map(|s| s.as_str()),
+                delta.start,
+                at,
+                delta.finish_code(),
+                delta.error,
+                sql_int(u.input_tokens),
+                sql_int(u.output_tokens),
+                sql_int(u.cached_tokens),
+                u.cost_usd,
+                sql_int(u.calls),
+                sql_int(expected)
+            ],
+            |r| r.get(0),
+        )
+        .optional()?
     };
-    let last = projection::wire_int(last);
-    if last != expected {
-        return Err(Fail::Store(StoreError::Conflict {
-            run_id,
-            expected,
-            actual: last,
-        }));
-    }
-    let first = last + 1;
-    if events.is_empty() {
-        return Ok(first);
-    }
+    let Some(project) = project else {
+        return Err(Fail::Store(moved_on(conn, run_id, expected)?));
+    };
     let mut insert = conn.prepare_cached(
         "INSERT INTO events (run_id, seq, at, type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    let mut delta = RunDelta::default();
-    for (ev, seq) in events.iter().zip(first..) {
+    for ((ev, change), seq) in events.iter().zip(changes).zip(first..) {
         insert.execute(params![run, sql_int(seq), at, ev.event.name(), ev.payload])?;
-        let change = projection::change(&ev.event);
-        delta.add(&change);
         let at_event = Ctx {
             run_id,
             run: &run,
@@ -373,31 +398,26 @@ fn append(
             other => other,
         })?;
     }
-    let u = &delta.usage;
-    conn.prepare_cached(
-        "UPDATE runs SET last_seq = ?2, status = COALESCE(?3, status),
-         started_at = CASE WHEN ?4 THEN COALESCE(started_at, ?5) ELSE started_at END,
-         finished_at = CASE ?6 WHEN 0 THEN finished_at WHEN 1 THEN NULL ELSE ?5 END,
-         error = CASE ?6 WHEN 0 THEN error WHEN 1 THEN NULL ELSE ?7 END,
-         input_tokens = input_tokens + ?8, output_tokens = output_tokens + ?9,
-         cached_tokens = cached_tokens + ?10, cost_usd = cost_usd + ?11, calls = calls + ?12
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        run,
-        sql_int(first + events.len() as u64 - 1),
-        delta.status.map(|s| s.as_str()),
-        delta.start,
-        at,
-        delta.finish_code(),
-        delta.error,
-        sql_int(u.input_tokens),
-        sql_int(u.output_tokens),
-        sql_int(u.cached_tokens),
-        u.cost_usd,
-        sql_int(u.calls)
-    ])?;
     Ok(first)
+}
+
+/// Why an append expecting `expected` found no row to update: no such run, or a conflict.
+fn moved_on(conn: &Connection, run_id: RunId, expected: u64) -> Result<StoreError, Fail> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")?
+        .query_row([run_id.0.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(match last {
+        None => StoreError::NotFound {
+            what: "run",
+            id: run_id.to_string(),
+        },
+        Some(last) => StoreError::Conflict {
+            run_id,
+            expected,
+            actual: projection::wire_int(last),
+        },
+    })
 }
 
 fn is_constraint(e: &rusqlite::Error) -> bool {
@@ -517,13 +537,6 @@ fn apply(
                      cost_usd = cost_usd + ?6, calls = calls + 1 WHERE run_id = ?1 AND step = ?2",
                 )?
                 .execute(params![run, c.step, i, o, k, cost])?;
-                conn.prepare_cached(
-                    "UPDATE step_attempts SET input_tokens = input_tokens + ?4,
-                     output_tokens = output_tokens + ?5, cached_tokens = cached_tokens + ?6,
-                     cost_usd = cost_usd + ?7, calls = calls + 1
-                     WHERE run_id = ?1 AND step = ?2 AND attempt = ?3",
-                )?
-                .execute(params![run, c.step, c.attempt, i, o, k, cost])?;
             }
         }
         Change::Artifact { step, artifact } => {

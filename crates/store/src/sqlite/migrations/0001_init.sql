@@ -53,6 +53,7 @@ CREATE TABLE steps (
 -- "tasks by project/agent/status"
 CREATE INDEX steps_by_project_agent_status ON steps (project_id, agent, status);
 
+-- An attempt's usage is the sum of its LLM calls (llm_calls), computed when read.
 CREATE TABLE step_attempts (
     run_id         TEXT NOT NULL,
     step           INTEGER NOT NULL,
@@ -60,11 +61,6 @@ CREATE TABLE step_attempts (
     status         TEXT NOT NULL,
     started_at     INTEGER NOT NULL,
     finished_at    INTEGER,
-    input_tokens   INTEGER NOT NULL DEFAULT 0,
-    output_tokens  INTEGER NOT NULL DEFAULT 0,
-    cached_tokens  INTEGER NOT NULL DEFAULT 0,
-    cost_usd       REAL NOT NULL DEFAULT 0,
-    calls          INTEGER NOT NULL DEFAULT 0,
     error          TEXT,
     PRIMARY KEY (run_id, step, attempt),
     FOREIGN KEY (run_id, step) REFERENCES steps (run_id, step)
