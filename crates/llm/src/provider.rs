@@ -29,17 +29,26 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -166,7 +175,9 @@ pub enum LlmError {
         hint: String,
     },
     /// The replay cassette has no answer for this request.
-    #[error("cassette {cassette} has no recorded answer for request {digest} (call {call} with this digest); record it with `botarmy run --record`")]
+    #[error(
+        "cassette {cassette} has no recorded answer for request {digest} (call {call} with this digest); record it with `botarmy run --record`"
+    )]
     NotInCassette {
         /// Cassette path.
         cassette: String,
