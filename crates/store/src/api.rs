@@ -282,7 +282,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
 
     /// Creates a run from its `PipelineCreated` event (sequence number 1) in one
-    /// transaction. Fails if `event` is not `PipelineCreated` or the run exists.
+    /// transaction, with one `pending` step row per plan step.
+    ///
+    /// [`StoreError::InvalidInput`] if `event` is not `PipelineCreated`,
+    /// [`StoreError::NotFound`] if its project does not exist, [`StoreError::Conflict`]
+    /// (expected 0) if the run exists.
     async fn create_run(
         &self,
         run_id: RunId,
@@ -293,6 +297,23 @@ pub trait Store: Send + Sync + 'static {
     /// Appends `batch` after `expected_last` (the caller's last known sequence number) and
     /// updates the projections, all in one transaction. Returns the stored records.
     /// [`StoreError::Conflict`] if the log has moved on; nothing is written then.
+    ///
+    /// [`StoreError::InvalidInput`] (nothing written) for a batch that contains
+    /// `PipelineCreated`, an `ArtifactCreated` without its body (or a body without its event,
+    /// or of another length than the event says), an event about a step the plan does not
+    /// have, or an artifact version that already exists. An empty batch writes nothing but
+    /// still checks `expected_last`.
+    ///
+    /// Projections, per event: the run's status, `started_at` (first start only),
+    /// `finished_at` and `error`; the step's status, attempt, times and error, and an attempt
+    /// row per `StepStarted`; an `llm_calls` row per `LlmCallCompleted`/`LlmCallFailed` (its
+    /// agent is the step's); an `artifacts` row per `ArtifactCreated`. Usage totals (run,
+    /// step, attempt) are sums of the completed LLM calls; the usage carried by
+    /// `StepCompleted` and `PipelineCompleted` stays in the log only, so calls reused by a
+    /// resumed attempt are not counted twice.
+    ///
+    /// If the returned future is dropped before it finishes, the append may or may not have
+    /// been committed: read the log to know.
     async fn append(
         &self,
         run_id: RunId,
@@ -302,7 +323,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Events with sequence number greater than `since`, in order, at most `limit`
-    /// (0: no limit).
+    /// (0: no limit). Empty for a run that does not exist.
     async fn read_events(
         &self,
         run_id: RunId,
@@ -313,7 +334,7 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until the run's log holds an event after `after`, or `timeout` passes.
     /// Returns whether there is one. Appends from this process wake it at once; appends
     /// from other processes are noticed within a short poll interval (SQLite) or through
-    /// notifications (PostgreSQL).
+    /// notifications (PostgreSQL). [`StoreError::NotFound`] if the run does not exist.
     async fn wait_for_events(
         &self,
         run_id: RunId,
@@ -324,7 +345,9 @@ pub trait Store: Send + Sync + 'static {
     /// The run with this id.
     async fn get_run(&self, run_id: RunId) -> Result<RunSummary, StoreError>;
 
-    /// Resolves a full id or a unique prefix of one (at least 4 hex digits).
+    /// Resolves a full id or a unique prefix of one (at least 4 hex digits; dashes and case
+    /// are ignored). [`StoreError::Ambiguous`] if several runs match,
+    /// [`StoreError::NotFound`] if none does, [`StoreError::InvalidInput`] if it is not hex.
     async fn resolve_run(&self, id_or_prefix: &str) -> Result<RunId, StoreError>;
 
     /// Runs matching `filter`, newest first.
