@@ -26,10 +26,8 @@ fn usage(row: &Row, i: usize) -> Usage {
     }
 }
 
-const USAGE: &str = "input_tokens, output_tokens, cached_tokens, cost_usd, calls";
-
-/// An attempt's usage: the sum of its completed calls (`c`).
-const ATTEMPT_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0)::BIGINT, \
+/// A step's or an attempt's usage: the sum of its completed calls (`c`).
+const CALL_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0)::BIGINT, \
      COALESCE(SUM(c.output_tokens), 0)::BIGINT, COALESCE(SUM(c.cached_tokens), 0)::BIGINT, \
      COALESCE(SUM(c.cost_usd), 0)::DOUBLE PRECISION, COUNT(c.seq)";
 
@@ -201,8 +199,11 @@ pub(crate) async fn list_runs(
 pub(crate) async fn steps(client: &Object, run_id: RunId) -> Result<Vec<StepRecord>, Fail> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT step, key, title, phase, agent, status, attempt, started_at, finished_at,
-             {USAGE}, error FROM steps WHERE run_id = $1 ORDER BY step"
+            "SELECT s.step, s.key, s.title, s.phase, s.agent, s.status, s.attempt, s.started_at,
+             s.finished_at, {CALL_USAGE}, s.error
+             FROM steps s LEFT JOIN llm_calls c ON c.run_id = s.run_id AND c.step = s.step
+             AND c.status = 'ok'
+             WHERE s.run_id = $1 GROUP BY s.run_id, s.step ORDER BY s.step"
         ))
         .await?;
     client
@@ -232,7 +233,7 @@ pub(crate) async fn steps(client: &Object, run_id: RunId) -> Result<Vec<StepReco
 pub(crate) async fn attempts(client: &Object, run_id: RunId) -> Result<Vec<AttemptRecord>, Fail> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT a.step, a.attempt, a.status, a.started_at, a.finished_at, {ATTEMPT_USAGE},
+            "SELECT a.step, a.attempt, a.status, a.started_at, a.finished_at, {CALL_USAGE},
              a.error FROM step_attempts a LEFT JOIN llm_calls c ON c.run_id = a.run_id
              AND c.step = a.step AND c.attempt = a.attempt AND c.status = 'ok'
              WHERE a.run_id = $1 GROUP BY a.run_id, a.step, a.attempt ORDER BY a.step, a.attempt"

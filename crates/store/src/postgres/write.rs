@@ -312,7 +312,6 @@ struct Statements {
     step_end: tokio_postgres::Statement,
     attempt_end: tokio_postgres::Statement,
     llm_call: tokio_postgres::Statement,
-    usage_step: tokio_postgres::Statement,
     artifact: tokio_postgres::Statement,
 }
 
@@ -375,13 +374,6 @@ impl Statements {
                      $8::BIGINT, $9::BIGINT, $10::BIGINT, $11::DOUBLE PRECISION, $12::BIGINT,
                      $13::TEXT, $14::TEXT, $15::BIGINT, $16::BIGINT
                      FROM steps WHERE run_id = $1 AND step = $2",
-                )
-                .await?,
-            usage_step: tx
-                .prepare_cached(
-                    "UPDATE steps SET input_tokens = input_tokens + $3,
-                     output_tokens = output_tokens + $4, cached_tokens = cached_tokens + $5,
-                     cost_usd = cost_usd + $6, calls = calls + 1 WHERE run_id = $1 AND step = $2",
                 )
                 .await?,
             artifact: tx
@@ -474,7 +466,6 @@ impl<'a> Ctx<'a> {
                     sql_int(u.cached_tokens),
                 );
                 let cost = u.cost_usd;
-                let ok = c.status == "ok";
                 ops.push((
                     Box::pin(async move {
                         tx.execute(
@@ -502,15 +493,8 @@ impl<'a> Ctx<'a> {
                     }),
                     step_check(c.step),
                 ));
-                if ok {
-                    ops.push((
-                        Box::pin(async move {
-                            tx.execute(&st.usage_step, &[&run, &s, &i, &o, &k, &cost])
-                                .await
-                        }),
-                        Check::Any,
-                    ));
-                }
+                // The step's and the attempt's usage are sums over llm_calls, made when
+                // read; the run's total is in the run's UPDATE.
             }
             Change::Artifact { step, artifact } => {
                 let Some(content) = &ev.body else {

@@ -90,7 +90,9 @@ fn classify(e: &rusqlite::Error) -> Class {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Class::Locked,
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Class::Corrupt,
-        Some(ErrorCode::CannotOpen) => Class::CannotOpen,
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            Class::CannotOpen
+        }
         Some(ErrorCode::ConstraintViolation) => Class::Constraint,
         _ => Class::Other,
     }

@@ -524,20 +524,8 @@ fn apply(
             if n == 0 {
                 return Err(no_step(c.step));
             }
-            if c.status == "ok" {
-                let (i, o, k, cost) = (
-                    sql_int(u.input_tokens),
-                    sql_int(u.output_tokens),
-                    sql_int(u.cached_tokens),
-                    u.cost_usd,
-                );
-                conn.prepare_cached(
-                    "UPDATE steps SET input_tokens = input_tokens + ?3,
-                     output_tokens = output_tokens + ?4, cached_tokens = cached_tokens + ?5,
-                     cost_usd = cost_usd + ?6, calls = calls + 1 WHERE run_id = ?1 AND step = ?2",
-                )?
-                .execute(params![run, c.step, i, o, k, cost])?;
-            }
+            // The step's and the attempt's usage are sums over llm_calls, made when read;
+            // the run's total is in the run's UPDATE.
         }
         Change::Artifact { step, artifact } => {
             let Some(content) = &ev.body else {

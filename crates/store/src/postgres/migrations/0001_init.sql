@@ -30,6 +30,7 @@ CREATE INDEX runs_by_created ON runs (created_at);
 CREATE INDEX runs_by_project ON runs (project_id, created_at);
 CREATE INDEX runs_by_status ON runs (status, created_at);
 
+-- A step's usage is the sum of its LLM calls (llm_calls), computed when read.
 CREATE TABLE steps (
     run_id         UUID NOT NULL REFERENCES runs (id),
     step           BIGINT NOT NULL,
@@ -42,18 +43,13 @@ CREATE TABLE steps (
     attempt        BIGINT NOT NULL DEFAULT 0,
     started_at     BIGINT,
     finished_at    BIGINT,
-    input_tokens   BIGINT NOT NULL DEFAULT 0,
-    output_tokens  BIGINT NOT NULL DEFAULT 0,
-    cached_tokens  BIGINT NOT NULL DEFAULT 0,
-    cost_usd       DOUBLE PRECISION NOT NULL DEFAULT 0,
-    calls          BIGINT NOT NULL DEFAULT 0,
     error          TEXT,
     PRIMARY KEY (run_id, step)
 );
 -- "tasks by project/agent/status"
 CREATE INDEX steps_by_project_agent_status ON steps (project_id, agent, status);
 
--- An attempt's usage is the sum of its LLM calls (llm_calls), computed when read.
+-- Likewise an attempt's usage.
 CREATE TABLE step_attempts (
     run_id         UUID NOT NULL,
     step           BIGINT NOT NULL,
