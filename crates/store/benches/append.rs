@@ -1,18 +1,23 @@
 //! Append throughput and latency of the stores, printed as figures.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-store cargo bench -p botarmy-store --bench append
+//! cargo bench -p botarmy-store --bench append
 //! BOTARMY_BENCH_RUNS=5000 cargo bench -p botarmy-store --bench append     # more runs
 //! BOTARMY_BENCH_PG=none cargo bench -p botarmy-store --bench append       # SQLite only
 //! ```
 //!
 //! Scenarios, on a SQLite file (WAL, `synchronous=NORMAL`) and on PostgreSQL (a scratch
 //! database created through `BOTARMY_BENCH_PG`, default
-//! `postgres://postgres@127.0.0.1:5432/test`, dropped afterwards):
+//! `postgres://postgres@127.0.0.1:5432/test`, dropped afterwards; once with the server's
+//! defaults, once with `synchronous_commit=off`):
 //! - one writer appending single small events to one run;
-//! - one six-step run at a time, written as the runtime writes it: `create_run`, then 7
-//!   appends of 2–4 events (step started, LLM call, artifact, step completed), 8 writes;
+//! - one six-step run at a time, written as a runtime would: `ensure_project`,
+//!   `create_run`, then 7 appends of 2–4 events (step started, LLM call with a 1 KB
+//!   response, 1 KB artifact, step completed): 8 writes, 26 events;
 //! - 100 such runs in flight at once.
+//!
+//! Wall-clock figures depend on what else the machine does; the CPU time lines (from
+//! `/proc`) much less.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -143,6 +148,7 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
     // 2. One six-step run at a time.
     let mut lat = Vec::new();
     let mut per_run = Vec::with_capacity(runs / 4);
+    let cpu_before = Cpu::now();
     let t = Instant::now();
     for _ in 0..runs / 4 {
         let s = Instant::now();
@@ -163,6 +169,12 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
         "runs",
         took,
         &mut per_run,
+    );
+    cpu_report(
+        "sequential six-step runs",
+        Cpu::now().since(&cpu_before),
+        per_run.len(),
+        lat.len(),
     );
 
     // 3. 100 runs in flight.
@@ -201,9 +213,13 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
         runs as f64 / took.as_secs_f64(),
         took.as_secs_f64()
     );
+    cpu_report("100 runs in flight", cpu, runs, writes);
+}
+
+fn cpu_report(what: &str, cpu: Cpu, runs: usize, writes: usize) {
     println!(
         "  {:<40} {:>9.0} µs/run in this process{}",
-        "100 runs in flight, CPU time",
+        format!("{what}, CPU time"),
         cpu.process * 1e6 / runs as f64,
         if cpu.writer > 0.0 {
             format!(
