@@ -120,8 +120,12 @@ pub(crate) fn sql_error(e: &rusqlite::Error, location: &str) -> StoreError {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// The one connection that writes.
     Writer,
+    /// A connection that only reads.
     Reader,
+    /// The connection that copies the WAL back into the database.
+    Checkpointer,
 }
 
 /// Opens and configures one connection.
@@ -145,8 +149,16 @@ fn connect(target: &SqliteTarget, role: Role) -> Result<Connection, Fail> {
             // Savepoints (one per request of a group) journal pages; keep that in memory.
             conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "cache_size", -16_384)?;
+            // After a burst has grown the WAL file, give the space back (down to 64 MiB).
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         }
         Role::Reader => conn.pragma_update(None, "query_only", true)?,
+        Role::Checkpointer => {
+            // A connection learns that the file is in WAL mode on its first read; until then
+            // it cannot checkpoint.
+            let _tables: i64 =
+                conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+        }
     }
     Ok(conn)
 }

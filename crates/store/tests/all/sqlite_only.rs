@@ -188,3 +188,40 @@ async fn opening_the_same_new_file_at_once_migrates_once() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// Checkpoints run (the log's pages reach the database file) and the WAL is rewound instead of
+/// growing with everything ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_and_stays_bounded() {
+    const APPENDS: u64 = 1_000;
+    const BODY: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("botarmy.db");
+    let store = botarmy_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let run = new_run(&store, "demo", 1).await;
+    let content = "x".repeat(BODY);
+    for i in 0..APPENDS {
+        let (art, body) = artifact(0, &format!("doc-{i}.md"), 1, &content);
+        let batch = botarmy_store::AppendBatch {
+            events: vec![art],
+            artifacts: vec![body],
+        };
+        store.append(run, i + 1, 1, batch).await.unwrap();
+    }
+    let written = APPENDS * BODY as u64;
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let db = size(&path);
+    let wal = size(&path.with_file_name("botarmy.db-wal"));
+    assert!(
+        db > written / 4,
+        "the database file has {db} bytes after {written} written: no checkpoint ran"
+    );
+    assert!(
+        wal < written * 7 / 8,
+        "the WAL has {wal} bytes after {written} written: it is never rewound"
+    );
+    // And the data is all there.
+    assert_eq!(store.artifacts(run).await.unwrap().len(), APPENDS as usize);
+}
