@@ -1,3 +1,266 @@
 //! The `botarmy` command: runs the lifecycle from a terminal and inspects stored runs.
 
-fn main() {}
+mod config;
+mod inspect;
+mod models;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use botarmy_protocol::{RunOptions, RunRequest, RunStatus};
+use botarmy_runtime::{Runtime, Settings};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, absolute};
+
+/// BotArmy runs a team of LLM agents through a software lifecycle: Discovery, Plan,
+/// Design, Build, Validate and Launch.
+#[derive(Parser)]
+#[command(name = "botarmy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Take an idea through the whole lifecycle, with live progress.
+    Run(RunArgs),
+    /// List runs: id, status, workflow, started, cost.
+    Runs(RunsArgs),
+    /// Show a run: phases, steps, attempts, artifacts, tokens.
+    Show(ShowArgs),
+    /// Print a run's event log as JSON lines.
+    Events(EventsArgs),
+    /// Continue an interrupted, paused or waiting run.
+    Resume(ResumeArgs),
+    /// Validate method definitions; exits 1 with file:line errors.
+    Check(CheckArgs),
+    /// The embedded model.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The idea, ticket or task to work on.
+    idea: String,
+    /// Workflow id (default: the method's default workflow).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Definitions folder (a BMAD `.bmad-core/` works); default: the built-in method.
+    #[arg(long)]
+    method: Option<PathBuf>,
+    /// Where artifacts are written (default ./botarmy-out/<run-id>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Accept every gate without asking.
+    #[arg(long)]
+    yes: bool,
+    /// Record every LLM exchange to this cassette (JSON lines) for replay.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Project the run belongs to.
+    #[arg(long, default_value = "default")]
+    project: String,
+    /// Steps that may execute at the same time.
+    #[arg(long, default_value_t = RunOptions::default().max_parallel)]
+    max_parallel: u32,
+    /// Token budget for the artifacts put into a step's prompt.
+    #[arg(long, default_value_t = RunOptions::default().context_tokens)]
+    context_tokens: u32,
+    /// Cap on generated tokens per LLM call.
+    #[arg(long, default_value_t = RunOptions::default().max_output_tokens)]
+    max_tokens: u32,
+    /// Attempts per step for retryable failures.
+    #[arg(long, default_value_t = RunOptions::default().max_attempts)]
+    max_attempts: u32,
+    /// Execute steps the workflow marks optional.
+    #[arg(long)]
+    run_optional: bool,
+    /// Print the final run summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunsArgs {
+    /// Only runs in this state (pending, running, paused, waiting, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Run id or a unique prefix of it.
+    run: String,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Run id or a unique prefix of it.
+    run: String,
+    /// Only events after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// Keep printing new events until the run ends.
+    #[arg(long)]
+    follow: bool,
+}
+
+#[derive(Args)]
+struct ResumeArgs {
+    /// Run id or a unique prefix of it.
+    run: String,
+    /// Print the final run summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Definitions folder; default: the built-in method.
+    #[arg(long)]
+    method: Option<PathBuf>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Fetch the default embedded model into BOTARMY_HOME/models and verify it.
+    Pull,
+    /// List the cached models.
+    List {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let config = Config::from_env(|k| std::env::var(k).ok()).context("invalid configuration")?;
+    match cli.command {
+        Command::Run(args) => run(&config, args).await,
+        Command::Resume(args) => resume(&config, args).await,
+        Command::Runs(args) => inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await,
+        Command::Show(args) => inspect::show(&config, &args.run, args.json).await,
+        Command::Events(args) => inspect::events(&config, &args.run, args.since, args.follow).await,
+        Command::Check(args) => inspect::check(args.method.as_deref(), args.json),
+        Command::Model(ModelCommand::Pull) => models::pull(&config).await,
+        Command::Model(ModelCommand::List { json }) => models::list(&config, json),
+    }
+}
+
+async fn open_runtime(config: &Config, record: Option<&PathBuf>) -> Result<(Arc<Runtime>, models::ModelNote)> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let (router, note) = models::router(config, record).await?;
+    let settings = Settings { out_root: absolute(&PathBuf::from("botarmy-out")), ..Settings::default() };
+    Ok((Arc::new(Runtime::new(store, Arc::new(router), settings)), note))
+}
+
+async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
+    let method = match &args.method {
+        Some(dir) => absolute(dir).display().to_string(),
+        None => "builtin".to_string(),
+    };
+    // Check the definitions and the output folder before anything is stored or loaded.
+    let handle = botarmy_runtime::MethodHandle::load(&method)?;
+    let workflow = match args.workflow {
+        Some(w) => w,
+        None => handle
+            .method()
+            .default_workflow()
+            .map(|w| w.to_string())
+            .context("the method has no workflows; pass --workflow")?,
+    };
+    let (runtime, note) = open_runtime(config, args.record.as_ref()).await?;
+    let options = RunOptions {
+        max_parallel: args.max_parallel,
+        context_tokens: args.context_tokens,
+        max_output_tokens: args.max_tokens,
+        max_attempts: args.max_attempts,
+        auto_approve: args.yes,
+        run_optional: args.run_optional,
+        out_dir: args.out.as_ref().map(|o| absolute(o).display().to_string()),
+    };
+    let request = RunRequest { idea: args.idea, workflow, method, options };
+    let run_id = runtime.create_run(&args.project, request).await?;
+    let state = runtime.load(run_id).await?;
+    eprintln!("run {run_id}");
+    eprintln!("  workflow {} · {} steps · out {}", workflow_label(&state), state.steps.len(), runtime.out_dir(&state).display());
+    eprintln!("  {}", note.banner());
+    drive(&runtime, run_id, false, args.json, &note).await
+}
+
+async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let run_id = store.resolve_run(&args.run).await?;
+    drop(store);
+    let (runtime, note) = open_runtime(config, None).await?;
+    eprintln!("resuming run {run_id}");
+    drive(&runtime, run_id, true, args.json, &note).await
+}
+
+fn workflow_label(state: &botarmy_core::engine::RunState) -> String {
+    state.plan.as_ref().map_or_else(String::new, |p| format!("{} ({})", p.workflow_id, p.workflow_name))
+}
+
+async fn drive(runtime: &Arc<Runtime>, run_id: botarmy_protocol::RunId, resume: bool, json: bool, note: &models::ModelNote) -> Result<ExitCode> {
+    let plan = runtime.load(run_id).await?.plan.context("the run has no plan")?;
+    let view = progress::Progress::new(run_id, plan);
+    let done = CancellationToken::new();
+    let watcher = tokio::spawn(view.follow(runtime.subscribe(), done.clone()));
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let result = if resume { runtime.resume(run_id, cancel).await } else { runtime.drive(run_id, cancel).await };
+    done.cancel();
+    let _ = watcher.await;
+    let state = result?;
+    inspect::summary(runtime, &state, json, note).await?;
+    Ok(match state.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Paused => ExitCode::from(130),
+        _ => ExitCode::FAILURE,
+    })
+}

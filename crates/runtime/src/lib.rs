@@ -2,4 +2,15 @@
 //! appends their events to the store, and fans events out to live watchers.
 //!
 //! The one idea: one driver per run owns the run's state and is the only writer of its
-//! log; step executions report back to it over a bounded channel.
+//! log while it drives; step executions report back to it over a bounded channel, and every
+//! event is checked against the engine before it is stored.
+
+mod error;
+pub mod files;
+mod method;
+mod run;
+mod step;
+
+pub use error::RuntimeError;
+pub use method::MethodHandle;
+pub use run::{Runtime, Settings};

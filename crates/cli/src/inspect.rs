@@ -1,0 +1,266 @@
+//! Read commands: `runs`, `show`, `events`, `check`, and the summary printed after a run.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use botarmy_core::engine::RunState;
+use botarmy_core::method::{Method, Severity};
+use botarmy_protocol::{RunStatus, Usage, format_millis};
+use botarmy_runtime::Runtime;
+use botarmy_store::RunFilter;
+use serde_json::json;
+
+use crate::config::{Config, absolute};
+use crate::models::ModelNote;
+
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+fn cost(usage: &Usage) -> String {
+    format!("${:.4}", usage.cost_usd)
+}
+
+fn duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}
+
+pub async fn runs(config: &Config, status: Option<&str>, limit: u32, json: bool) -> Result<ExitCode> {
+    let status = match status {
+        None => None,
+        Some(s) => Some(RunStatus::parse(s).with_context(|| {
+            format!("--status {s:?}: expected one of pending, running, paused, waiting, succeeded, failed, cancelled")
+        })?),
+    };
+    let store = botarmy_store::open(&config.database_url).await?;
+    let runs = store.list_runs(&RunFilter { status, limit, ..RunFilter::default() }).await?;
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, &runs)?;
+        writeln!(w)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        writeln!(w, "no runs yet; start one with `botarmy run \"your idea\"`")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(w, "{:<36}  {:<10}  {:<20}  {:<20}  {:>8}  {:>9}  IDEA", "ID", "STATUS", "WORKFLOW", "STARTED", "TOKENS", "COST")?;
+    for r in runs {
+        let started = format_millis(r.started_at.unwrap_or(r.created_at));
+        let idea: String = r.idea.lines().next().unwrap_or("").chars().take(40).collect();
+        writeln!(
+            w,
+            "{:<36}  {:<10}  {:<20}  {:<20}  {:>8}  {:>9}  {idea}",
+            r.id.to_string(),
+            r.status.as_str(),
+            r.workflow,
+            &started[..started.len().min(19)],
+            r.usage.total_tokens(),
+            cost(&r.usage),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let run_id = store.resolve_run(run).await?;
+    let summary = store.get_run(run_id).await?;
+    let steps = store.steps(run_id).await?;
+    let attempts = store.attempts(run_id).await?;
+    let artifacts = store.artifacts(run_id).await?;
+    let calls = store.llm_calls(run_id).await?;
+    let mut w = out();
+    if json {
+        let value = json!({
+            "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
+        });
+        serde_json::to_writer_pretty(&mut w, &value)?;
+        writeln!(w)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(w, "run       {}", summary.id)?;
+    writeln!(w, "status    {}", summary.status)?;
+    writeln!(w, "workflow  {}", summary.workflow)?;
+    writeln!(w, "idea      {}", summary.idea.lines().next().unwrap_or(""))?;
+    writeln!(w, "created   {}", format_millis(summary.created_at))?;
+    if let (Some(a), Some(b)) = (summary.started_at, summary.finished_at) {
+        writeln!(w, "duration  {}", duration((b - a).max(0) as u64))?;
+    }
+    writeln!(
+        w,
+        "tokens    {} in / {} out in {} LLM calls, cost {}",
+        summary.usage.input_tokens, summary.usage.output_tokens, calls.len(), cost(&summary.usage)
+    )?;
+    if let Some(e) = &summary.error {
+        writeln!(w, "error     {e}")?;
+    }
+    let mut phase = None;
+    for s in &steps {
+        if s.phase != phase {
+            phase.clone_from(&s.phase);
+            writeln!(w, "\n{}", s.phase.as_deref().unwrap_or("steps"))?;
+        }
+        writeln!(
+            w,
+            "  {:>2}. {:<40} {:<10} {:<11} attempt {}  {} tok",
+            s.step + 1,
+            s.title,
+            s.agent,
+            s.status.as_str(),
+            s.attempt,
+            s.usage.total_tokens(),
+        )?;
+        for a in attempts.iter().filter(|a| a.step == s.step && a.status != "succeeded") {
+            let why = a.error.as_deref().unwrap_or("");
+            writeln!(w, "        attempt {} {} {why}", a.attempt, a.status)?;
+        }
+        if let Some(e) = &s.error
+            && s.status.as_str() != "succeeded"
+        {
+            writeln!(w, "        {e}")?;
+        }
+    }
+    if !artifacts.is_empty() {
+        writeln!(w, "\nartifacts")?;
+        for a in &artifacts {
+            writeln!(w, "  {:<44} v{}  {:>7} bytes  {}", a.artifact.name, a.artifact.version, a.artifact.bytes, &a.artifact.sha256[..12.min(a.artifact.sha256.len())])?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn events(config: &Config, run: &str, since: u64, follow: bool) -> Result<ExitCode> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let run_id = store.resolve_run(run).await?;
+    let mut last = since;
+    loop {
+        let records = store.read_events(run_id, last, 500).await?;
+        {
+            let mut w = out();
+            for r in &records {
+                serde_json::to_writer(&mut w, r)?;
+                writeln!(w)?;
+                last = r.seq;
+            }
+            w.flush()?;
+        }
+        if !records.is_empty() {
+            continue;
+        }
+        if !follow || store.get_run(run_id).await?.status.is_terminal() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        store.wait_for_events(run_id, last, Duration::from_secs(5)).await?;
+    }
+}
+
+pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let (label, loaded) = match method {
+        Some(dir) => {
+            let dir = absolute(dir);
+            if !dir.is_dir() {
+                bail!("--method {}: not a folder", dir.display());
+            }
+            (dir.display().to_string(), Method::load(&dir))
+        }
+        None => ("builtin".to_string(), Method::builtin()),
+    };
+    let mut w = out();
+    let method = match loaded {
+        Ok(m) => m,
+        Err(errors) => {
+            if json {
+                let list: Vec<String> = errors.to_string().lines().map(str::to_string).collect();
+                serde_json::to_writer_pretty(&mut w, &json!({ "method": label, "ok": false, "errors": list }))?;
+                writeln!(w)?;
+            } else {
+                writeln!(w, "{errors}")?;
+                writeln!(w, "{label}: definitions do not load")?;
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let diagnostics = method.check();
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    if json {
+        let list: Vec<_> = diagnostics
+            .iter()
+            .map(|d| json!({ "severity": if d.severity == Severity::Error { "error" } else { "warning" }, "message": d.to_string() }))
+            .collect();
+        serde_json::to_writer_pretty(
+            &mut w,
+            &json!({ "method": label, "ok": errors == 0, "errors": errors, "warnings": warnings, "diagnostics": list,
+                     "workflows": method.workflows().iter().map(|wf| wf.id.clone()).collect::<Vec<_>>() }),
+        )?;
+        writeln!(w)?;
+    } else {
+        for d in &diagnostics {
+            writeln!(w, "{d}")?;
+        }
+        writeln!(
+            w,
+            "{label}: {} agents, {} templates, {} workflows; {errors} error(s), {warnings} warning(s)",
+            method.agents().len(),
+            method.templates().len(),
+            method.workflows().len(),
+        )?;
+    }
+    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What a finished (or paused) run produced, printed after `run` and `resume`.
+pub async fn summary(runtime: &Runtime, state: &RunState, json: bool, note: &ModelNote) -> Result<()> {
+    let store = runtime.store();
+    let artifacts = store.artifacts(state.run_id).await?;
+    let out_dir = runtime.out_dir(state);
+    let duration_ms = match (state.started_at, state.finished_at) {
+        (Some(a), Some(b)) => (b - a).max(0) as u64,
+        _ => 0,
+    };
+    if json {
+        let latest: Vec<_> = artifacts
+            .iter()
+            .filter(|a| state.artifacts.get(&a.artifact.name).is_some_and(|l| l.id == a.artifact.id))
+            .map(|a| json!({ "name": a.artifact.name, "version": a.artifact.version, "path": out_dir.join(&a.artifact.name), "bytes": a.artifact.bytes }))
+            .collect();
+        let value = json!({
+            "run_id": state.run_id, "status": state.status, "usage": state.usage, "duration_ms": duration_ms,
+            "out_dir": out_dir, "artifacts": latest, "error": state.error, "reason": state.reason,
+        });
+        let mut w = out();
+        serde_json::to_writer_pretty(&mut w, &value)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    let mut e = std::io::stderr().lock();
+    writeln!(e)?;
+    match state.status {
+        RunStatus::Succeeded => writeln!(e, "run {} succeeded in {}", state.run_id, duration(duration_ms))?,
+        RunStatus::Paused => writeln!(e, "run {} paused: {}", state.run_id, state.reason.as_deref().unwrap_or(""))?,
+        status => {
+            let why = state.error.as_ref().map(|e| e.message.clone()).or_else(|| state.reason.clone()).unwrap_or_default();
+            writeln!(e, "run {} {status}: {why}", state.run_id)?;
+        }
+    }
+    let documents = state.artifacts.values().filter(|a| a.kind == botarmy_protocol::ArtifactKind::Document).count();
+    let code = state.artifacts.len() - documents;
+    writeln!(e, "artifacts ({documents} documents, {code} code files) in {}", out_dir.display())?;
+    for a in state.artifacts.values() {
+        writeln!(e, "  {:<44} {:>7} bytes{}", a.name, a.bytes, if a.version > 1 { format!("  (v{})", a.version) } else { String::new() })?;
+    }
+    writeln!(
+        e,
+        "tokens: {} in, {} out, {} LLM calls; cost {}",
+        state.usage.input_tokens, state.usage.output_tokens, state.usage.calls, cost(&state.usage)
+    )?;
+    if let Some(hint) = note.after_run() {
+        writeln!(e, "{hint}")?;
+    }
+    Ok(())
+}

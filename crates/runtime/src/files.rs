@@ -1,0 +1,60 @@
+//! Artifacts on disk: written under the run's output folder, never outside it.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use botarmy_core::document::safe_relative_path;
+
+/// Writes `content` to `root/relative` (creating folders), replacing any previous file
+/// atomically. Paths that are absolute or leave `root` are refused.
+pub fn write_under(root: &Path, relative: &str, content: &[u8]) -> io::Result<PathBuf> {
+    let Some(rel) = safe_relative_path(relative) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{relative}` is not a relative path inside the output folder"),
+        ));
+    };
+    let target = root.join(&rel);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = target.with_extension(format!(
+        "{}.botarmy-tmp",
+        target.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}
+
+/// Checks that `dir` can be created and written, so a run does not fail after its first
+/// step for a reason known at the start.
+pub fn ensure_writable(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".botarmy-write-probe");
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(&probe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_under(dir.path(), "code/src/main.rs", b"fn main() {}").unwrap();
+        assert_eq!(std::fs::read_to_string(written).unwrap(), "fn main() {}");
+        assert!(write_under(dir.path(), "../x", b"no").is_err());
+        assert!(write_under(dir.path(), "/tmp/x", b"no").is_err());
+        assert!(!dir.path().parent().unwrap().join("x").exists());
+    }
+
+    #[test]
+    fn an_unwritable_folder_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(ensure_writable(&file.join("out")).is_err());
+    }
+}

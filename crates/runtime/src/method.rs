@@ -1,0 +1,102 @@
+//! The methods runs are made from, loaded once per source and checked before use.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use botarmy_core::method::{Method, Severity};
+use botarmy_llm::ChatMessage;
+use botarmy_protocol::{ErrorInfo, ErrorKind, Plan, PlanStep, RunOptions};
+
+use crate::RuntimeError;
+
+/// A loaded, checked method, shared by the steps of every run that uses it.
+#[derive(Clone)]
+pub struct MethodHandle {
+    method: Arc<Method>,
+}
+
+impl MethodHandle {
+    /// Loads `source` (`builtin` or a folder) and checks it; errors list every problem.
+    pub fn load(source: &str) -> Result<Self, RuntimeError> {
+        let loaded = if source == "builtin" { Method::builtin() } else { Method::load(Path::new(source)) };
+        let method = loaded.map_err(|errors| RuntimeError::Method {
+            source_name: source.to_string(),
+            message: errors.to_string(),
+        })?;
+        let problems: Vec<String> = method
+            .check()
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        if !problems.is_empty() {
+            return Err(RuntimeError::Method { source_name: source.to_string(), message: problems.join("\n") });
+        }
+        Ok(Self { method: Arc::new(method) })
+    }
+
+    /// The definitions.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// Resolves a workflow into a plan.
+    pub fn plan(&self, workflow: &str) -> Result<Plan, RuntimeError> {
+        self.method.plan(workflow).map_err(|e| RuntimeError::Method {
+            source_name: self.method.source().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The messages that ask the step's agent to produce its document.
+    pub(crate) fn step_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        inputs: &[(String, String)],
+        options: &RunOptions,
+    ) -> Result<Vec<ChatMessage>, ErrorInfo> {
+        let prompt = botarmy_core::prompt::step_prompt(&self.method, step, idea, inputs, options.context_tokens)
+            .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
+        Ok(vec![ChatMessage::system(prompt.system), ChatMessage::user(prompt.user)])
+    }
+
+    /// The messages that ask the step's agent whether the step's condition holds.
+    pub(crate) fn condition_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        inputs: &[(String, String)],
+        condition: &str,
+        options: &RunOptions,
+    ) -> Result<Vec<ChatMessage>, ErrorInfo> {
+        let prompt = botarmy_core::prompt::condition_prompt(&self.method, step, idea, inputs, condition, options.context_tokens)
+            .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
+        Ok(vec![ChatMessage::system(prompt.system), ChatMessage::user(prompt.user)])
+    }
+
+    /// Turns the model's text into the stored document.
+    pub(crate) fn finish_document(&self, step: &PlanStep, idea: &str, text: &str) -> String {
+        botarmy_core::prompt::finish_document(&self.method, step, idea, text)
+    }
+}
+
+/// Methods by source, loaded on first use.
+#[derive(Default)]
+pub(crate) struct MethodCache {
+    loaded: Mutex<HashMap<String, MethodHandle>>,
+}
+
+impl MethodCache {
+    pub(crate) fn get(&self, source: &str) -> Result<MethodHandle, RuntimeError> {
+        if let Some(found) = self.loaded.lock().ok().and_then(|m| m.get(source).cloned()) {
+            return Ok(found);
+        }
+        let handle = MethodHandle::load(source)?;
+        if let Ok(mut map) = self.loaded.lock() {
+            map.insert(source.to_string(), handle.clone());
+        }
+        Ok(handle)
+    }
+}

@@ -1,0 +1,411 @@
+//! The driver of one run: folds its log, performs the engine's actions, and is the only
+//! writer of the run's log while it drives.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use botarmy_core::engine::{Action, RunState};
+use botarmy_llm::Router;
+use botarmy_protocol::{
+    ArtifactId, ArtifactRef, Event, EventRecord, LiveEvent, RunId, RunRequest, RunStatus,
+    StepStatus, now_millis,
+};
+use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::RuntimeError;
+use crate::files::{ensure_writable, write_under};
+use crate::method::{MethodCache, MethodHandle};
+use crate::step::{StepJob, StepMsg, StepOutput, execute};
+
+/// Settings of the runtime, decided once by the binary.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Folder under which each run gets `<run-id>/` unless the run names its own.
+    pub out_root: PathBuf,
+    /// Sampling temperature for document generation.
+    pub temperature: f32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { out_root: PathBuf::from("botarmy-out"), temperature: 0.7 }
+    }
+}
+
+/// Drives runs: creates them, executes their steps through the models, and appends every
+/// outcome to the store. Cheap to share (`Arc`); any number of runs may be driven at once.
+pub struct Runtime {
+    store: Arc<dyn Store>,
+    models: Arc<Router>,
+    methods: MethodCache,
+    bus: broadcast::Sender<LiveEvent>,
+    settings: Settings,
+}
+
+impl Runtime {
+    /// A runtime over this store and these models.
+    pub fn new(store: Arc<dyn Store>, models: Arc<Router>, settings: Settings) -> Self {
+        let (bus, _) = broadcast::channel(4_096);
+        Self { store, models, methods: MethodCache::default(), bus, settings }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Live events of every run this runtime drives: stored events as they are appended,
+    /// and streamed tokens. A slow receiver misses messages (it is told it lagged); the
+    /// durable log in the store has everything.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.bus.subscribe()
+    }
+
+    /// Loads (once) and checks the method a run names.
+    pub fn method(&self, source: &str) -> Result<MethodHandle, RuntimeError> {
+        self.methods.get(source)
+    }
+
+    /// Creates a run: resolves its plan, prepares its output folder and stores its first
+    /// event. Nothing is stored if any of that fails.
+    pub async fn create_run(&self, project: &str, mut request: RunRequest) -> Result<RunId, RuntimeError> {
+        let method = self.method(&request.method)?;
+        let plan = method.plan(&request.workflow)?;
+        let run_id = RunId::new();
+        let out = match &request.options.out_dir {
+            Some(dir) => absolute(Path::new(dir)),
+            None => absolute(&self.settings.out_root.join(run_id.to_string())),
+        };
+        ensure_writable(&out).map_err(|source| RuntimeError::OutDir { path: out.clone(), source })?;
+        request.options.out_dir = Some(out.display().to_string());
+        let project = self.store.ensure_project(project).await?;
+        let event = Event::PipelineCreated { project_id: project.id, request, plan };
+        let record = self.store.create_run(run_id, event, now_millis()).await?;
+        let _ = self.bus.send(LiveEvent::Event(record));
+        Ok(run_id)
+    }
+
+    /// Folds a run's log into its state.
+    pub async fn load(&self, run_id: RunId) -> Result<RunState, RuntimeError> {
+        let records = self.store.read_events(run_id, 0, 0).await?;
+        if records.is_empty() {
+            return Err(StoreError::NotFound { what: "run", id: run_id.to_string() }.into());
+        }
+        Ok(RunState::from_events(run_id, &records)?)
+    }
+
+    /// Drives a run that has not started (or is running in this process's care) until it
+    /// ends, pauses, or waits. `cancel` pauses it: running steps are interrupted, their
+    /// completed LLM calls kept, and `resume` continues.
+    pub async fn drive(&self, run_id: RunId, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
+        let state = self.load(run_id).await?;
+        if state.running_steps().next().is_some() {
+            return Err(RuntimeError::NotResumable {
+                run_id,
+                status: state.status,
+                hint: "it has steps that were running when it stopped; use `botarmy resume`",
+            });
+        }
+        Driver::new(self, state)?.run(cancel).await
+    }
+
+    /// Continues a run that was interrupted (crash, Ctrl-C), paused, or waiting.
+    pub async fn resume(&self, run_id: RunId, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
+        let state = self.load(run_id).await?;
+        if state.status.is_terminal() {
+            return Err(RuntimeError::NotResumable {
+                run_id,
+                status: state.status,
+                hint: "it has finished; start a new run instead",
+            });
+        }
+        let mut driver = Driver::new(self, state)?;
+        if driver.state.status != RunStatus::Pending {
+            let mut events: Vec<Event> = driver
+                .state
+                .running_steps()
+                .map(|step| Event::StepInterrupted { step, attempt: driver.state.steps[step as usize].attempt })
+                .collect();
+            events.push(Event::PipelineResumed {});
+            driver.append(events, Vec::new()).await?;
+        }
+        driver.run(cancel).await
+    }
+
+    /// The folder a run writes its artifacts to.
+    pub fn out_dir(&self, state: &RunState) -> PathBuf {
+        state
+            .request
+            .as_ref()
+            .and_then(|r| r.options.out_dir.as_deref())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.settings.out_root.join(state.run_id.to_string()))
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf())
+}
+
+struct Driver<'a> {
+    rt: &'a Runtime,
+    state: RunState,
+    request: RunRequest,
+    method: MethodHandle,
+    out_dir: PathBuf,
+    tasks: JoinSet<()>,
+    in_flight: HashMap<u32, u32>,
+    tx: mpsc::Sender<StepMsg>,
+    rx: mpsc::Receiver<StepMsg>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(rt: &'a Runtime, state: RunState) -> Result<Self, RuntimeError> {
+        let request = state.request.clone().ok_or_else(|| RuntimeError::Method {
+            source_name: "log".into(),
+            message: format!("run {} has no PipelineCreated event", state.run_id),
+        })?;
+        let method = rt.method(&request.method)?;
+        let out_dir = rt.out_dir(&state);
+        let (tx, rx) = mpsc::channel(64);
+        Ok(Self { rt, state, request, method, out_dir, tasks: JoinSet::new(), in_flight: HashMap::new(), tx, rx })
+    }
+
+    async fn run(mut self, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
+        let result = self.run_inner(&cancel).await;
+        self.tasks.abort_all();
+        result.map(|()| self.state)
+    }
+
+    async fn run_inner(&mut self, cancel: &CancellationToken) -> Result<(), RuntimeError> {
+        loop {
+            let actions = self.state.next_actions();
+            if !actions.is_empty() {
+                for action in actions {
+                    self.perform(action).await?;
+                }
+                continue;
+            }
+            if self.in_flight.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    // The driver holds a sender, so the channel cannot close while it runs.
+                    if let Some(msg) = msg {
+                        self.handle(msg).await?;
+                    }
+                }
+                () = cancel.cancelled() => return self.pause("interrupted by the user").await,
+            }
+        }
+    }
+
+    /// Stops the running steps, keeps everything they finished, and pauses the run.
+    async fn pause(&mut self, reason: &str) -> Result<(), RuntimeError> {
+        self.tasks.abort_all();
+        while let Some(joined) = self.tasks.join_next().await {
+            drop(joined);
+        }
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg).await?;
+        }
+        let mut events: Vec<Event> = self
+            .state
+            .running_steps()
+            .map(|step| Event::StepInterrupted { step, attempt: self.state.steps[step as usize].attempt })
+            .collect();
+        events.push(Event::PipelinePaused {
+            reason: format!("{reason}; `botarmy resume {}` continues it", self.state.run_id),
+        });
+        self.in_flight.clear();
+        self.append(events, Vec::new()).await
+    }
+
+    async fn perform(&mut self, action: Action) -> Result<(), RuntimeError> {
+        match action {
+            Action::StartRun => {
+                let plan = self.state.plan.as_ref();
+                let event = Event::PipelineStarted {
+                    cycle_type: plan.map(|p| p.cycle_type.clone()).unwrap_or_default(),
+                    workflow: plan.map(|p| p.workflow_id.clone()).unwrap_or_default(),
+                };
+                self.append(vec![event], Vec::new()).await
+            }
+            Action::StartStep { step, attempt, .. } => self.start_step(step, attempt).await,
+            Action::SkipStep { step, reason } => {
+                self.append(vec![Event::StepSkipped { step, reason }], Vec::new()).await
+            }
+            Action::CompleteRun { usage } => {
+                let duration_ms = self
+                    .state
+                    .started_at
+                    .map_or(0, |started| (now_millis() - started).max(0) as u64);
+                self.append(vec![Event::PipelineCompleted { usage, duration_ms }], Vec::new()).await
+            }
+            Action::FailRun { error, step } => {
+                self.append(vec![Event::PipelineFailed { error, step }], Vec::new()).await
+            }
+        }
+    }
+
+    async fn start_step(&mut self, step: u32, attempt: u32) -> Result<(), RuntimeError> {
+        let Some(plan_step) = self.state.plan.as_ref().and_then(|p| p.steps.get(step as usize)).cloned() else {
+            return Ok(());
+        };
+        let agent = plan_step.agent.clone();
+        self.append(vec![Event::StepStarted { step, attempt, agent: agent.clone() }], Vec::new()).await?;
+        let inputs = self.inputs_for(step).await?;
+        let request = self.request.clone();
+        let (provider, model) = self.rt.models.for_agent(&agent);
+        let job = StepJob {
+            run_id: self.state.run_id,
+            step,
+            attempt,
+            plan_step,
+            idea: request.idea,
+            method: self.method.clone(),
+            recorded: self.state.steps[step as usize].calls.clone(),
+            inputs,
+            options: request.options,
+            provider,
+            model,
+            temperature: self.rt.settings.temperature,
+            bus: self.rt.bus.clone(),
+            tx: self.tx.clone(),
+        };
+        self.in_flight.insert(step, attempt);
+        self.tasks.spawn(execute(job));
+        Ok(())
+    }
+
+    /// The contents of the artifacts a step reads: those it names, or (when it names none
+    /// that exist, as BMAD's `all_artifacts_in_project` does) every document so far.
+    async fn inputs_for(&self, step: u32) -> Result<Vec<(String, String)>, RuntimeError> {
+        let Some(plan_step) = self.state.plan.as_ref().and_then(|p| p.steps.get(step as usize)) else {
+            return Ok(Vec::new());
+        };
+        let mut chosen: Vec<&ArtifactRef> =
+            plan_step.requires.iter().filter_map(|name| self.state.artifacts.get(name)).collect();
+        if chosen.is_empty() && !plan_step.requires.is_empty() {
+            chosen = self
+                .state
+                .artifacts
+                .values()
+                .filter(|a| a.kind == botarmy_protocol::ArtifactKind::Document)
+                .collect();
+        }
+        let mut inputs = Vec::with_capacity(chosen.len());
+        for artifact in chosen {
+            let bytes = self.rt.store.artifact_content(artifact.id).await?;
+            inputs.push((artifact.name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        Ok(inputs)
+    }
+
+    async fn handle(&mut self, msg: StepMsg) -> Result<(), RuntimeError> {
+        match msg {
+            StepMsg::Record(event) => {
+                let live = event.step().is_some_and(|s| self.in_flight.contains_key(&s));
+                if live { self.append(vec![event], Vec::new()).await } else { Ok(()) }
+            }
+            StepMsg::Done { step, attempt, outcome, duration_ms } => {
+                if self.in_flight.get(&step) != Some(&attempt) {
+                    return Ok(());
+                }
+                self.in_flight.remove(&step);
+                match outcome {
+                    Ok(StepOutput::Produced(produced)) => self.complete(step, attempt, produced, duration_ms).await,
+                    Ok(StepOutput::Skipped(reason)) => {
+                        self.append(vec![Event::StepSkipped { step, reason }], Vec::new()).await
+                    }
+                    Err(error) => self.append(vec![Event::StepFailed { step, attempt, error }], Vec::new()).await,
+                }
+            }
+        }
+    }
+
+    async fn complete(
+        &mut self,
+        step: u32,
+        attempt: u32,
+        produced: Vec<crate::step::Produced>,
+        duration_ms: u64,
+    ) -> Result<(), RuntimeError> {
+        let mut events = Vec::with_capacity(produced.len() + 1);
+        let mut bodies = Vec::with_capacity(produced.len());
+        for item in produced {
+            let relative = match item.kind {
+                botarmy_protocol::ArtifactKind::Document => item.name.clone(),
+                botarmy_protocol::ArtifactKind::Code => item.name.clone(),
+            };
+            if let Err(source) = write_under(&self.out_dir, &relative, item.content.as_bytes()) {
+                let error = botarmy_protocol::ErrorInfo::new(
+                    botarmy_protocol::ErrorKind::Fatal,
+                    format!("cannot write {}: {source}", self.out_dir.join(&relative).display()),
+                );
+                return self.append(vec![Event::StepFailed { step, attempt, error }], Vec::new()).await;
+            }
+            let version = self.state.artifacts.get(&item.name).map_or(1, |a| a.version + 1);
+            let id = ArtifactId::new();
+            let content = item.content.into_bytes();
+            events.push(Event::ArtifactCreated {
+                step,
+                artifact: ArtifactRef {
+                    id,
+                    name: item.name,
+                    kind: item.kind,
+                    version,
+                    sha256: hex::encode(Sha256::digest(&content)),
+                    bytes: content.len() as u64,
+                },
+            });
+            bodies.push(ArtifactBody { id, content });
+        }
+        let usage = self.state.steps[step as usize].calls.iter().fold(Default::default(), |mut acc: botarmy_protocol::Usage, c| {
+            acc += c.usage;
+            acc.calls += 1;
+            acc
+        });
+        events.push(Event::StepCompleted { step, attempt, usage, duration_ms });
+        self.append(events, bodies).await
+    }
+
+    /// Checks the events against the engine, appends them in one transaction, then folds
+    /// them in and tells live watchers.
+    async fn append(&mut self, events: Vec<Event>, artifacts: Vec<ArtifactBody>) -> Result<(), RuntimeError> {
+        let at = now_millis();
+        let mut next = self.state.clone();
+        for event in &events {
+            next.apply(&EventRecord { run_id: next.run_id, seq: next.last_seq + 1, at, event: event.clone() })?;
+        }
+        let run_id = self.state.run_id;
+        let records = self
+            .rt
+            .store
+            .append(run_id, self.state.last_seq, at, AppendBatch { events, artifacts })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
+                other => RuntimeError::Store(other),
+            })?;
+        self.state = next;
+        for record in records {
+            let _ = self.rt.bus.send(LiveEvent::Event(record));
+        }
+        for (step, s) in self.state.steps.iter().enumerate() {
+            if s.status != StepStatus::Running {
+                self.in_flight.remove(&(step as u32));
+            }
+        }
+        Ok(())
+    }
+}

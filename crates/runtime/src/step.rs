@@ -1,0 +1,237 @@
+//! Execution of one attempt of one step: the LLM calls (reusing those the log already
+//! holds), the document, and the code files it carries. Reports back to the run's driver.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use botarmy_core::engine::RecordedCall;
+use botarmy_llm::{ChatMessage, ChatRequest, Provider};
+use botarmy_protocol::{
+    ArtifactKind, ErrorInfo, ErrorKind, Event, LiveEvent, PlanStep, RunId, RunOptions,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{broadcast, mpsc};
+
+use botarmy_core::document::extract_code_files;
+use botarmy_core::prompt::parse_condition_answer;
+use crate::method::MethodHandle;
+
+/// A document or file a step produced.
+#[derive(Debug, Clone)]
+pub(crate) struct Produced {
+    pub name: String,
+    pub kind: ArtifactKind,
+    pub content: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+pub(crate) enum StepOutput {
+    Produced(Vec<Produced>),
+    Skipped(String),
+}
+
+/// What a step task tells its driver.
+#[derive(Debug)]
+pub(crate) enum StepMsg {
+    /// An event to append now (LLM call records), in order.
+    Record(Event),
+    /// The attempt ended.
+    Done { step: u32, attempt: u32, outcome: Result<StepOutput, ErrorInfo>, duration_ms: u64 },
+}
+
+/// Everything one attempt needs; built by the driver from the run's state.
+pub(crate) struct StepJob {
+    pub run_id: RunId,
+    pub step: u32,
+    pub attempt: u32,
+    pub plan_step: PlanStep,
+    pub idea: String,
+    pub method: MethodHandle,
+    pub recorded: Vec<RecordedCall>,
+    pub inputs: Vec<(String, String)>,
+    pub options: RunOptions,
+    pub provider: Arc<dyn Provider>,
+    pub model: String,
+    pub temperature: f32,
+    pub bus: broadcast::Sender<LiveEvent>,
+    pub tx: mpsc::Sender<StepMsg>,
+}
+
+/// The artifact name a step's document is stored under.
+pub(crate) fn document_name(step: &PlanStep) -> String {
+    match &step.creates {
+        Some(name) if name.rsplit('/').next().is_some_and(|n| n.contains('.')) => name.clone(),
+        Some(name) => format!("{name}.md"),
+        None => format!("{}.md", step.key.replace('/', "-")),
+    }
+}
+
+/// Runs the attempt and reports its end to the driver.
+pub(crate) async fn execute(job: StepJob) {
+    let started = Instant::now();
+    let mut calls = Calls { next: 0 };
+    let outcome = attempt(&job, &mut calls).await;
+    let done = StepMsg::Done {
+        step: job.step,
+        attempt: job.attempt,
+        outcome,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    // The driver only stops listening when the run is being torn down; nothing to do then.
+    let _ = job.tx.send(done).await;
+}
+
+async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorInfo> {
+    if let Some(condition) = &job.plan_step.condition {
+        let messages = job.method.condition_prompt(&job.plan_step, &job.idea, &job.inputs, condition, &job.options)?;
+        let request = job.request(messages, 4, calls.next, Some(YES_NO_GRAMMAR));
+        let answer = calls.chat(job, request).await?;
+        if parse_condition_answer(&answer) != Some(true) {
+            return Ok(StepOutput::Skipped(format!(
+                "condition `{condition}` does not hold (answered by {})",
+                job.plan_step.agent
+            )));
+        }
+    }
+    let messages = job.method.step_prompt(&job.plan_step, &job.idea, &job.inputs, &job.options)?;
+    let request = job.request(messages, job.options.max_output_tokens, calls.next, None);
+    let text = calls.chat(job, request).await?;
+    let document = job.method.finish_document(&job.plan_step, &job.idea, &text);
+    let mut produced = Vec::new();
+    if job.plan_step.phase.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("build")) {
+        for file in extract_code_files(&document) {
+            produced.push(Produced {
+                name: format!("code/{}", file.path),
+                kind: ArtifactKind::Code,
+                content: file.content,
+            });
+        }
+    }
+    produced.insert(
+        0,
+        Produced { name: document_name(&job.plan_step), kind: ArtifactKind::Document, content: document },
+    );
+    Ok(StepOutput::Produced(produced))
+}
+
+const YES_NO_GRAMMAR: &str = "root ::= (\"yes\" | \"no\")";
+
+impl StepJob {
+    fn request(&self, messages: Vec<ChatMessage>, max_tokens: u32, call: u32, grammar: Option<&str>) -> ChatRequest {
+        ChatRequest {
+            model: self.model.clone(),
+            messages,
+            max_tokens,
+            temperature: self.temperature,
+            seed: seed_for(&self.plan_step.key, self.attempt, call),
+            stop: Vec::new(),
+            grammar: grammar.map(str::to_string),
+        }
+    }
+}
+
+/// A seed that depends on what the call is, never on the run id or the clock, so the same
+/// step of two runs asks the same question (replayable from a cassette).
+fn seed_for(key: &str, attempt: u32, call: u32) -> u64 {
+    let digest = Sha256::digest(format!("{key}\u{0}{attempt}\u{0}{call}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Numbers the calls of an attempt and serves recorded ones instead of calling again.
+struct Calls {
+    next: u32,
+}
+
+impl Calls {
+    async fn chat(&mut self, job: &StepJob, request: ChatRequest) -> Result<String, ErrorInfo> {
+        let call = self.next;
+        self.next += 1;
+        if let Some(recorded) = job.recorded.get(call as usize) {
+            // Completed calls are never made again, even if the prompt would now differ.
+            return Ok(recorded.response.clone());
+        }
+        let request_hash = request.digest();
+        let started = Instant::now();
+        let bus = job.bus.clone();
+        let (run_id, step, agent) = (job.run_id, job.step, job.plan_step.agent.clone());
+        let on_token = move |text: &str| {
+            let _ = bus.send(LiveEvent::Token { run_id, step, agent: agent.clone(), text: text.to_string() });
+        };
+        let result = job.provider.chat(&request, &on_token).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(response) => {
+                let event = Event::LlmCallCompleted {
+                    step: job.step,
+                    attempt: job.attempt,
+                    call,
+                    provider: response.provider.clone(),
+                    model: response.model.clone(),
+                    request_hash,
+                    response: response.text.clone(),
+                    usage: response.usage,
+                    latency_ms,
+                };
+                job.tx.send(StepMsg::Record(event)).await.map_err(|_| cancelled())?;
+                Ok(response.text)
+            }
+            Err(error) => {
+                let kind = if error.is_retryable() { ErrorKind::Transient } else { ErrorKind::Fatal };
+                let info = ErrorInfo::new(kind, error.to_string());
+                let event = Event::LlmCallFailed {
+                    step: job.step,
+                    attempt: job.attempt,
+                    call,
+                    provider: job.provider.id().to_string(),
+                    model: request.model.clone(),
+                    error: info.clone(),
+                    latency_ms,
+                };
+                job.tx.send(StepMsg::Record(event)).await.map_err(|_| cancelled())?;
+                Err(info)
+            }
+        }
+    }
+}
+
+fn cancelled() -> ErrorInfo {
+    ErrorInfo::new(ErrorKind::Cancelled, "the run stopped while the step was running")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_stable_and_distinct() {
+        assert_eq!(seed_for("a", 1, 0), seed_for("a", 1, 0));
+        assert_ne!(seed_for("a", 1, 0), seed_for("a", 1, 1));
+        assert_ne!(seed_for("a", 1, 0), seed_for("a", 2, 0));
+    }
+
+    #[test]
+    fn document_names_follow_what_the_step_creates() {
+        let mut step = PlanStep {
+            key: "design/api".into(),
+            title: "API".into(),
+            phase: None,
+            agent: "architect".into(),
+            creates: Some("api-specification.md".into()),
+            template: None,
+            requires: vec![],
+            depends_on: vec![],
+            optional: false,
+            condition: None,
+            instruction: None,
+            notes: None,
+        };
+        assert_eq!(document_name(&step), "api-specification.md");
+        step.creates = Some("sharded_docs".into());
+        assert_eq!(document_name(&step), "sharded_docs.md");
+        step.creates = None;
+        assert_eq!(document_name(&step), "design-api.md");
+    }
+}
