@@ -1,14 +1,17 @@
-//! WAL checkpoints off the writer's path: the writer's WAL hook asks for one when the log
-//! passes [`PAGES`] frames, and this thread copies the log back into the database
-//! (`PASSIVE`: it never blocks the writer or readers) and pays for the `fsync`s.
+//! WAL checkpoints, mostly off the writer's path.
 //!
-//! A background checkpoint races the writer, which keeps appending frames, so it may never
-//! catch up with the end of the log, and the log is only rewound from its start once a
-//! checkpoint has copied all of it. So when the log passes [`WRITER_PAGES`] the writer
-//! finishes the job itself (cheaply: the background thread has copied most of it), which
-//! bounds the WAL file.
+//! The log is copied back into the database by checkpoints, and it is rewound to its start
+//! (so the WAL file stops growing) only at a write that finds it copied entirely. Copying
+//! and its `fsync`s are the expensive part, so a background thread does it: when the log
+//! passes [`PAGES`] frames the writer's WAL hook asks it for one `PASSIVE` checkpoint (which
+//! never blocks the writer or readers). That one races the writer, which keeps appending, so
+//! it cannot finish the job; at [`WRITER_PAGES`] the writer finishes it itself between two
+//! transactions (cheaply: most pages are copied), unless the background checkpoint is still
+//! running. At [`WRITER_WAITS`] (the disk cannot keep up) the writer waits for it to end
+//! rather than let the log grow: the WAL file stays bounded.
 
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
@@ -16,11 +19,15 @@ use rusqlite::wal::CheckpointMode;
 use super::{Role, connect};
 use crate::StoreError;
 use crate::target::SqliteTarget;
+use crate::watch::lock;
 
 /// WAL size (in pages) that triggers a background checkpoint; SQLite's own default.
 const PAGES: i32 = 1_000;
-/// WAL size (in pages) at which the writer checkpoints.
-const WRITER_PAGES: i32 = 4 * PAGES;
+/// WAL size (in pages) at which the writer checkpoints if the background one is done.
+const WRITER_PAGES: i32 = 2 * PAGES;
+/// WAL size (in pages) at which the writer waits for the background checkpoint, then
+/// checkpoints.
+const WRITER_WAITS: i32 = 4 * PAGES;
 
 /// Installs the hook on the writer connection and starts the checkpointer thread, which ends
 /// when the writer connection (holding the hook, and with it the sender) is closed.
@@ -31,35 +38,58 @@ pub(super) fn install(
 ) -> Result<(), StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
     let conn = connect(target, Role::Checkpointer).map_err(|e| e.into_store(location))?;
+    // Held by whoever checkpoints, so the writer can wait for the background thread.
+    let running = Arc::new(Mutex::new(()));
+    let background = Arc::clone(&running);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
-        .spawn(move || run(&conn, &rx))
+        .spawn(move || run(&conn, &rx, &background))
         .map_err(|e| StoreError::Open {
             location: location.to_string(),
             source: Box::new(e),
         })?;
     // Replaces SQLite's automatic checkpoints, which would run on the writer.
     writer
-        .wal_hook(Some(hook(tx)))
+        .wal_hook(Some(hook(tx, running)))
         .map_err(|e| super::sql_error(&e, location))
 }
 
-fn hook(tx: SyncSender<()>) -> impl FnMut(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()> {
+fn hook(
+    tx: SyncSender<()>,
+    running: Arc<Mutex<()>>,
+) -> impl FnMut(&mut rusqlite::hooks::Wal, i32) -> rusqlite::Result<()> {
+    // Whether the background checkpoint may be asked for (once per pass through the log).
+    let mut armed = true;
     move |wal, pages| {
-        if pages >= WRITER_PAGES {
-            // Busy (the background checkpoint is running): next commit tries again.
-            let _ = wal.checkpoint();
-        } else if pages >= PAGES {
-            // Full: a checkpoint is already asked for.
+        if pages < PAGES {
+            armed = true;
+        } else if armed {
+            armed = false;
             let _ = tx.try_send(());
+        }
+        if pages >= WRITER_WAITS {
+            let _done = lock(&running);
+            // Failures (another process checkpointing, a reader on an old snapshot) are
+            // retried at the next commit.
+            let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
+        } else if pages >= WRITER_PAGES {
+            let free = match running.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if free.is_some() {
+                let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
+            }
         }
         Ok(())
     }
 }
 
-fn run(conn: &Connection, rx: &Receiver<()>) {
+fn run(conn: &Connection, rx: &Receiver<()>, running: &Mutex<()>) {
     while rx.recv().is_ok() {
-        // Busy or failed checkpoints are retried at the next request; the WAL stays valid.
+        let _running = lock(running);
+        // A failed checkpoint leaves the WAL valid; the writer finishes the job.
         let _ = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
     }
 }

@@ -218,9 +218,10 @@ async fn the_wal_is_checkpointed_and_stays_bounded() {
         db > written / 4,
         "the database file has {db} bytes after {written} written: no checkpoint ran"
     );
+    // The writer lets the WAL reach about 4,000 pages (16 MiB), then waits for checkpoints.
     assert!(
-        wal < written * 7 / 8,
-        "the WAL has {wal} bytes after {written} written: it is never rewound"
+        wal < 24 << 20,
+        "the WAL has {wal} bytes after {written} written: it is not bounded"
     );
     // And the data is all there.
     assert_eq!(store.artifacts(run).await.unwrap().len(), APPENDS as usize);
