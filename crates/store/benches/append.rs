@@ -218,9 +218,10 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
 
 fn cpu_report(what: &str, cpu: Cpu, runs: usize, writes: usize) {
     println!(
-        "  {:<40} {:>9.0} µs/run in this process{}",
-        format!("{what}, CPU time"),
+        "  {:<40} {:>9.0} µs/run in this process, {:.0} KiB/run written{}",
+        format!("{what}, CPU and I/O"),
         cpu.process * 1e6 / runs as f64,
+        cpu.written / 1024.0 / runs as f64,
         if cpu.writer > 0.0 {
             format!(
                 ", {:.1} µs/write in the SQLite writer thread",
@@ -232,12 +233,13 @@ fn cpu_report(what: &str, cpu: Cpu, runs: usize, writes: usize) {
     );
 }
 
-/// CPU seconds used so far by this process and by its SQLite writer thread (read from
-/// `/proc`; zero where there is none). Unlike wall time, it does not depend on what else
-/// the machine is doing.
+/// CPU seconds used so far by this process and by its SQLite writer thread, and bytes it
+/// wrote (read from `/proc`; zero where there is none). Unlike wall time, they do not depend
+/// on what else the machine is doing.
 struct Cpu {
     process: f64,
     writer: f64,
+    written: f64,
 }
 
 impl Cpu {
@@ -267,13 +269,24 @@ impl Cpu {
                     std::fs::read_to_string(task.path().join("stat")).map_or(0.0, |s| ticks(&s));
             }
         }
-        Self { process, writer }
+        let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let written = io
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        Self {
+            process,
+            writer,
+            written,
+        }
     }
 
     fn since(&self, before: &Self) -> Self {
         Self {
             process: self.process - before.process,
             writer: self.writer - before.writer,
+            written: self.written - before.written,
         }
     }
 }

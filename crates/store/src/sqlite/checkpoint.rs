@@ -21,11 +21,11 @@ use crate::StoreError;
 use crate::target::SqliteTarget;
 use crate::watch::lock;
 
-/// WAL size (in pages) that triggers a background checkpoint; SQLite's own default.
-const PAGES: i32 = 1_000;
-/// WAL size (in pages) at which the writer checkpoints if the background one is done.
+/// WAL size (in pages: 8 MiB) that triggers a background checkpoint.
+const PAGES: i32 = 2_000;
+/// WAL size (in pages: 16 MiB) at which the writer checkpoints if the background one is done.
 const WRITER_PAGES: i32 = 2 * PAGES;
-/// WAL size (in pages) at which the writer waits for the background checkpoint, then
+/// WAL size (in pages: 32 MiB) at which the writer waits for the background checkpoint, then
 /// checkpoints.
 const WRITER_WAITS: i32 = 4 * PAGES;
 
