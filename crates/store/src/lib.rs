@@ -25,7 +25,8 @@
 //! - SQLite: one writer thread group-commits concurrent appends into one transaction (a
 //!   savepoint per append, so one failing append fails alone), WAL with
 //!   `synchronous=NORMAL` (see the `sqlite` module for the durability trade-off),
-//!   checkpoints on a background thread, reads on a small pool of reader connections.
+//!   checkpoints mostly on a background thread with the WAL kept under ~32 MiB, reads on a
+//!   small pool of reader connections.
 //! - PostgreSQL: an append is one transaction sent as one pipeline, led by an
 //!   `UPDATE runs … WHERE last_seq = expected` that serialises appenders of a run on its row
 //!   and is the conflict check; `NOTIFY` on commit wakes waiters in every process.

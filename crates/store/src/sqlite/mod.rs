@@ -2,8 +2,9 @@
 //!
 //! Writes go to one writer thread that group-commits them ([`writer`]); reads run on a small
 //! pool of reader connections on tokio's blocking threads, which WAL lets read while the
-//! writer writes. Waiters are woken by this process's commits at once and by other
-//! processes' commits through a poller of `PRAGMA data_version` ([`poll`]).
+//! writer writes. WAL checkpoints run mostly on a thread of their own ([`checkpoint`]).
+//! Waiters are woken by this process's commits at once and by other processes' commits
+//! through a poller of `PRAGMA data_version` ([`poll`]).
 //!
 //! Durability: `synchronous=NORMAL` in WAL mode. A commit is in the WAL (the operating
 //! system's page cache) before `append` returns, so killing the process at any moment loses

@@ -145,9 +145,11 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers
     }
     let single = writes.len() == 1;
     let mut outcomes = Vec::with_capacity(writes.len());
+    // Requests not reached when the transaction fails stay here.
+    let mut pending = writes.into_iter();
     let result = (|| -> rusqlite::Result<()> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        for job in writes.drain(..) {
+        for job in pending.by_ref() {
             // A lone request needs no savepoint: on failure the whole transaction goes.
             if !single {
                 conn.prepare_cached("SAVEPOINT request")?.execute([])?;
@@ -189,7 +191,7 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers
                 outcome.fail(make).deliver(watchers);
             }
             // Requests not reached before the failure get the same answer.
-            for write in writes {
+            for write in pending {
                 write.refuse(make());
             }
         }
