@@ -217,19 +217,20 @@ async fn scenarios(store: &Arc<dyn Store>, runs: usize) {
 }
 
 fn cpu_report(what: &str, cpu: Cpu, runs: usize, writes: usize) {
+    // Only the SQLite store writes files from this process (PostgreSQL's server does its own).
+    let sqlite = if cpu.writer > 0.0 {
+        format!(
+            ", {:.0} KiB/run written to files, {:.1} µs/write in the SQLite writer thread",
+            cpu.written / 1024.0 / runs as f64,
+            cpu.writer * 1e6 / writes as f64
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "  {:<40} {:>9.0} µs/run in this process, {:.0} KiB/run written{}",
-        format!("{what}, CPU and I/O"),
+        "  {:<40} {:>9.0} µs/run in this process{sqlite}",
+        format!("{what}, CPU"),
         cpu.process * 1e6 / runs as f64,
-        cpu.written / 1024.0 / runs as f64,
-        if cpu.writer > 0.0 {
-            format!(
-                ", {:.1} µs/write in the SQLite writer thread",
-                cpu.writer * 1e6 / writes as f64
-            )
-        } else {
-            String::new()
-        },
     );
 }
 
