@@ -75,99 +75,100 @@ pub(crate) async fn create_run(
         ))));
     };
     let tx = client.transaction().await?;
-    let project = tx
-        .prepare_cached("SELECT 1 FROM projects WHERE id = $1")
-        .await?;
-    if tx.query_opt(&project, &[&project_id.0]).await?.is_none() {
-        return Err(Fail::Store(StoreError::NotFound {
-            what: "project",
-            id: project_id.to_string(),
-        }));
-    }
+    // One pipeline, led by the run's row, inserted only if its project exists and the run
+    // does not.
     let insert_run = tx
         .prepare_cached(
             "INSERT INTO runs (id, project_id, workflow, idea, status, created_at, last_seq)
-             VALUES ($1, $2, $3, $4, 'pending', $5, 1) ON CONFLICT (id) DO NOTHING",
+             SELECT $1, id, $3::TEXT, $4::TEXT, 'pending', $5::BIGINT, 1
+             FROM projects WHERE id = $2 ON CONFLICT (id) DO NOTHING",
         )
         .await?;
-    let inserted = tx
-        .execute(
-            &insert_run,
-            &[
-                &run_id.0,
-                &project_id.0,
-                &plan.workflow_id,
-                &request.idea,
-                &at,
-            ],
-        )
-        .await?;
-    if inserted == 0 {
-        let last = tx
-            .prepare_cached("SELECT last_seq FROM runs WHERE id = $1")
-            .await?;
-        let actual: i64 = tx.query_one(&last, &[&run_id.0]).await?.get(0);
-        return Err(Fail::Store(StoreError::Conflict {
-            run_id,
-            expected: 0,
-            actual: projection::wire_int(actual),
-        }));
-    }
-    let insert_step = tx
+    let insert_steps = tx
         .prepare_cached(
             "INSERT INTO steps (run_id, step, project_id, key, title, phase, agent, status)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
+             SELECT $1, s.step, $2, s.key, s.title, s.phase, s.agent, 'pending'
+             FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[])
+             AS s (step, key, title, phase, agent)",
         )
         .await?;
     let insert_event = tx
         .prepare_cached(
             "INSERT INTO events (run_id, seq, at, type, payload)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+             VALUES ($1, 1, $2, 'pipeline_created', $3::TEXT::JSONB)",
         )
         .await?;
     let notify = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
     let payload = format!("{run_id}:1");
-    let txn = tx;
-    let tx = &txn;
-    let mut ops: Vec<Pipelined<'_>> = Vec::with_capacity(plan.steps.len() + 2);
-    for (i, step) in plan.steps.iter().enumerate() {
-        let insert_step = &insert_step;
-        ops.push(Box::pin(async move {
-            tx.execute(
-                insert_step,
-                &[
-                    &run_id.0,
-                    &(i as i64),
-                    &project_id.0,
-                    &step.key,
-                    &step.title,
-                    &step.phase,
-                    &step.agent,
-                ],
-            )
-            .await
-        }));
+    let indices: Vec<i64> = (0..plan.steps.len() as i64).collect();
+    let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+    let titles: Vec<&str> = plan.steps.iter().map(|s| s.title.as_str()).collect();
+    let phases: Vec<Option<&str>> = plan.steps.iter().map(|s| s.phase.as_deref()).collect();
+    let agents: Vec<&str> = plan.steps.iter().map(|s| s.agent.as_str()).collect();
+    let (inserted, rest) = {
+        let t = &tx;
+        let ops: Vec<Pipelined<'_>> = vec![
+            Box::pin(async {
+                t.execute(
+                    &insert_run,
+                    &[
+                        &run_id.0,
+                        &project_id.0,
+                        &plan.workflow_id,
+                        &request.idea,
+                        &at,
+                    ],
+                )
+                .await
+            }),
+            Box::pin(async {
+                t.execute(
+                    &insert_steps,
+                    &[
+                        &run_id.0,
+                        &project_id.0,
+                        &indices,
+                        &keys,
+                        &titles,
+                        &phases,
+                        &agents,
+                    ],
+                )
+                .await
+            }),
+            Box::pin(async {
+                t.execute(&insert_event, &[&run_id.0, &at, &created.payload])
+                    .await
+            }),
+            Box::pin(async { t.execute(&notify, &[&CHANNEL, &payload]).await }),
+        ];
+        let mut results = join_all(ops).await.into_iter();
+        (results.next(), results.collect::<Vec<_>>())
+    };
+    match inserted {
+        Some(Ok(1)) => {}
+        Some(Err(e)) => return Err(e.into()),
+        Some(Ok(_)) | None => {
+            tx.rollback().await?;
+            return Err(Fail::Store(
+                match super::read::last_seq(client, run_id).await? {
+                    Some(actual) => StoreError::Conflict {
+                        run_id,
+                        expected: 0,
+                        actual,
+                    },
+                    None => StoreError::NotFound {
+                        what: "project",
+                        id: project_id.to_string(),
+                    },
+                },
+            ));
+        }
     }
-    ops.push(Box::pin(async {
-        tx.execute(
-            &insert_event,
-            &[
-                &run_id.0,
-                &1_i64,
-                &at,
-                &"pipeline_created",
-                &created.payload,
-            ],
-        )
-        .await
-    }));
-    ops.push(Box::pin(async {
-        tx.execute(&notify, &[&CHANNEL, &payload]).await
-    }));
-    for result in join_all(ops).await {
+    for result in rest {
         result?;
     }
-    txn.commit().await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -249,16 +250,21 @@ pub(crate) async fn append(
             Check::Any,
         ));
     }
-    for ((ev, change), seq) in events.iter().zip(changes).zip(first..) {
-        let insert = &st.insert_event;
-        let (tx, name) = (&tx, ev.event.name());
+    {
+        // All the events in one statement.
+        let (tx, insert) = (&tx, &st.insert_events);
+        let seqs: Vec<i64> = (first..=new_last).map(sql_int).collect();
+        let names: Vec<&str> = events.iter().map(|ev| ev.event.name()).collect();
+        let payloads: Vec<&str> = events.iter().map(|ev| ev.payload.as_str()).collect();
         ops.push((
             Box::pin(async move {
-                tx.execute(insert, &[&run_id.0, &sql_int(seq), &at, &name, &ev.payload])
+                tx.execute(insert, &[&run_id.0, &at, &seqs, &names, &payloads])
                     .await
             }),
             Check::Any,
         ));
+    }
+    for ((ev, change), seq) in events.iter().zip(changes).zip(first..) {
         cx.project(ev, seq, change, &mut ops)?;
     }
     {
@@ -304,7 +310,7 @@ pub(crate) async fn append(
 
 /// The statements an append may need, prepared (once per connection) before the pipeline.
 struct Statements {
-    insert_event: tokio_postgres::Statement,
+    insert_events: tokio_postgres::Statement,
     update_run: tokio_postgres::Statement,
     notify: tokio_postgres::Statement,
     step_started: tokio_postgres::Statement,
@@ -318,10 +324,11 @@ struct Statements {
 impl Statements {
     async fn prepare(tx: &Transaction<'_>) -> Result<Self, Fail> {
         Ok(Self {
-            insert_event: tx
+            insert_events: tx
                 .prepare_cached(
                     "INSERT INTO events (run_id, seq, at, type, payload)
-                     VALUES ($1, $2, $3, $4, $5::text::jsonb)",
+                     SELECT $1, e.seq, $2, e.type, e.payload::jsonb
+                     FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS e (seq, type, payload)",
                 )
                 .await?,
             update_run: tx
