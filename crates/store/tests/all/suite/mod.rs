@@ -1,0 +1,27 @@
+//! The store suite: every case runs against each backend (see the macro in `main.rs`).
+
+mod log;
+mod projection;
+mod query;
+mod wait;
+
+use std::sync::Arc;
+
+use botarmy_protocol::{Event, RunId};
+use botarmy_store::Store;
+
+pub use log::*;
+pub use projection::*;
+pub use query::*;
+pub use wait::*;
+
+/// The run's whole log as (sequence number, event).
+pub(crate) async fn log(store: &Arc<dyn Store>, run: RunId) -> Vec<(u64, Event)> {
+    store
+        .read_events(run, 0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.seq, r.event))
+        .collect()
+}
