@@ -75,14 +75,17 @@ impl Config {
                 expected: "the path of a cassette recorded with `botarmy run --record FILE` (BOTARMY_PROVIDER=replay needs one)".into(),
             });
         }
-        let threads = match non_empty("BOTARMY_THREADS") {
-            None => None,
-            Some(v) => Some(v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| ConfigError {
-                key: "BOTARMY_THREADS",
-                value: v.clone(),
-                expected: "a positive whole number of CPU threads".into(),
-            })?),
-        };
+        let threads =
+            match non_empty("BOTARMY_THREADS") {
+                None => None,
+                Some(v) => Some(v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(
+                    || ConfigError {
+                        key: "BOTARMY_THREADS",
+                        value: v.clone(),
+                        expected: "a positive whole number of CPU threads".into(),
+                    },
+                )?),
+            };
         Ok(Self {
             home,
             database_url,
@@ -108,7 +111,9 @@ pub fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
-    std::env::current_dir().map(|c| c.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    std::env::current_dir()
+        .map(|c| c.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]
@@ -118,7 +123,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -132,12 +140,22 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_and_what_was_expected() {
-        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_PROVIDER", "gpt")])).unwrap_err();
+        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_PROVIDER", "gpt")]))
+            .unwrap_err();
         assert_eq!(e.key, "BOTARMY_PROVIDER");
-        assert!(e.to_string().starts_with("BOTARMY_PROVIDER=\"gpt\": `local`"), "{e}");
-        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_PROVIDER", "replay")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("BOTARMY_PROVIDER=\"gpt\": `local`"),
+            "{e}"
+        );
+        let e = Config::from_env(env(&[
+            ("BOTARMY_HOME", "/x"),
+            ("BOTARMY_PROVIDER", "replay"),
+        ]))
+        .unwrap_err();
         assert_eq!(e.key, "BOTARMY_CASSETTE");
-        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_THREADS", "zero")])).unwrap_err();
+        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_THREADS", "zero")]))
+            .unwrap_err();
         assert_eq!(e.key, "BOTARMY_THREADS");
     }
 }

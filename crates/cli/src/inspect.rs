@@ -26,10 +26,19 @@ fn cost(usage: &Usage) -> String {
 
 fn duration(ms: u64) -> String {
     let secs = ms / 1000;
-    if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+    if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
 }
 
-pub async fn runs(config: &Config, status: Option<&str>, limit: u32, json: bool) -> Result<ExitCode> {
+pub async fn runs(
+    config: &Config,
+    status: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> Result<ExitCode> {
     let status = match status {
         None => None,
         Some(s) => Some(RunStatus::parse(s).with_context(|| {
@@ -37,7 +46,13 @@ pub async fn runs(config: &Config, status: Option<&str>, limit: u32, json: bool)
         })?),
     };
     let store = botarmy_store::open(&config.database_url).await?;
-    let runs = store.list_runs(&RunFilter { status, limit, ..RunFilter::default() }).await?;
+    let runs = store
+        .list_runs(&RunFilter {
+            status,
+            limit,
+            ..RunFilter::default()
+        })
+        .await?;
     let mut w = out();
     if json {
         serde_json::to_writer_pretty(&mut w, &runs)?;
@@ -48,10 +63,21 @@ pub async fn runs(config: &Config, status: Option<&str>, limit: u32, json: bool)
         writeln!(w, "no runs yet; start one with `botarmy run \"your idea\"`")?;
         return Ok(ExitCode::SUCCESS);
     }
-    writeln!(w, "{:<36}  {:<10}  {:<20}  {:<20}  {:>8}  {:>9}  IDEA", "ID", "STATUS", "WORKFLOW", "STARTED", "TOKENS", "COST")?;
+    writeln!(
+        w,
+        "{:<36}  {:<10}  {:<20}  {:<20}  {:>8}  {:>9}  IDEA",
+        "ID", "STATUS", "WORKFLOW", "STARTED", "TOKENS", "COST"
+    )?;
     for r in runs {
         let started = format_millis(r.started_at.unwrap_or(r.created_at));
-        let idea: String = r.idea.lines().next().unwrap_or("").chars().take(40).collect();
+        let idea: String = r
+            .idea
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(40)
+            .collect();
         writeln!(
             w,
             "{:<36}  {:<10}  {:<20}  {:<20}  {:>8}  {:>9}  {idea}",
@@ -94,7 +120,10 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     writeln!(
         w,
         "tokens    {} in / {} out in {} LLM calls, cost {}",
-        summary.usage.input_tokens, summary.usage.output_tokens, calls.len(), cost(&summary.usage)
+        summary.usage.input_tokens,
+        summary.usage.output_tokens,
+        calls.len(),
+        cost(&summary.usage)
     )?;
     if let Some(e) = &summary.error {
         writeln!(w, "error     {e}")?;
@@ -115,7 +144,10 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             s.attempt,
             s.usage.total_tokens(),
         )?;
-        for a in attempts.iter().filter(|a| a.step == s.step && a.status != "succeeded") {
+        for a in attempts
+            .iter()
+            .filter(|a| a.step == s.step && a.status != "succeeded")
+        {
             let why = a.error.as_deref().unwrap_or("");
             writeln!(w, "        attempt {} {} {why}", a.attempt, a.status)?;
         }
@@ -128,7 +160,14 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     if !artifacts.is_empty() {
         writeln!(w, "\nartifacts")?;
         for a in &artifacts {
-            writeln!(w, "  {:<44} v{}  {:>7} bytes  {}", a.artifact.name, a.artifact.version, a.artifact.bytes, &a.artifact.sha256[..12.min(a.artifact.sha256.len())])?;
+            writeln!(
+                w,
+                "  {:<44} v{}  {:>7} bytes  {}",
+                a.artifact.name,
+                a.artifact.version,
+                a.artifact.bytes,
+                &a.artifact.sha256[..12.min(a.artifact.sha256.len())]
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -155,7 +194,9 @@ pub async fn events(config: &Config, run: &str, since: u64, follow: bool) -> Res
         if !follow || store.get_run(run_id).await?.status.is_terminal() {
             return Ok(ExitCode::SUCCESS);
         }
-        store.wait_for_events(run_id, last, Duration::from_secs(5)).await?;
+        store
+            .wait_for_events(run_id, last, Duration::from_secs(5))
+            .await?;
     }
 }
 
@@ -176,7 +217,10 @@ pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
         Err(errors) => {
             if json {
                 let list: Vec<String> = errors.to_string().lines().map(str::to_string).collect();
-                serde_json::to_writer_pretty(&mut w, &json!({ "method": label, "ok": false, "errors": list }))?;
+                serde_json::to_writer_pretty(
+                    &mut w,
+                    &json!({ "method": label, "ok": false, "errors": list }),
+                )?;
                 writeln!(w)?;
             } else {
                 writeln!(w, "{errors}")?;
@@ -186,7 +230,10 @@ pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
         }
     };
     let diagnostics = method.check();
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = diagnostics.len() - errors;
     if json {
         let list: Vec<_> = diagnostics
@@ -201,7 +248,12 @@ pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
         writeln!(w)?;
     } else {
         for d in &diagnostics {
-            writeln!(w, "{d}")?;
+            let severity = if d.severity == Severity::Error {
+                "error"
+            } else {
+                "warning"
+            };
+            writeln!(w, "{severity}: {d}")?;
         }
         writeln!(
             w,
@@ -211,11 +263,20 @@ pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
             method.workflows().len(),
         )?;
     }
-    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// What a finished (or paused) run produced, printed after `run` and `resume`.
-pub async fn summary(runtime: &Runtime, state: &RunState, json: bool, note: &ModelNote) -> Result<()> {
+pub async fn summary(
+    runtime: &Runtime,
+    state: &RunState,
+    json: bool,
+    note: &ModelNote,
+) -> Result<()> {
     let store = runtime.store();
     let artifacts = store.artifacts(state.run_id).await?;
     let out_dir = runtime.out_dir(state);
@@ -241,23 +302,59 @@ pub async fn summary(runtime: &Runtime, state: &RunState, json: bool, note: &Mod
     let mut e = std::io::stderr().lock();
     writeln!(e)?;
     match state.status {
-        RunStatus::Succeeded => writeln!(e, "run {} succeeded in {}", state.run_id, duration(duration_ms))?,
-        RunStatus::Paused => writeln!(e, "run {} paused: {}", state.run_id, state.reason.as_deref().unwrap_or(""))?,
+        RunStatus::Succeeded => writeln!(
+            e,
+            "run {} succeeded in {}",
+            state.run_id,
+            duration(duration_ms)
+        )?,
+        RunStatus::Paused => writeln!(
+            e,
+            "run {} paused: {}",
+            state.run_id,
+            state.reason.as_deref().unwrap_or("")
+        )?,
         status => {
-            let why = state.error.as_ref().map(|e| e.message.clone()).or_else(|| state.reason.clone()).unwrap_or_default();
+            let why = state
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .or_else(|| state.reason.clone())
+                .unwrap_or_default();
             writeln!(e, "run {} {status}: {why}", state.run_id)?;
         }
     }
-    let documents = state.artifacts.values().filter(|a| a.kind == botarmy_protocol::ArtifactKind::Document).count();
+    let documents = state
+        .artifacts
+        .values()
+        .filter(|a| a.kind == botarmy_protocol::ArtifactKind::Document)
+        .count();
     let code = state.artifacts.len() - documents;
-    writeln!(e, "artifacts ({documents} documents, {code} code files) in {}", out_dir.display())?;
+    writeln!(
+        e,
+        "artifacts ({documents} documents, {code} code files) in {}",
+        out_dir.display()
+    )?;
     for a in state.artifacts.values() {
-        writeln!(e, "  {:<44} {:>7} bytes{}", a.name, a.bytes, if a.version > 1 { format!("  (v{})", a.version) } else { String::new() })?;
+        writeln!(
+            e,
+            "  {:<44} {:>7} bytes{}",
+            a.name,
+            a.bytes,
+            if a.version > 1 {
+                format!("  (v{})", a.version)
+            } else {
+                String::new()
+            }
+        )?;
     }
     writeln!(
         e,
         "tokens: {} in, {} out, {} LLM calls; cost {}",
-        state.usage.input_tokens, state.usage.output_tokens, state.usage.calls, cost(&state.usage)
+        state.usage.input_tokens,
+        state.usage.output_tokens,
+        state.usage.calls,
+        cost(&state.usage)
     )?;
     if let Some(hint) = note.after_run() {
         writeln!(e, "{hint}")?;

@@ -125,6 +125,9 @@ struct EventsArgs {
 struct ResumeArgs {
     /// Run id or a unique prefix of it.
     run: String,
+    /// Record every new LLM exchange to this cassette (JSON lines), appending.
+    #[arg(long)]
+    record: Option<PathBuf>,
     /// Print the final run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -154,7 +157,10 @@ enum ModelCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -178,7 +184,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(&config, args).await,
         Command::Resume(args) => resume(&config, args).await,
-        Command::Runs(args) => inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await,
+        Command::Runs(args) => {
+            inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await
+        }
         Command::Show(args) => inspect::show(&config, &args.run, args.json).await,
         Command::Events(args) => inspect::events(&config, &args.run, args.since, args.follow).await,
         Command::Check(args) => inspect::check(args.method.as_deref(), args.json),
@@ -187,11 +195,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn open_runtime(config: &Config, record: Option<&PathBuf>) -> Result<(Arc<Runtime>, models::ModelNote)> {
+async fn open_runtime(
+    config: &Config,
+    record: Option<&PathBuf>,
+) -> Result<(Arc<Runtime>, models::ModelNote)> {
     let store = botarmy_store::open(&config.database_url).await?;
     let (router, note) = models::router(config, record).await?;
-    let settings = Settings { out_root: absolute(&PathBuf::from("botarmy-out")), ..Settings::default() };
-    Ok((Arc::new(Runtime::new(store, Arc::new(router), settings)), note))
+    let settings = Settings {
+        out_root: absolute(&PathBuf::from("botarmy-out")),
+        ..Settings::default()
+    };
+    Ok((
+        Arc::new(Runtime::new(store, Arc::new(router), settings)),
+        note,
+    ))
 }
 
 async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
@@ -206,7 +223,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         None => handle
             .method()
             .default_workflow()
-            .map(|w| w.to_string())
+            .map(|w| w.id.clone())
             .context("the method has no workflows; pass --workflow")?,
     };
     let (runtime, note) = open_runtime(config, args.record.as_ref()).await?;
@@ -219,11 +236,21 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         run_optional: args.run_optional,
         out_dir: args.out.as_ref().map(|o| absolute(o).display().to_string()),
     };
-    let request = RunRequest { idea: args.idea, workflow, method, options };
+    let request = RunRequest {
+        idea: args.idea,
+        workflow,
+        method,
+        options,
+    };
     let run_id = runtime.create_run(&args.project, request).await?;
     let state = runtime.load(run_id).await?;
     eprintln!("run {run_id}");
-    eprintln!("  workflow {} · {} steps · out {}", workflow_label(&state), state.steps.len(), runtime.out_dir(&state).display());
+    eprintln!(
+        "  workflow {} · {} steps · out {}",
+        workflow_label(&state),
+        state.steps.len(),
+        runtime.out_dir(&state).display()
+    );
     eprintln!("  {}", note.banner());
     drive(&runtime, run_id, false, args.json, &note).await
 }
@@ -232,17 +259,29 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
     let store = botarmy_store::open(&config.database_url).await?;
     let run_id = store.resolve_run(&args.run).await?;
     drop(store);
-    let (runtime, note) = open_runtime(config, None).await?;
+    let (runtime, note) = open_runtime(config, args.record.as_ref()).await?;
     eprintln!("resuming run {run_id}");
     drive(&runtime, run_id, true, args.json, &note).await
 }
 
 fn workflow_label(state: &botarmy_core::engine::RunState) -> String {
-    state.plan.as_ref().map_or_else(String::new, |p| format!("{} ({})", p.workflow_id, p.workflow_name))
+    state.plan.as_ref().map_or_else(String::new, |p| {
+        format!("{} ({})", p.workflow_id, p.workflow_name)
+    })
 }
 
-async fn drive(runtime: &Arc<Runtime>, run_id: botarmy_protocol::RunId, resume: bool, json: bool, note: &models::ModelNote) -> Result<ExitCode> {
-    let plan = runtime.load(run_id).await?.plan.context("the run has no plan")?;
+async fn drive(
+    runtime: &Arc<Runtime>,
+    run_id: botarmy_protocol::RunId,
+    resume: bool,
+    json: bool,
+    note: &models::ModelNote,
+) -> Result<ExitCode> {
+    let plan = runtime
+        .load(run_id)
+        .await?
+        .plan
+        .context("the run has no plan")?;
     let view = progress::Progress::new(run_id, plan);
     let done = CancellationToken::new();
     let watcher = tokio::spawn(view.follow(runtime.subscribe(), done.clone()));
@@ -253,7 +292,11 @@ async fn drive(runtime: &Arc<Runtime>, run_id: botarmy_protocol::RunId, resume: 
             on_signal.cancel();
         }
     });
-    let result = if resume { runtime.resume(run_id, cancel).await } else { runtime.drive(run_id, cancel).await };
+    let result = if resume {
+        runtime.resume(run_id, cancel).await
+    } else {
+        runtime.drive(run_id, cancel).await
+    };
     done.cancel();
     let _ = watcher.await;
     let state = result?;

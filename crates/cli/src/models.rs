@@ -42,36 +42,56 @@ impl ModelNote {
 pub async fn router(config: &Config, record: Option<&PathBuf>) -> Result<(Router, ModelNote)> {
     let (provider, note): (Arc<dyn Provider>, ModelNote) = match config.provider {
         ProviderChoice::Replay => {
-            let path = config.cassette.clone().context("BOTARMY_CASSETTE is not set")?;
+            let path = config
+                .cassette
+                .clone()
+                .context("BOTARMY_CASSETTE is not set")?;
             let replay = ReplayProvider::open(&path)
                 .with_context(|| format!("cannot open the cassette {}", path.display()))?;
             let banner = format!("model: replay of {}", path.display());
-            (Arc::new(replay), ModelNote { banner, demo: false })
+            (
+                Arc::new(replay),
+                ModelNote {
+                    banner,
+                    demo: false,
+                },
+            )
         }
         ProviderChoice::Local => {
             let spec = ModelSpec::smollm2_135m_instruct();
             let path = match &config.model_file {
-                Some(file) => file.clone(),
+                Some(file) => {
+                    botarmy_llm::model_store::check_user_file(file)
+                        .with_context(|| format!("BOTARMY_MODEL={}", file.display()))?;
+                    file.clone()
+                }
                 None => ensure_default_model(config, &spec).await?,
             };
             let demo = config.model_file.is_none();
             let mut local = LocalModelConfig::new(&path);
             local.threads = config.threads;
             let banner = if demo {
-                format!("model: embedded demo model {} (local CPU, no API key)", spec.name)
+                format!(
+                    "model: embedded demo model {} (local CPU, no API key)",
+                    spec.name
+                )
             } else {
                 format!("model: local GGUF {}", path.display())
             };
-            (Arc::new(LocalProvider::new(local)), ModelNote { banner, demo })
+            (
+                Arc::new(LocalProvider::new(local)),
+                ModelNote { banner, demo },
+            )
         }
     };
     let mut router = Router::new(provider);
     if let Some(path) = record {
-        let writer = Arc::new(
-            CassetteWriter::open(path.clone())
-                .with_context(|| format!("--record {}: cannot open the cassette", path.display()))?,
-        );
-        router = router.map_providers(|inner| Arc::new(RecordingProvider::new(inner, writer.clone())));
+        let writer =
+            Arc::new(CassetteWriter::open(path.clone()).with_context(|| {
+                format!("--record {}: cannot open the cassette", path.display())
+            })?);
+        router =
+            router.map_providers(|inner| Arc::new(RecordingProvider::new(inner, writer.clone())));
     }
     Ok((router, note))
 }
@@ -82,7 +102,11 @@ async fn ensure_default_model(config: &Config, spec: &ModelSpec) -> Result<PathB
     if path.exists() {
         return Ok(path);
     }
-    eprintln!("the embedded model is not in {} yet; fetching it once ({} MB)", store.dir().display(), spec.size / 1_000_000);
+    eprintln!(
+        "the embedded model is not in {} yet; fetching it once ({} MB)",
+        store.dir().display(),
+        spec.size / 1_000_000
+    );
     pull_with_progress(&store, spec).await
 }
 
@@ -128,7 +152,11 @@ async fn pull_with_progress(store: &ModelStore, spec: &ModelSpec) -> Result<Path
         b.finish_and_clear();
     }
     let pulled = pulled.context("cannot fetch the embedded model")?;
-    eprintln!("  model ready: {} ({} bytes, sha256 verified)", pulled.path.display(), pulled.size);
+    eprintln!(
+        "  model ready: {} ({} bytes, sha256 verified)",
+        pulled.path.display(),
+        pulled.size
+    );
     Ok(pulled.path)
 }
 
@@ -137,7 +165,11 @@ pub async fn pull(config: &Config) -> Result<ExitCode> {
     let store = ModelStore::new(config.models_dir());
     if let Some(file) = &config.model_file {
         let checked = botarmy_llm::model_store::check_user_file(file)?;
-        eprintln!("BOTARMY_MODEL={} is a readable GGUF file ({} bytes); nothing to fetch", checked.path.display(), checked.size);
+        eprintln!(
+            "BOTARMY_MODEL={} is a readable GGUF file ({} bytes); nothing to fetch",
+            checked.path.display(),
+            checked.size
+        );
         return Ok(ExitCode::SUCCESS);
     }
     pull_with_progress(&store, &spec).await?;
@@ -165,7 +197,12 @@ pub fn list(config: &Config, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if models.is_empty() {
-        writeln!(w, "no models in {}; `botarmy model pull` fetches the default ({})", store.dir().display(), spec.file_name)?;
+        writeln!(
+            w,
+            "no models in {}; `botarmy model pull` fetches the default ({})",
+            store.dir().display(),
+            spec.file_name
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     for m in &models {

@@ -30,7 +30,12 @@ impl Progress {
         let multi = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(8)));
-        Self { run_id, plan, multi, lines: HashMap::new() }
+        Self {
+            run_id,
+            plan,
+            multi,
+            lines: HashMap::new(),
+        }
     }
 
     /// Consumes live events until the run reaches its end, the channel closes, or `done`
@@ -95,7 +100,9 @@ impl Progress {
                 }
                 false
             }
-            LiveEvent::Event(record) if record.run_id == self.run_id => self.show_event(&record.event),
+            LiveEvent::Event(record) if record.run_id == self.run_id => {
+                self.show_event(&record.event)
+            }
             _ => false,
         }
     }
@@ -104,12 +111,18 @@ impl Progress {
         match event {
             Event::StepStarted { step, attempt, .. } => {
                 let (phase, agent, what) = self.label(*step);
-                let retry = if *attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
+                let retry = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
                 let bar = self.multi.as_ref().map(|multi| {
                     let bar = multi.add(ProgressBar::new_spinner());
                     bar.set_style(
-                        ProgressStyle::with_template("{spinner} {prefix} {msg} {pos} tok {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        ProgressStyle::with_template(
+                            "{spinner} {prefix} {msg} {pos} tok {elapsed}",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                     );
                     bar.set_prefix(format!("{phase:<9} {agent:<10}"));
                     bar.set_message(format!("{what}{retry}"));
@@ -119,12 +132,22 @@ impl Progress {
                 if bar.is_none() {
                     self.print(format!("  … {phase:<9} {agent:<10} {what}{retry}"));
                 }
-                self.lines.insert(*step, StepLine { bar, tokens: 0, started: Instant::now() });
+                self.lines.insert(
+                    *step,
+                    StepLine {
+                        bar,
+                        tokens: 0,
+                        started: Instant::now(),
+                    },
+                );
                 false
             }
             Event::StepCompleted { step, usage, .. } => {
                 let (phase, agent, what) = self.label(*step);
-                let secs = self.lines.get(step).map_or(0.0, |l| l.started.elapsed().as_secs_f64());
+                let secs = self
+                    .lines
+                    .get(step)
+                    .map_or(0.0, |l| l.started.elapsed().as_secs_f64());
                 self.finish_line(*step);
                 self.print(format!(
                     "  ✓ {phase:<9} {agent:<10} {what}  ({} tok, {secs:.1}s)",
@@ -135,10 +158,16 @@ impl Progress {
             Event::StepSkipped { step, reason } => {
                 let (phase, agent, what) = self.label(*step);
                 self.finish_line(*step);
-                self.print(format!("  – {phase:<9} {agent:<10} {what}  skipped: {reason}"));
+                self.print(format!(
+                    "  – {phase:<9} {agent:<10} {what}  skipped: {reason}"
+                ));
                 false
             }
-            Event::StepFailed { step, attempt, error } => {
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+            } => {
                 let (phase, agent, what) = self.label(*step);
                 self.finish_line(*step);
                 self.print(format!(

@@ -41,7 +41,9 @@ pub enum RuntimeError {
         hint: &'static str,
     },
     /// Another process is driving the run (its log moved under us).
-    #[error("run {run_id} is being driven by another process (its log moved on); let that one finish or stop it first")]
+    #[error(
+        "run {run_id} is being driven by another process (its log moved on); let that one finish or stop it first"
+    )]
     Contended {
         /// The run.
         run_id: RunId,

@@ -19,7 +19,11 @@ pub struct MethodHandle {
 impl MethodHandle {
     /// Loads `source` (`builtin` or a folder) and checks it; errors list every problem.
     pub fn load(source: &str) -> Result<Self, RuntimeError> {
-        let loaded = if source == "builtin" { Method::builtin() } else { Method::load(Path::new(source)) };
+        let loaded = if source == "builtin" {
+            Method::builtin()
+        } else {
+            Method::load(Path::new(source))
+        };
         let method = loaded.map_err(|errors| RuntimeError::Method {
             source_name: source.to_string(),
             message: errors.to_string(),
@@ -31,9 +35,14 @@ impl MethodHandle {
             .map(|d| d.to_string())
             .collect();
         if !problems.is_empty() {
-            return Err(RuntimeError::Method { source_name: source.to_string(), message: problems.join("\n") });
+            return Err(RuntimeError::Method {
+                source_name: source.to_string(),
+                message: problems.join("\n"),
+            });
         }
-        Ok(Self { method: Arc::new(method) })
+        Ok(Self {
+            method: Arc::new(method),
+        })
     }
 
     /// The definitions.
@@ -43,10 +52,12 @@ impl MethodHandle {
 
     /// Resolves a workflow into a plan.
     pub fn plan(&self, workflow: &str) -> Result<Plan, RuntimeError> {
-        self.method.plan(workflow).map_err(|e| RuntimeError::Method {
-            source_name: self.method.source().to_string(),
-            message: e.to_string(),
-        })
+        self.method
+            .plan(workflow)
+            .map_err(|e| RuntimeError::Method {
+                source_name: self.method.source().to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// The messages that ask the step's agent to produce its document.
@@ -57,9 +68,18 @@ impl MethodHandle {
         inputs: &[(String, String)],
         options: &RunOptions,
     ) -> Result<Vec<ChatMessage>, ErrorInfo> {
-        let prompt = botarmy_core::prompt::step_prompt(&self.method, step, idea, inputs, options.context_tokens)
-            .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
-        Ok(vec![ChatMessage::system(prompt.system), ChatMessage::user(prompt.user)])
+        let prompt = botarmy_core::prompt::step_prompt(
+            &self.method,
+            step,
+            idea,
+            inputs,
+            options.context_tokens,
+        )
+        .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
+        Ok(vec![
+            ChatMessage::system(prompt.system),
+            ChatMessage::user(prompt.user),
+        ])
     }
 
     /// The messages that ask the step's agent whether the step's condition holds.
@@ -71,9 +91,19 @@ impl MethodHandle {
         condition: &str,
         options: &RunOptions,
     ) -> Result<Vec<ChatMessage>, ErrorInfo> {
-        let prompt = botarmy_core::prompt::condition_prompt(&self.method, step, idea, inputs, condition, options.context_tokens)
-            .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
-        Ok(vec![ChatMessage::system(prompt.system), ChatMessage::user(prompt.user)])
+        let prompt = botarmy_core::prompt::condition_prompt(
+            &self.method,
+            step,
+            idea,
+            inputs,
+            condition,
+            options.context_tokens,
+        )
+        .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
+        Ok(vec![
+            ChatMessage::system(prompt.system),
+            ChatMessage::user(prompt.user),
+        ])
     }
 
     /// Turns the model's text into the stored document.

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use botarmy_core::engine::{Action, RunState};
 use botarmy_llm::Router;
 use botarmy_protocol::{
-    ArtifactId, ArtifactRef, Event, EventRecord, LiveEvent, RunId, RunRequest, RunStatus,
-    StepStatus, now_millis,
+    ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent,
+    PlanStep, RunId, RunRequest, RunStatus, StepStatus, Usage, now_millis,
 };
 use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RuntimeError;
 use crate::files::{ensure_writable, write_under};
 use crate::method::{MethodCache, MethodHandle};
-use crate::step::{StepJob, StepMsg, StepOutput, execute};
+use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
 
 /// Settings of the runtime, decided once by the binary.
 #[derive(Debug, Clone)]
@@ -33,7 +33,10 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { out_root: PathBuf::from("botarmy-out"), temperature: 0.7 }
+        Self {
+            out_root: PathBuf::from("botarmy-out"),
+            temperature: 0.7,
+        }
     }
 }
 
@@ -51,7 +54,13 @@ impl Runtime {
     /// A runtime over this store and these models.
     pub fn new(store: Arc<dyn Store>, models: Arc<Router>, settings: Settings) -> Self {
         let (bus, _) = broadcast::channel(4_096);
-        Self { store, models, methods: MethodCache::default(), bus, settings }
+        Self {
+            store,
+            models,
+            methods: MethodCache::default(),
+            bus,
+            settings,
+        }
     }
 
     /// The store.
@@ -73,7 +82,11 @@ impl Runtime {
 
     /// Creates a run: resolves its plan, prepares its output folder and stores its first
     /// event. Nothing is stored if any of that fails.
-    pub async fn create_run(&self, project: &str, mut request: RunRequest) -> Result<RunId, RuntimeError> {
+    pub async fn create_run(
+        &self,
+        project: &str,
+        mut request: RunRequest,
+    ) -> Result<RunId, RuntimeError> {
         let method = self.method(&request.method)?;
         let plan = method.plan(&request.workflow)?;
         let run_id = RunId::new();
@@ -81,10 +94,17 @@ impl Runtime {
             Some(dir) => absolute(Path::new(dir)),
             None => absolute(&self.settings.out_root.join(run_id.to_string())),
         };
-        ensure_writable(&out).map_err(|source| RuntimeError::OutDir { path: out.clone(), source })?;
+        ensure_writable(&out).map_err(|source| RuntimeError::OutDir {
+            path: out.clone(),
+            source,
+        })?;
         request.options.out_dir = Some(out.display().to_string());
         let project = self.store.ensure_project(project).await?;
-        let event = Event::PipelineCreated { project_id: project.id, request, plan };
+        let event = Event::PipelineCreated {
+            project_id: project.id,
+            request,
+            plan,
+        };
         let record = self.store.create_run(run_id, event, now_millis()).await?;
         let _ = self.bus.send(LiveEvent::Event(record));
         Ok(run_id)
@@ -94,7 +114,11 @@ impl Runtime {
     pub async fn load(&self, run_id: RunId) -> Result<RunState, RuntimeError> {
         let records = self.store.read_events(run_id, 0, 0).await?;
         if records.is_empty() {
-            return Err(StoreError::NotFound { what: "run", id: run_id.to_string() }.into());
+            return Err(StoreError::NotFound {
+                what: "run",
+                id: run_id.to_string(),
+            }
+            .into());
         }
         Ok(RunState::from_events(run_id, &records)?)
     }
@@ -102,7 +126,11 @@ impl Runtime {
     /// Drives a run that has not started (or is running in this process's care) until it
     /// ends, pauses, or waits. `cancel` pauses it: running steps are interrupted, their
     /// completed LLM calls kept, and `resume` continues.
-    pub async fn drive(&self, run_id: RunId, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
+    pub async fn drive(
+        &self,
+        run_id: RunId,
+        cancel: CancellationToken,
+    ) -> Result<RunState, RuntimeError> {
         let state = self.load(run_id).await?;
         if state.running_steps().next().is_some() {
             return Err(RuntimeError::NotResumable {
@@ -115,7 +143,11 @@ impl Runtime {
     }
 
     /// Continues a run that was interrupted (crash, Ctrl-C), paused, or waiting.
-    pub async fn resume(&self, run_id: RunId, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
+    pub async fn resume(
+        &self,
+        run_id: RunId,
+        cancel: CancellationToken,
+    ) -> Result<RunState, RuntimeError> {
         let state = self.load(run_id).await?;
         if state.status.is_terminal() {
             return Err(RuntimeError::NotResumable {
@@ -129,10 +161,13 @@ impl Runtime {
             let mut events: Vec<Event> = driver
                 .state
                 .running_steps()
-                .map(|step| Event::StepInterrupted { step, attempt: driver.state.steps[step as usize].attempt })
+                .map(|step| Event::StepInterrupted {
+                    step,
+                    attempt: driver.state.steps[step as usize].attempt,
+                })
                 .collect();
             events.push(Event::PipelineResumed {});
-            driver.append(events, Vec::new()).await?;
+            driver.stage(events, Vec::new())?;
         }
         driver.run(cancel).await
     }
@@ -152,9 +187,15 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
-    std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Drives one run. Events are *staged* (checked against the engine and folded into the
+/// state at once) and *flushed* to the store in one transaction whenever the driver is about
+/// to wait, so what happens in one instant (a step's last LLM call, its artifacts, its
+/// completion and the start of the next step) commits together.
 struct Driver<'a> {
     rt: &'a Runtime,
     state: RunState,
@@ -165,6 +206,13 @@ struct Driver<'a> {
     in_flight: HashMap<u32, u32>,
     tx: mpsc::Sender<StepMsg>,
     rx: mpsc::Receiver<StepMsg>,
+    /// Last sequence number known to be in the store.
+    committed: u64,
+    /// Events staged but not yet in the store, with the artifact bodies they reference.
+    pending: AppendBatch,
+    /// Contents of the artifacts this driver produced, so later steps read them without a
+    /// round trip (and before they are flushed).
+    produced: HashMap<ArtifactId, String>,
 }
 
 impl<'a> Driver<'a> {
@@ -176,7 +224,21 @@ impl<'a> Driver<'a> {
         let method = rt.method(&request.method)?;
         let out_dir = rt.out_dir(&state);
         let (tx, rx) = mpsc::channel(64);
-        Ok(Self { rt, state, request, method, out_dir, tasks: JoinSet::new(), in_flight: HashMap::new(), tx, rx })
+        let committed = state.last_seq;
+        Ok(Self {
+            rt,
+            state,
+            request,
+            method,
+            out_dir,
+            tasks: JoinSet::new(),
+            in_flight: HashMap::new(),
+            tx,
+            rx,
+            committed,
+            pending: AppendBatch::default(),
+            produced: HashMap::new(),
+        })
     }
 
     async fn run(mut self, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
@@ -194,6 +256,12 @@ impl<'a> Driver<'a> {
                 }
                 continue;
             }
+            // Take whatever the steps have already reported before committing.
+            if let Ok(msg) = self.rx.try_recv() {
+                self.handle(msg).await?;
+                continue;
+            }
+            self.flush().await?;
             if self.in_flight.is_empty() {
                 return Ok(());
             }
@@ -221,13 +289,20 @@ impl<'a> Driver<'a> {
         let mut events: Vec<Event> = self
             .state
             .running_steps()
-            .map(|step| Event::StepInterrupted { step, attempt: self.state.steps[step as usize].attempt })
+            .map(|step| Event::StepInterrupted {
+                step,
+                attempt: self.state.steps[step as usize].attempt,
+            })
             .collect();
         events.push(Event::PipelinePaused {
-            reason: format!("{reason}; `botarmy resume {}` continues it", self.state.run_id),
+            reason: format!(
+                "{reason}; `botarmy resume {}` continues it",
+                self.state.run_id
+            ),
         });
         self.in_flight.clear();
-        self.append(events, Vec::new()).await
+        self.stage(events, Vec::new())?;
+        self.flush().await
     }
 
     async fn perform(&mut self, action: Action) -> Result<(), RuntimeError> {
@@ -238,44 +313,59 @@ impl<'a> Driver<'a> {
                     cycle_type: plan.map(|p| p.cycle_type.clone()).unwrap_or_default(),
                     workflow: plan.map(|p| p.workflow_id.clone()).unwrap_or_default(),
                 };
-                self.append(vec![event], Vec::new()).await
+                self.stage(vec![event], Vec::new())
             }
             Action::StartStep { step, attempt, .. } => self.start_step(step, attempt).await,
             Action::SkipStep { step, reason } => {
-                self.append(vec![Event::StepSkipped { step, reason }], Vec::new()).await
+                self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
             }
             Action::CompleteRun { usage } => {
                 let duration_ms = self
                     .state
                     .started_at
                     .map_or(0, |started| (now_millis() - started).max(0) as u64);
-                self.append(vec![Event::PipelineCompleted { usage, duration_ms }], Vec::new()).await
+                self.stage(
+                    vec![Event::PipelineCompleted { usage, duration_ms }],
+                    Vec::new(),
+                )
             }
             Action::FailRun { error, step } => {
-                self.append(vec![Event::PipelineFailed { error, step }], Vec::new()).await
+                self.stage(vec![Event::PipelineFailed { error, step }], Vec::new())
             }
         }
     }
 
     async fn start_step(&mut self, step: u32, attempt: u32) -> Result<(), RuntimeError> {
-        let Some(plan_step) = self.state.plan.as_ref().and_then(|p| p.steps.get(step as usize)).cloned() else {
+        let Some(plan_step) = self
+            .state
+            .plan
+            .as_ref()
+            .and_then(|p| p.steps.get(step as usize))
+            .cloned()
+        else {
             return Ok(());
         };
         let agent = plan_step.agent.clone();
-        self.append(vec![Event::StepStarted { step, attempt, agent: agent.clone() }], Vec::new()).await?;
-        let inputs = self.inputs_for(step).await?;
-        let request = self.request.clone();
+        self.stage(
+            vec![Event::StepStarted {
+                step,
+                attempt,
+                agent: agent.clone(),
+            }],
+            Vec::new(),
+        )?;
+        let inputs = self.inputs_for(&plan_step).await?;
         let (provider, model) = self.rt.models.for_agent(&agent);
         let job = StepJob {
             run_id: self.state.run_id,
             step,
             attempt,
             plan_step,
-            idea: request.idea,
+            idea: self.request.idea.clone(),
             method: self.method.clone(),
             recorded: self.state.steps[step as usize].calls.clone(),
             inputs,
-            options: request.options,
+            options: self.request.options.clone(),
             provider,
             model,
             temperature: self.rt.settings.temperature,
@@ -289,24 +379,33 @@ impl<'a> Driver<'a> {
 
     /// The contents of the artifacts a step reads: those it names, or (when it names none
     /// that exist, as BMAD's `all_artifacts_in_project` does) every document so far.
-    async fn inputs_for(&self, step: u32) -> Result<Vec<(String, String)>, RuntimeError> {
-        let Some(plan_step) = self.state.plan.as_ref().and_then(|p| p.steps.get(step as usize)) else {
-            return Ok(Vec::new());
-        };
-        let mut chosen: Vec<&ArtifactRef> =
-            plan_step.requires.iter().filter_map(|name| self.state.artifacts.get(name)).collect();
+    async fn inputs_for(
+        &self,
+        plan_step: &PlanStep,
+    ) -> Result<Vec<(String, String)>, RuntimeError> {
+        let mut chosen: Vec<&ArtifactRef> = plan_step
+            .requires
+            .iter()
+            .filter_map(|name| self.state.artifacts.get(name))
+            .collect();
         if chosen.is_empty() && !plan_step.requires.is_empty() {
             chosen = self
                 .state
                 .artifacts
                 .values()
-                .filter(|a| a.kind == botarmy_protocol::ArtifactKind::Document)
+                .filter(|a| a.kind == ArtifactKind::Document)
                 .collect();
         }
         let mut inputs = Vec::with_capacity(chosen.len());
         for artifact in chosen {
-            let bytes = self.rt.store.artifact_content(artifact.id).await?;
-            inputs.push((artifact.name.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+            let content = match self.produced.get(&artifact.id) {
+                Some(text) => text.clone(),
+                None => {
+                    String::from_utf8_lossy(&self.rt.store.artifact_content(artifact.id).await?)
+                        .into_owned()
+                }
+            };
+            inputs.push((artifact.name.clone(), content));
         }
         Ok(inputs)
     }
@@ -314,49 +413,80 @@ impl<'a> Driver<'a> {
     async fn handle(&mut self, msg: StepMsg) -> Result<(), RuntimeError> {
         match msg {
             StepMsg::Record(event) => {
-                let live = event.step().is_some_and(|s| self.in_flight.contains_key(&s));
-                if live { self.append(vec![event], Vec::new()).await } else { Ok(()) }
+                if event
+                    .step()
+                    .is_some_and(|s| self.in_flight.contains_key(&s))
+                {
+                    self.stage(vec![event], Vec::new())?;
+                }
+                Ok(())
             }
-            StepMsg::Done { step, attempt, outcome, duration_ms } => {
+            StepMsg::Done {
+                step,
+                attempt,
+                records,
+                outcome,
+                duration_ms,
+            } => {
                 if self.in_flight.get(&step) != Some(&attempt) {
                     return Ok(());
                 }
+                self.stage(records, Vec::new())?;
                 self.in_flight.remove(&step);
                 match outcome {
-                    Ok(StepOutput::Produced(produced)) => self.complete(step, attempt, produced, duration_ms).await,
-                    Ok(StepOutput::Skipped(reason)) => {
-                        self.append(vec![Event::StepSkipped { step, reason }], Vec::new()).await
+                    Ok(StepOutput::Produced(produced)) => {
+                        self.complete(step, attempt, produced, duration_ms)
                     }
-                    Err(error) => self.append(vec![Event::StepFailed { step, attempt, error }], Vec::new()).await,
+                    Ok(StepOutput::Skipped(reason)) => {
+                        self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
+                    }
+                    Err(error) => self.stage(
+                        vec![Event::StepFailed {
+                            step,
+                            attempt,
+                            error,
+                        }],
+                        Vec::new(),
+                    ),
                 }
             }
         }
     }
 
-    async fn complete(
+    fn complete(
         &mut self,
         step: u32,
         attempt: u32,
-        produced: Vec<crate::step::Produced>,
+        produced: Vec<Produced>,
         duration_ms: u64,
     ) -> Result<(), RuntimeError> {
         let mut events = Vec::with_capacity(produced.len() + 1);
         let mut bodies = Vec::with_capacity(produced.len());
         for item in produced {
-            let relative = match item.kind {
-                botarmy_protocol::ArtifactKind::Document => item.name.clone(),
-                botarmy_protocol::ArtifactKind::Code => item.name.clone(),
-            };
-            if let Err(source) = write_under(&self.out_dir, &relative, item.content.as_bytes()) {
-                let error = botarmy_protocol::ErrorInfo::new(
-                    botarmy_protocol::ErrorKind::Fatal,
-                    format!("cannot write {}: {source}", self.out_dir.join(&relative).display()),
+            if let Err(source) = write_under(&self.out_dir, &item.name, item.content.as_bytes()) {
+                let error = ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!(
+                        "cannot write {}: {source}",
+                        self.out_dir.join(&item.name).display()
+                    ),
                 );
-                return self.append(vec![Event::StepFailed { step, attempt, error }], Vec::new()).await;
+                return self.stage(
+                    vec![Event::StepFailed {
+                        step,
+                        attempt,
+                        error,
+                    }],
+                    Vec::new(),
+                );
             }
-            let version = self.state.artifacts.get(&item.name).map_or(1, |a| a.version + 1);
+            let version = self
+                .state
+                .artifacts
+                .get(&item.name)
+                .map_or(1, |a| a.version + 1);
             let id = ArtifactId::new();
-            let content = item.content.into_bytes();
+            let sha256 = hex::encode(Sha256::digest(item.content.as_bytes()));
             events.push(Event::ArtifactCreated {
                 step,
                 artifact: ArtifactRef {
@@ -364,47 +494,78 @@ impl<'a> Driver<'a> {
                     name: item.name,
                     kind: item.kind,
                     version,
-                    sha256: hex::encode(Sha256::digest(&content)),
-                    bytes: content.len() as u64,
+                    sha256,
+                    bytes: item.content.len() as u64,
                 },
             });
-            bodies.push(ArtifactBody { id, content });
+            bodies.push(ArtifactBody {
+                id,
+                content: item.content.as_bytes().to_vec(),
+            });
+            self.produced.insert(id, item.content);
         }
-        let usage = self.state.steps[step as usize].calls.iter().fold(Default::default(), |mut acc: botarmy_protocol::Usage, c| {
-            acc += c.usage;
-            acc.calls += 1;
-            acc
+        let mut usage = Usage::default();
+        for call in &self.state.steps[step as usize].calls {
+            usage += call.usage;
+            usage.calls += 1;
+        }
+        events.push(Event::StepCompleted {
+            step,
+            attempt,
+            usage,
+            duration_ms,
         });
-        events.push(Event::StepCompleted { step, attempt, usage, duration_ms });
-        self.append(events, bodies).await
+        self.stage(events, bodies)
     }
 
-    /// Checks the events against the engine, appends them in one transaction, then folds
-    /// them in and tells live watchers.
-    async fn append(&mut self, events: Vec<Event>, artifacts: Vec<ArtifactBody>) -> Result<(), RuntimeError> {
-        let at = now_millis();
+    /// Checks events against the engine and folds them into the state; they reach the
+    /// store at the next [`Driver::flush`].
+    fn stage(
+        &mut self,
+        events: Vec<Event>,
+        artifacts: Vec<ArtifactBody>,
+    ) -> Result<(), RuntimeError> {
         let mut next = self.state.clone();
         for event in &events {
-            next.apply(&EventRecord { run_id: next.run_id, seq: next.last_seq + 1, at, event: event.clone() })?;
+            next.apply(&EventRecord {
+                run_id: next.run_id,
+                seq: next.last_seq + 1,
+                at: now_millis(),
+                event: event.clone(),
+            })?;
         }
+        self.state = next;
+        self.pending.events.extend(events);
+        self.pending.artifacts.extend(artifacts);
+        for (step, s) in self.state.steps.iter().enumerate() {
+            if s.status != StepStatus::Running {
+                self.in_flight.remove(&(step as u32));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the staged events in one transaction and tells live watchers.
+    async fn flush(&mut self) -> Result<(), RuntimeError> {
+        if self.pending.events.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending);
         let run_id = self.state.run_id;
         let records = self
             .rt
             .store
-            .append(run_id, self.state.last_seq, at, AppendBatch { events, artifacts })
+            .append(run_id, self.committed, now_millis(), batch)
             .await
             .map_err(|e| match e {
                 StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
                 other => RuntimeError::Store(other),
             })?;
-        self.state = next;
+        if let Some(last) = records.last() {
+            self.committed = last.seq;
+        }
         for record in records {
             let _ = self.rt.bus.send(LiveEvent::Event(record));
-        }
-        for (step, s) in self.state.steps.iter().enumerate() {
-            if s.status != StepStatus::Running {
-                self.in_flight.remove(&(step as u32));
-            }
         }
         Ok(())
     }

@@ -12,9 +12,9 @@ use botarmy_protocol::{
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::method::MethodHandle;
 use botarmy_core::document::extract_code_files;
 use botarmy_core::prompt::parse_condition_answer;
-use crate::method::MethodHandle;
 
 /// A document or file a step produced.
 #[derive(Debug, Clone)]
@@ -36,8 +36,16 @@ pub(crate) enum StepOutput {
 pub(crate) enum StepMsg {
     /// An event to append now (LLM call records), in order.
     Record(Event),
-    /// The attempt ended.
-    Done { step: u32, attempt: u32, outcome: Result<StepOutput, ErrorInfo>, duration_ms: u64 },
+    /// The attempt ended. `records` are the LLM call records not sent yet: the last call's
+    /// record travels with the outcome (nothing awaits between them), so both commit in
+    /// one transaction.
+    Done {
+        step: u32,
+        attempt: u32,
+        records: Vec<Event>,
+        outcome: Result<StepOutput, ErrorInfo>,
+        duration_ms: u64,
+    },
 }
 
 /// Everything one attempt needs; built by the driver from the run's state.
@@ -70,11 +78,15 @@ pub(crate) fn document_name(step: &PlanStep) -> String {
 /// Runs the attempt and reports its end to the driver.
 pub(crate) async fn execute(job: StepJob) {
     let started = Instant::now();
-    let mut calls = Calls { next: 0 };
+    let mut calls = Calls {
+        next: 0,
+        unsent: Vec::new(),
+    };
     let outcome = attempt(&job, &mut calls).await;
     let done = StepMsg::Done {
         step: job.step,
         attempt: job.attempt,
+        records: calls.unsent,
         outcome,
         duration_ms: started.elapsed().as_millis() as u64,
     };
@@ -84,7 +96,13 @@ pub(crate) async fn execute(job: StepJob) {
 
 async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorInfo> {
     if let Some(condition) = &job.plan_step.condition {
-        let messages = job.method.condition_prompt(&job.plan_step, &job.idea, &job.inputs, condition, &job.options)?;
+        let messages = job.method.condition_prompt(
+            &job.plan_step,
+            &job.idea,
+            &job.inputs,
+            condition,
+            &job.options,
+        )?;
         let request = job.request(messages, 4, calls.next, Some(YES_NO_GRAMMAR));
         let answer = calls.chat(job, request).await?;
         if parse_condition_answer(&answer) != Some(true) {
@@ -94,12 +112,19 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
             )));
         }
     }
-    let messages = job.method.step_prompt(&job.plan_step, &job.idea, &job.inputs, &job.options)?;
+    let messages = job
+        .method
+        .step_prompt(&job.plan_step, &job.idea, &job.inputs, &job.options)?;
     let request = job.request(messages, job.options.max_output_tokens, calls.next, None);
     let text = calls.chat(job, request).await?;
     let document = job.method.finish_document(&job.plan_step, &job.idea, &text);
     let mut produced = Vec::new();
-    if job.plan_step.phase.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("build")) {
+    if job
+        .plan_step
+        .phase
+        .as_deref()
+        .is_some_and(|p| p.eq_ignore_ascii_case("build"))
+    {
         for file in extract_code_files(&document) {
             produced.push(Produced {
                 name: format!("code/{}", file.path),
@@ -110,7 +135,11 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
     }
     produced.insert(
         0,
-        Produced { name: document_name(&job.plan_step), kind: ArtifactKind::Document, content: document },
+        Produced {
+            name: document_name(&job.plan_step),
+            kind: ArtifactKind::Document,
+            content: document,
+        },
     );
     Ok(StepOutput::Produced(produced))
 }
@@ -118,7 +147,13 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
 const YES_NO_GRAMMAR: &str = "root ::= (\"yes\" | \"no\")";
 
 impl StepJob {
-    fn request(&self, messages: Vec<ChatMessage>, max_tokens: u32, call: u32, grammar: Option<&str>) -> ChatRequest {
+    fn request(
+        &self,
+        messages: Vec<ChatMessage>,
+        max_tokens: u32,
+        call: u32,
+        grammar: Option<&str>,
+    ) -> ChatRequest {
         ChatRequest {
             model: self.model.clone(),
             messages,
@@ -143,9 +178,22 @@ fn seed_for(key: &str, attempt: u32, call: u32) -> u64 {
 /// Numbers the calls of an attempt and serves recorded ones instead of calling again.
 struct Calls {
     next: u32,
+    /// Records of completed calls not yet sent to the driver. A record is sent before
+    /// anything else is awaited (the next call), or together with the attempt's outcome.
+    unsent: Vec<Event>,
 }
 
 impl Calls {
+    async fn send_unsent(&mut self, job: &StepJob) -> Result<(), ErrorInfo> {
+        for event in self.unsent.drain(..) {
+            job.tx
+                .send(StepMsg::Record(event))
+                .await
+                .map_err(|_| cancelled())?;
+        }
+        Ok(())
+    }
+
     async fn chat(&mut self, job: &StepJob, request: ChatRequest) -> Result<String, ErrorInfo> {
         let call = self.next;
         self.next += 1;
@@ -153,12 +201,18 @@ impl Calls {
             // Completed calls are never made again, even if the prompt would now differ.
             return Ok(recorded.response.clone());
         }
+        self.send_unsent(job).await?;
         let request_hash = request.digest();
         let started = Instant::now();
         let bus = job.bus.clone();
         let (run_id, step, agent) = (job.run_id, job.step, job.plan_step.agent.clone());
         let on_token = move |text: &str| {
-            let _ = bus.send(LiveEvent::Token { run_id, step, agent: agent.clone(), text: text.to_string() });
+            let _ = bus.send(LiveEvent::Token {
+                run_id,
+                step,
+                agent: agent.clone(),
+                text: text.to_string(),
+            });
         };
         let result = job.provider.chat(&request, &on_token).await;
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -175,11 +229,15 @@ impl Calls {
                     usage: response.usage,
                     latency_ms,
                 };
-                job.tx.send(StepMsg::Record(event)).await.map_err(|_| cancelled())?;
+                self.unsent.push(event);
                 Ok(response.text)
             }
             Err(error) => {
-                let kind = if error.is_retryable() { ErrorKind::Transient } else { ErrorKind::Fatal };
+                let kind = if error.is_retryable() {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Fatal
+                };
                 let info = ErrorInfo::new(kind, error.to_string());
                 let event = Event::LlmCallFailed {
                     step: job.step,
@@ -190,7 +248,7 @@ impl Calls {
                     error: info.clone(),
                     latency_ms,
                 };
-                job.tx.send(StepMsg::Record(event)).await.map_err(|_| cancelled())?;
+                self.unsent.push(event);
                 Err(info)
             }
         }
@@ -198,7 +256,10 @@ impl Calls {
 }
 
 fn cancelled() -> ErrorInfo {
-    ErrorInfo::new(ErrorKind::Cancelled, "the run stopped while the step was running")
+    ErrorInfo::new(
+        ErrorKind::Cancelled,
+        "the run stopped while the step was running",
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `botarmy` binary: real processes, real SQLite files, the real
+//! embedded model or recorded cassettes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bad_input;
+mod check;
+mod crash;
+mod replay;
+mod support;

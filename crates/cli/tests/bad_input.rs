@@ -1,0 +1,93 @@
+use crate::support::*;
+
+#[test]
+fn an_unknown_workflow_is_named_with_the_available_ones() {
+    let s = Sandbox::new();
+    let o = run(s.cmd().args(["run", "an idea", "--workflow", "nope"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("nope") && err.contains("sdlc"), "{err}");
+}
+
+#[test]
+fn a_missing_model_file_says_where_and_what_to_do() {
+    let s = Sandbox::new();
+    let missing = s.out("no-such-model.gguf");
+    let o =
+        run(s
+            .cmd()
+            .env("BOTARMY_MODEL", &missing)
+            .args(["run", "an idea", "--max-tokens", "8"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}
+
+#[test]
+fn a_bad_environment_value_is_named() {
+    let s = Sandbox::new();
+    let o = run(s.cmd().env("BOTARMY_PROVIDER", "gpt5").args(["runs"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("BOTARMY_PROVIDER=\"gpt5\""),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn an_unwritable_output_folder_stops_the_run_before_it_is_stored() {
+    let s = Sandbox::new();
+    let file = s.out("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let cassette = cassette("sdlc-todo.jsonl");
+    let o = run(s
+        .replay(&cassette)
+        .args(["run", "a command-line todo app in Rust", "--out"])
+        .arg(file.join("out")));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("output folder") && err.contains("a-file"),
+        "{err}"
+    );
+    let o = ok(s.cmd().args(["runs", "--json"]));
+    assert_eq!(json(&o), serde_json::json!([]), "no run was stored");
+}
+
+#[test]
+fn a_corrupt_database_is_reported_and_left_alone() {
+    let s = Sandbox::new();
+    let garbage = b"this is not a database, and it must still be here afterwards".repeat(100);
+    std::fs::write(s.db_path(), &garbage).unwrap();
+    let o = run(s.cmd().args(["runs"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&s.db_path().display().to_string()), "{err}");
+    assert_eq!(std::fs::read(s.db_path()).unwrap(), garbage);
+}
+
+#[test]
+fn a_request_missing_from_the_cassette_fails_the_run_clearly() {
+    let s = Sandbox::new();
+    let cassette = cassette("sdlc-todo.jsonl");
+    // Another idea means other prompts: the cassette has no answers for them.
+    let o =
+        run(s
+            .replay(&cassette)
+            .args(["run", "a different idea", "--max-tokens", "48", "--json"]));
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&o);
+    assert_eq!(v["status"], "failed");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("has no recorded answer"), "{message}");
+    assert!(message.contains("sdlc-todo.jsonl"), "{message}");
+}
+
+#[test]
+fn an_unknown_run_id_is_reported() {
+    let s = Sandbox::new();
+    let o = run(s.cmd().args(["show", "0123abcd"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("0123abcd"), "{}", stderr(&o));
+}

@@ -1,0 +1,121 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A private BotArmy home and database for one test.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.db_path().display())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("botarmy.db")
+    }
+
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary with this sandbox's environment and nothing inherited that could change
+    /// its behaviour.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_botarmy"));
+        for key in [
+            "BOTARMY_PROVIDER",
+            "BOTARMY_MODEL",
+            "BOTARMY_CASSETTE",
+            "BOTARMY_THREADS",
+            "DATABASE_URL",
+        ] {
+            cmd.env_remove(key);
+        }
+        cmd.env("BOTARMY_HOME", self.home())
+            .env("DATABASE_URL", self.database_url())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn replay(&self, cassette: &Path) -> Command {
+        let mut cmd = self.cmd();
+        cmd.env("BOTARMY_PROVIDER", "replay")
+            .env("BOTARMY_CASSETTE", cassette);
+        cmd
+    }
+
+    /// The binary on the real embedded model (CI fetches it; see `.ci/run`).
+    pub fn local(&self) -> Command {
+        let mut cmd = self.cmd();
+        cmd.env("BOTARMY_MODEL", test_model());
+        cmd
+    }
+}
+
+pub fn test_model() -> PathBuf {
+    let path = std::env::var("BOTARMY_TEST_MODEL").unwrap_or_else(|_| {
+        panic!(
+            "BOTARMY_TEST_MODEL is not set: run `botarmy model pull` and set it to \
+             $BOTARMY_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf (.ci/run does both)"
+        )
+    });
+    let path = PathBuf::from(path);
+    assert!(
+        path.is_file(),
+        "BOTARMY_TEST_MODEL={} is not a file",
+        path.display()
+    );
+    path
+}
+
+pub fn cassette(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cassettes")
+        .join(name)
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/bmad-core")
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let output = cmd.output().unwrap();
+    output
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and insists on success, showing stderr otherwise.
+pub fn ok(cmd: &mut Command) -> Output {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "command failed ({}):\n{}",
+        o.status,
+        stderr(&o)
+    );
+    o
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
+}

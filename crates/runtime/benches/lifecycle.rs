@@ -1,0 +1,163 @@
+//! The engine's whole overhead per run, with an instant provider and the durable SQLite
+//! store (file, WAL): median latency of one six-step run, and runs/s with 100 in flight.
+//!
+//! `cargo bench -p botarmy-runtime --bench lifecycle [-- RUNS]`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use botarmy_llm::{ChatRequest, ChatResponse, FinishReason, LlmError, Provider, Router, TokenSink};
+use botarmy_protocol::{RunOptions, RunRequest, RunStatus, Usage};
+use botarmy_runtime::{Runtime, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// Answers at once with a small document: what is measured is everything but the model.
+struct Instant0;
+
+#[async_trait]
+impl Provider for Instant0 {
+    fn id(&self) -> &str {
+        "instant"
+    }
+    fn default_model(&self) -> &str {
+        "instant"
+    }
+    async fn chat(
+        &self,
+        _: &ChatRequest,
+        on_token: TokenSink<'_>,
+    ) -> Result<ChatResponse, LlmError> {
+        let text = "## Overview\n\nA short answer.\n\n## Details\n\n- one\n- two\n";
+        on_token(text);
+        Ok(ChatResponse {
+            text: text.into(),
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens: 20,
+                ..Usage::default()
+            },
+            provider: "instant".into(),
+            model: "instant".into(),
+            finish: FinishReason::Stop,
+        })
+    }
+}
+
+const SIX_STEPS: &str = r#"workflow:
+  id: six
+  name: Six steps, one per phase
+  type: sdlc
+  phases:
+    - { id: discovery, name: Discovery }
+    - { id: plan, name: Plan, depends_on: [discovery] }
+    - { id: design, name: Design, depends_on: [plan] }
+    - { id: build, name: Build, depends_on: [design] }
+    - { id: validate, name: Validate, depends_on: [build] }
+    - { id: launch, name: Launch, depends_on: [validate] }
+  sequence:
+    - { agent: analyst, phase: discovery, creates: project-plan.md, template: project-plan-tmpl }
+    - { agent: analyst, phase: plan, creates: feature-breakdown.md, template: feature-breakdown-tmpl, requires: project-plan.md }
+    - { agent: architect, phase: design, creates: technical-architecture.md, template: technical-architecture-tmpl, requires: feature-breakdown.md }
+    - { agent: coder, phase: build, creates: source-code.md, template: source-code-tmpl, requires: technical-architecture.md }
+    - { agent: tester, phase: validate, creates: test-results.md, template: test-results-tmpl, requires: source-code.md }
+    - { agent: deployer, phase: launch, creates: deployment-plan.md, template: deployment-plan-tmpl, requires: test-results.md }
+"#;
+
+fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
+    RunRequest {
+        idea: "a command-line todo app in Rust".into(),
+        workflow: "six".into(),
+        method: method.into(),
+        options: RunOptions {
+            out_dir: Some(out.join(i.to_string()).display().to_string()),
+            ..RunOptions::default()
+        },
+    }
+}
+
+async fn one_run(rt: &Runtime, method: &str, out: &std::path::Path, i: usize) -> Duration {
+    let started = Instant::now();
+    let id = rt
+        .create_run("bench", request(method, out, i))
+        .await
+        .unwrap();
+    let state = rt.drive(id, CancellationToken::new()).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(state.status, RunStatus::Succeeded);
+    assert_eq!(state.steps.len(), 6);
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(2_000);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let method = dir.path().join("method");
+        for (path, text) in botarmy_core::method::builtin_files() {
+            let target = method.join(path);
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::write(target, text).unwrap();
+        }
+        std::fs::write(method.join("workflows/six.yaml"), SIX_STEPS).unwrap();
+        let method = method.display().to_string();
+        let db = dir.path().join("bench.db");
+        let store = botarmy_store::open(&format!("sqlite://{}", db.display())).await.unwrap();
+        let router = Arc::new(Router::new(Arc::new(Instant0)));
+        let out = dir.path().join("out");
+        let rt = Arc::new(Runtime::new(store, router, Settings { out_root: out.clone(), ..Settings::default() }));
+
+        // Warm up (method load, statement caches).
+        for i in 0..20 {
+            one_run(&rt, &method, &out, i).await;
+        }
+
+        // One run at a time.
+        let sequential = (runs / 4).max(50);
+        let mut times = Vec::with_capacity(sequential);
+        for i in 0..sequential {
+            times.push(one_run(&rt, &method, &out, 100 + i).await);
+        }
+        times.sort();
+        println!(
+            "six-step run, one at a time ({sequential} runs): median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+            percentile(&times, 0.5).as_secs_f64() * 1e3,
+            percentile(&times, 0.9).as_secs_f64() * 1e3,
+            percentile(&times, 0.99).as_secs_f64() * 1e3,
+        );
+
+        // 100 in flight.
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..100 {
+            let (rt, method, out, next) = (rt.clone(), method.clone(), out.clone(), next.clone());
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= runs {
+                        break;
+                    }
+                    one_run(&rt, &method, &out, 10_000 + i).await;
+                }
+            }));
+        }
+        for w in workers {
+            w.await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!("six-step runs, 100 in flight: {runs} runs in {secs:.2} s = {:.0} runs/s", runs as f64 / secs);
+    });
+}
