@@ -226,6 +226,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
             .map(|w| w.id.clone())
             .context("the method has no workflows; pass --workflow")?,
     };
+    handle.plan(&workflow)?;
     let (runtime, note) = open_runtime(config, args.record.as_ref()).await?;
     let options = RunOptions {
         max_parallel: args.max_parallel,

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `botarmy` binary: real processes, real SQLite files, the real
 //! embedded model or recorded cassettes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod check;

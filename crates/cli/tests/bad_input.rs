@@ -7,6 +7,10 @@ fn an_unknown_workflow_is_named_with_the_available_ones() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("nope") && err.contains("sdlc"), "{err}");
+    assert!(
+        !s.home().join("models").exists(),
+        "nothing is fetched for a run that cannot start"
+    );
 }
 
 #[test]

@@ -91,8 +91,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let output = cmd.output().unwrap();
-    output
+    cmd.output().unwrap()
 }
 
 pub fn stdout(o: &Output) -> String {
