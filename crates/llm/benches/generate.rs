@@ -2,7 +2,10 @@
 //! second for a ~320-token prompt and 200 generated tokens, and the process's memory.
 //!
 //! `cargo bench -p botarmy-llm --bench generate -- <model.gguf>` (or set
-//! `BOTARMY_TEST_MODEL`). Prompt evaluation is measured to the first streamed token (so it
+//! `BOTARMY_TEST_MODEL`; `BENCH_THREADS=n` / `BENCH_BATCH_THREADS=n` to try other thread
+//! counts for generation / prompt evaluation; `BENCH_KV_F16=1` for a 16-bit KV cache; `BENCH_LLAMA_LOGS=1` for llama.cpp's
+//! own log; `BENCH_BATCH=n` for the prompt step size). A last run with a long prompt shows the memory
+//! a large context takes. Prompt evaluation is measured to the first streamed token (so it
 //! includes sizing the context and sampling one token); generation from the first streamed
 //! token to the last.
 #![allow(clippy::print_stdout)]
@@ -18,6 +21,8 @@ use botarmy_llm::{
 
 const GENERATE: u32 = 200;
 const RUNS: u64 = 3;
+/// Prompt size of the memory run, in tokens (roughly).
+const LONG_PROMPT: usize = 6000;
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -46,14 +51,32 @@ async fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("BOTARMY_TEST_MODEL").map(PathBuf::from))
         .context("give the model path as an argument or in BOTARMY_TEST_MODEL")?;
-    let local = LocalProvider::new(LocalModelConfig::new(&path));
+    let mut config = LocalModelConfig::new(&path);
+    let env_threads = |name: &str| std::env::var(name).ok().and_then(|n| n.parse().ok());
+    config.threads = env_threads("BENCH_THREADS");
+    config.batch_threads = env_threads("BENCH_BATCH_THREADS");
+    config.quantized_kv_cache = std::env::var_os("BENCH_KV_F16").is_none();
+    config.llama_logs = std::env::var_os("BENCH_LLAMA_LOGS").is_some();
+    if let Some(n) = env_threads("BENCH_BATCH") {
+        config.batch_size = n;
+    }
+    let threads = format!(
+        "generation threads {}, prompt threads {}",
+        config
+            .threads
+            .map_or("default".to_owned(), |n| n.to_string()),
+        config
+            .batch_threads
+            .map_or_else(|| physical_cores().to_string(), |n| n.to_string()),
+    );
+    let local = LocalProvider::new(config);
     let loading = Instant::now();
     local.load().await?;
     println!(
-        "model {} loaded in {:.2} s; {} threads",
+        "model {} loaded in {:.2} s; {}",
         path.display(),
         loading.elapsed().as_secs_f64(),
-        physical_cores()
+        threads
     );
     println!(
         "memory after load: VmRSS {:.1} MiB",
@@ -148,6 +171,41 @@ async fn main() -> anyhow::Result<()> {
         "memory: VmRSS {:.1} MiB now, peak (VmHWM) {:.1} MiB (target < 200 MiB for the whole CLI)",
         mib(status_kib("VmRSS:")),
         mib(status_kib("VmHWM:"))
+    );
+
+    // A long prompt, near what a step with a full context budget sends.
+    let long_user = requirement.repeat(LONG_PROMPT / 12);
+    let long = ChatRequest {
+        model: String::new(),
+        messages: vec![ChatMessage::system(system), ChatMessage::user(long_user)],
+        max_tokens: 512,
+        temperature: 0.7,
+        seed: 0,
+        stop: vec![],
+        grammar: None,
+    };
+    let start = Instant::now();
+    let first: Mutex<Option<Instant>> = Mutex::new(None);
+    let response = local
+        .chat(&long, &|_| {
+            if let Ok(mut first) = first.lock() {
+                first.get_or_insert_with(Instant::now);
+            }
+        })
+        .await?;
+    let to_first = first
+        .into_inner()
+        .ok()
+        .flatten()
+        .map_or(0.0, |f| f.duration_since(start).as_secs_f64());
+    println!(
+        "long prompt: {} prompt tokens in {:.1} s, then {} generated in {:.1} s; peak (VmHWM) {:.1} MiB, VmRSS after {:.1} MiB",
+        response.usage.input_tokens,
+        to_first,
+        response.usage.output_tokens,
+        start.elapsed().as_secs_f64() - to_first,
+        mib(status_kib("VmHWM:")),
+        mib(status_kib("VmRSS:"))
     );
     Ok(())
 }

@@ -22,12 +22,19 @@ fn model_path() -> PathBuf {
     }
 }
 
-/// One provider for the whole test binary, so the model is loaded once.
-fn local() -> &'static LocalProvider {
-    static LOCAL: OnceLock<LocalProvider> = OnceLock::new();
+/// One provider for the whole test binary: the model is loaded once, and generations take
+/// turns (two at once would share the two cores and slow both down).
+fn shared() -> &'static Arc<LocalProvider> {
+    static LOCAL: OnceLock<Arc<LocalProvider>> = OnceLock::new();
     LOCAL.get_or_init(|| {
-        LocalProvider::new(LocalModelConfig::new(model_path()).with_name("smollm2-135m-instruct"))
+        Arc::new(LocalProvider::new(
+            LocalModelConfig::new(model_path()).with_name("smollm2-135m-instruct"),
+        ))
     })
+}
+
+fn local() -> &'static LocalProvider {
+    shared()
 }
 
 fn ask(question: &str, max_tokens: u32) -> ChatRequest {
@@ -272,9 +279,7 @@ async fn a_recorded_local_run_replays_identically() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run.jsonl");
     let writer = Arc::new(CassetteWriter::open(&path).unwrap());
-    let local_arc: Arc<dyn Provider> = Arc::new(LocalProvider::new(
-        LocalModelConfig::new(model_path()).with_name("smollm2-135m-instruct"),
-    ));
+    let local_arc: Arc<dyn Provider> = shared().clone();
     let recorder = RecordingProvider::new(local_arc, writer);
     let requests = [
         ask("What is a unit test?", 24),

@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -18,8 +18,8 @@ use super::text::{StopScanner, Utf8Decoder};
 use crate::model_store::gguf;
 use crate::{ChatMessage, ChatRequest, FinishReason, LlmError, Role};
 
-/// Prompt tokens decoded per llama.cpp batch.
-const BATCH: usize = 512;
+/// Work allowed to a chat template per rendering (minijinja instructions).
+const TEMPLATE_FUEL: u64 = 5_000_000;
 
 /// llama.cpp's backend is process-wide and may be initialised only once per process, so its
 /// proof of initialisation lives here for every engine to share. Whether llama.cpp may log to
@@ -60,7 +60,10 @@ pub(crate) struct Engine {
     name: String,
     /// The context the model was trained with.
     n_ctx_train: u32,
+    /// Threads generating (one token per step).
     threads: i32,
+    /// Threads evaluating the prompt (many tokens per step).
+    batch_threads: i32,
     config: LocalModelConfig,
 }
 
@@ -131,15 +134,20 @@ impl Engine {
             None => Template::Builtin(fallback),
         };
         let n_ctx_train = model.n_ctx_train();
+        let model_bytes = std::fs::metadata(path).map_or(u64::MAX, |m| m.len());
         let threads = config
             .threads
-            .map_or_else(physical_cores, |n| n.max(1) as usize);
+            .map_or_else(|| default_threads(model_bytes), |n| n as usize);
+        let batch_threads = config
+            .batch_threads
+            .map_or_else(physical_cores, |n| n as usize);
         Ok(Self {
             model,
             template,
             name: config.model_name(),
             n_ctx_train,
-            threads: i32::try_from(threads).unwrap_or(1),
+            threads: i32::try_from(threads.max(1)).unwrap_or(1),
+            batch_threads: i32::try_from(batch_threads.max(1)).unwrap_or(1),
             config: config.clone(),
         })
     }
@@ -217,12 +225,20 @@ impl Engine {
         let budget = (n_ctx - n_prompt).min(u64::from(request.max_tokens));
         let n_ctx = u32::try_from(n_ctx).unwrap_or(u32::MAX);
 
+        let batch_size = self.config.batch_size.clamp(1, 4096) as usize;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(BATCH as u32)
-            .with_n_ubatch(BATCH as u32)
+            .with_n_batch(batch_size as u32)
+            .with_n_ubatch(batch_size as u32)
             .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
+            .with_n_threads_batch(self.batch_threads);
+        let params = if self.config.quantized_kv_cache {
+            params
+                .with_type_k(KvCacheType::Q8_0)
+                .with_type_v(KvCacheType::Q8_0)
+        } else {
+            params
+        };
         let backend = backend(self.config.llama_logs)?;
         let mut ctx = self
             .model
@@ -231,15 +247,15 @@ impl Engine {
         let mut sampler = self.sampler(request)?;
 
         // Evaluate the prompt in batches; logits only for its last token.
-        let mut batch = LlamaBatch::new(BATCH, 1);
+        let mut batch = LlamaBatch::new(batch_size, 1);
         let last = tokens.len() - 1;
-        for (chunk_index, chunk) in tokens.chunks(BATCH).enumerate() {
+        for (chunk_index, chunk) in tokens.chunks(batch_size).enumerate() {
             if cancel.load(Ordering::Relaxed) {
                 return Err(LlmError::Cancelled);
             }
             batch.clear();
             for (offset, token) in chunk.iter().enumerate() {
-                let pos = chunk_index * BATCH + offset;
+                let pos = chunk_index * batch_size + offset;
                 batch
                     .add(*token, pos as i32, &[0], pos == last)
                     .map_err(|e| fatal(format!("prompt batch: {e}")))?;
@@ -376,6 +392,8 @@ fn render_jinja(
     eos: &str,
 ) -> Result<String, minijinja::Error> {
     let mut env = minijinja::Environment::new();
+    // The template comes from the model file: bound its work.
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.add_function(
         "raise_exception",
         |message: String| -> Result<String, minijinja::Error> {
@@ -393,6 +411,22 @@ fn render_jinja(
         source,
         minijinja::context! { messages, add_generation_prompt => true, bos_token => bos, eos_token => eos },
     )
+}
+
+/// Model files up to this size generate on one thread by default.
+const SMALL_MODEL_BYTES: u64 = 256 << 20;
+
+/// Generation threads for a model file of `bytes`: one for a small model, whose per-token
+/// work is too little to pay for synchronising threads at every step (and a second thread
+/// that the OS deschedules on a busy machine stalls every step: measured here with SmolLM2-135M,
+/// 60-90 tok/s on one thread against 4-38 on two while other builds ran); the physical cores
+/// for larger models.
+fn default_threads(bytes: u64) -> usize {
+    if bytes <= SMALL_MODEL_BYTES {
+        1
+    } else {
+        physical_cores()
+    }
 }
 
 /// Physical cores available to this process: one llama.cpp thread per core is fastest (a
