@@ -27,13 +27,12 @@ pub fn write_under(root: &Path, relative: &str, content: &[u8]) -> io::Result<Pa
     Ok(target)
 }
 
-/// Checks that `dir` can be created and written, so a run does not fail after its first
-/// step for a reason known at the start.
-pub fn ensure_writable(dir: &Path) -> io::Result<()> {
+/// Creates the run's output folder and writes its manifest (`run.json`: which run, which
+/// idea), which also proves the folder is writable before the run is stored.
+pub fn prepare_out_dir(dir: &Path, manifest: &serde_json::Value) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let probe = dir.join(".botarmy-write-probe");
-    std::fs::write(&probe, b"ok")?;
-    std::fs::remove_file(&probe)
+    let text = serde_json::to_vec_pretty(manifest).map_err(io::Error::other)?;
+    std::fs::write(dir.join("run.json"), text)
 }
 
 #[cfg(test)]
@@ -55,6 +54,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-folder");
         std::fs::write(&file, b"x").unwrap();
-        assert!(ensure_writable(&file.join("out")).is_err());
+        assert!(prepare_out_dir(&file.join("out"), &serde_json::json!({})).is_err());
+        prepare_out_dir(&dir.path().join("out"), &serde_json::json!({"run_id": "x"})).unwrap();
+        let written = std::fs::read_to_string(dir.path().join("out/run.json")).unwrap();
+        assert!(written.contains("\"run_id\": \"x\""), "{written}");
     }
 }

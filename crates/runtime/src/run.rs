@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
-use crate::files::{ensure_writable, write_under};
+use crate::files::{prepare_out_dir, write_under};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
 
@@ -94,7 +94,14 @@ impl Runtime {
             Some(dir) => absolute(Path::new(dir)),
             None => absolute(&self.settings.out_root.join(run_id.to_string())),
         };
-        ensure_writable(&out).map_err(|source| RuntimeError::OutDir {
+        let manifest = serde_json::json!({
+            "run_id": run_id,
+            "project": project,
+            "workflow": request.workflow,
+            "method": request.method,
+            "idea": request.idea,
+        });
+        prepare_out_dir(&out, &manifest).map_err(|source| RuntimeError::OutDir {
             path: out.clone(),
             source,
         })?;
@@ -105,7 +112,14 @@ impl Runtime {
             request,
             plan,
         };
-        let record = self.store.create_run(run_id, event, now_millis()).await?;
+        let record = match self.store.create_run(run_id, event, now_millis()).await {
+            Ok(record) => record,
+            Err(e) => {
+                // The run does not exist: its manifest must not say otherwise.
+                let _ = std::fs::remove_file(out.join("run.json"));
+                return Err(e.into());
+            }
+        };
         let _ = self.bus.send(LiveEvent::Event(record));
         Ok(run_id)
     }
