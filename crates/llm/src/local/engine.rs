@@ -202,6 +202,9 @@ impl Engine {
     ) -> Result<Generation, LlmError> {
         let prompt = self.render(&request.messages)?;
         let tokens = self.tokenize(&prompt);
+        if tokens.is_empty() {
+            return Err(fatal("the request has no messages, so there is no prompt"));
+        }
         let n_prompt = tokens.len() as u64;
         let limit = u64::from(self.context_limit());
         if n_prompt >= limit {
@@ -471,7 +474,9 @@ mod tests {
     }
 
     #[test]
-    fn physical_cores_is_at_least_one() {
+    fn small_models_generate_on_one_thread() {
         assert!(physical_cores() >= 1);
+        assert_eq!(default_threads(98_362_432), 1);
+        assert_eq!(default_threads(4 << 30), physical_cores());
     }
 }
