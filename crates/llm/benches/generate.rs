@@ -61,13 +61,14 @@ async fn main() -> anyhow::Result<()> {
         config.batch_size = n;
     }
     let threads = format!(
-        "generation threads {}, prompt threads {}",
+        "{} physical cores; generation threads {}, prompt threads {} (default: 1 for models up to 256 MB)",
+        physical_cores(),
         config
             .threads
             .map_or("default".to_owned(), |n| n.to_string()),
         config
             .batch_threads
-            .map_or_else(|| physical_cores().to_string(), |n| n.to_string()),
+            .map_or("default".to_owned(), |n| n.to_string()),
     );
     let local = LocalProvider::new(config);
     let loading = Instant::now();

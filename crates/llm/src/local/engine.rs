@@ -140,7 +140,7 @@ impl Engine {
             .map_or_else(|| default_threads(model_bytes), |n| n as usize);
         let batch_threads = config
             .batch_threads
-            .map_or_else(physical_cores, |n| n as usize);
+            .map_or_else(|| default_threads(model_bytes), |n| n as usize);
         Ok(Self {
             model,
             template,
@@ -416,14 +416,15 @@ fn render_jinja(
     )
 }
 
-/// Model files up to this size generate on one thread by default.
+/// Model files up to this size run on one thread by default.
 const SMALL_MODEL_BYTES: u64 = 256 << 20;
 
-/// Generation threads for a model file of `bytes`: one for a small model, whose per-token
-/// work is too little to pay for synchronising threads at every step (and a second thread
-/// that the OS deschedules on a busy machine stalls every step: measured here with SmolLM2-135M,
-/// 60-90 tok/s on one thread against 4-38 on two while other builds ran); the physical cores
-/// for larger models.
+/// Threads for a model file of `bytes`: one for a small model, whose steps are too short to
+/// pay for synchronising threads (llama.cpp's threads spin at a barrier after every
+/// operation, so a second thread that the OS deschedules on a busy machine stalls each
+/// step). Measured here with SmolLM2-135M while other builds ran: generation 90-110 tok/s on
+/// one thread against 4-38 on two, prompt evaluation about 200 tok/s against 30-400. The
+/// physical cores for larger models, whose steps are long enough to share.
 fn default_threads(bytes: u64) -> usize {
     if bytes <= SMALL_MODEL_BYTES {
         1

@@ -33,7 +33,7 @@ pub struct LocalModelConfig {
     /// such as the embedded SmolLM2-135M), whose steps are too short to share; the physical
     /// cores for larger ones.
     pub threads: Option<u32>,
-    /// Threads evaluating the prompt (default: the physical cores).
+    /// Threads evaluating the prompt. Default: as for `threads`.
     pub batch_threads: Option<u32>,
     /// Prompt tokens evaluated per step. Larger steps are a little faster on big machines but
     /// take more memory: llama.cpp's work buffer grows with it (about 0.2 MB per token of
