@@ -172,14 +172,7 @@ impl Runtime {
         }
         let mut driver = Driver::new(self, state)?;
         if driver.state.status != RunStatus::Pending {
-            let mut events: Vec<Event> = driver
-                .state
-                .running_steps()
-                .map(|step| Event::StepInterrupted {
-                    step,
-                    attempt: driver.state.steps[step as usize].attempt,
-                })
-                .collect();
+            let mut events = interrupt_running(&driver.state);
             events.push(Event::PipelineResumed {});
             driver.stage(events, Vec::new())?;
         }
@@ -195,6 +188,18 @@ impl Runtime {
             .map(PathBuf::from)
             .unwrap_or_else(|| self.settings.out_root.join(state.run_id.to_string()))
     }
+}
+
+/// `StepInterrupted` for every step the state shows running: nothing executes them any more
+/// (the process that did stopped, or is pausing the run).
+fn interrupt_running(state: &RunState) -> Vec<Event> {
+    state
+        .running_steps()
+        .map(|step| Event::StepInterrupted {
+            step,
+            attempt: state.steps[step as usize].attempt,
+        })
+        .collect()
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -300,14 +305,7 @@ impl<'a> Driver<'a> {
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg).await?;
         }
-        let mut events: Vec<Event> = self
-            .state
-            .running_steps()
-            .map(|step| Event::StepInterrupted {
-                step,
-                attempt: self.state.steps[step as usize].attempt,
-            })
-            .collect();
+        let mut events = interrupt_running(&self.state);
         events.push(Event::PipelinePaused {
             reason: format!(
                 "{reason}; `botarmy resume {}` continues it",
