@@ -69,6 +69,9 @@ pub async fn router(config: &Config, record: Option<&PathBuf>) -> Result<(Router
             };
             let demo = config.model_file.is_none();
             let mut local = LocalModelConfig::new(&path);
+            if demo {
+                local = local.with_name(spec.name.clone());
+            }
             local.threads = config.threads;
             let banner = if demo {
                 format!(
