@@ -1,7 +1,7 @@
 //! The one typed configuration of the `botarmy` binary, built once from defaults, the
 //! environment and the command line, then passed down.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Which model answers the agents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,16 +104,6 @@ impl Config {
 
 fn default_home() -> Option<PathBuf> {
     dirs::data_dir().map(|d| d.join("botarmy"))
-}
-
-/// Makes `path` absolute against the current folder.
-pub fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|c| c.join(path))
-        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

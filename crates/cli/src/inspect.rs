@@ -13,8 +13,9 @@ use botarmy_runtime::Runtime;
 use botarmy_store::RunFilter;
 use serde_json::json;
 
-use crate::config::{Config, absolute};
+use crate::config::Config;
 use crate::models::ModelNote;
+use botarmy_runtime::files::absolute;
 
 fn out() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()

@@ -15,7 +15,8 @@ use botarmy_runtime::{Runtime, Settings};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, absolute};
+use crate::config::Config;
+use botarmy_runtime::files::absolute;
 
 /// BotArmy runs a team of LLM agents through a software lifecycle: Discovery, Plan,
 /// Design, Build, Validate and Launch.

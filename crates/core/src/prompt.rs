@@ -311,15 +311,7 @@ impl Method {
             .map(|(n, c)| (n.as_str(), c.as_str()))
             .collect();
         let fitted = fit(&refs, context_tokens);
-        let context = fitted
-            .iter()
-            .map(|f| ContextUse {
-                name: f.name.clone(),
-                original_tokens: f.original_tokens,
-                tokens: f.tokens,
-                trimmed: f.trimmed,
-            })
-            .collect();
+        let context = context_uses(&fitted);
 
         let system = self.prompts().render(
             "system.j2",
@@ -366,15 +358,7 @@ impl Method {
             })?;
         let project = project_name(idea);
         let fitted = fit(artifacts, context_tokens);
-        let context = fitted
-            .iter()
-            .map(|f| ContextUse {
-                name: f.name.clone(),
-                original_tokens: f.original_tokens,
-                tokens: f.tokens,
-                trimmed: f.trimmed,
-            })
-            .collect();
+        let context = context_uses(&fitted);
         let system = self.prompts().render(
             "system.j2",
             serde_json::json!({ "agent": agent_view(agent), "project_name": project }),
@@ -408,6 +392,19 @@ impl Method {
             .step_by(2)
             .find_map(|name| self.checklist(name).or_else(|| self.task(name)))
     }
+}
+
+/// What each fitted context item cost, for [`Prompt::context`].
+fn context_uses(fitted: &[crate::context::Fitted]) -> Vec<ContextUse> {
+    fitted
+        .iter()
+        .map(|f| ContextUse {
+            name: f.name.clone(),
+            original_tokens: f.original_tokens,
+            tokens: f.tokens,
+            trimmed: f.trimmed,
+        })
+        .collect()
 }
 
 /// Reads a YES/NO answer to a [`Method::condition_prompt`]: the first word decides

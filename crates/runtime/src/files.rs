@@ -27,6 +27,17 @@ pub fn write_under(root: &Path, relative: &str, content: &[u8]) -> io::Result<Pa
     Ok(target)
 }
 
+/// Makes `path` absolute against the current folder (unchanged if it already is, or if
+/// the current folder cannot be read).
+pub fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Creates the run's output folder and writes its manifest (`run.json`: which run, which
 /// idea), which also proves the folder is writable before the run is stored.
 pub fn prepare_out_dir(dir: &Path, manifest: &serde_json::Value) -> io::Result<()> {

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
-use crate::files::{prepare_out_dir, write_under};
+use crate::files::{absolute, prepare_out_dir, write_under};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
 
@@ -200,15 +200,6 @@ fn interrupt_running(state: &RunState) -> Vec<Event> {
             attempt: state.steps[step as usize].attempt,
         })
         .collect()
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    std::env::current_dir()
-        .map(|cwd| cwd.join(path))
-        .unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Drives one run. Events are *staged* (checked against the engine and folded into the
