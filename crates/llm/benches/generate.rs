@@ -114,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
             seed: run,
             stop: vec![],
             grammar: None,
+            tools: vec![],
         };
         let first: Mutex<Option<Instant>> = Mutex::new(None);
         let last: Mutex<Option<Instant>> = Mutex::new(None);
@@ -184,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
         seed: 0,
         stop: vec![],
         grammar: None,
+        tools: vec![],
     };
     let start = Instant::now();
     let first: Mutex<Option<Instant>> = Mutex::new(None);

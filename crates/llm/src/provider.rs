@@ -15,45 +15,93 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// The result of a tool the model called.
+    Tool,
 }
 
 /// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Speaker.
     pub role: Role,
-    /// Text.
+    /// Text (for [`Role::Tool`]: the tool's result).
     pub content: String,
+    /// For [`Role::Assistant`]: the tools the model asked to run, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For [`Role::Tool`]: the id of the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    /// A message from `role`.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self {
-            role: Role::System,
+            role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::User,
-            content: content.into(),
-        }
+        Self::new(Role::User, content)
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+
+    /// The model's turn that asked for `calls` (with any text it said alongside).
+    pub fn assistant_tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
         Self {
-            role: Role::Assistant,
-            content: content.into(),
+            tool_calls: calls,
+            ..Self::new(Role::Assistant, content)
+        }
+    }
+
+    /// The result of the tool call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content)
         }
     }
 }
 
-/// A request to a chat model.
+/// A tool the model may call: its name, what it does, and its parameters as a JSON Schema
+/// object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// Name the model uses (`file_read`).
+    pub name: String,
+    /// What the tool does, for the model.
+    pub description: String,
+    /// JSON Schema of the arguments (`{"type": "object", "properties": ...}`).
+    pub parameters: serde_json::Value,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The provider's id for the call, echoed back with its result.
+    pub id: String,
+    /// The tool.
+    pub name: String,
+    /// Its arguments (a JSON object).
+    pub arguments: serde_json::Value,
+}
+
+/// A request to a chat model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
     /// Model name as the provider knows it (empty: the provider's default).
     pub model: String,
@@ -71,6 +119,9 @@ pub struct ChatRequest {
     /// A GBNF grammar that constrains the output, for providers that support it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grammar: Option<String>,
+    /// Tools the model may call (empty: none; providers without tool calling ignore them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl ChatRequest {
@@ -85,6 +136,8 @@ impl ChatRequest {
             seed: u64,
             stop: &'a [String],
             grammar: &'a Option<String>,
+            #[serde(skip_serializing_if = "<[ToolSpec]>::is_empty")]
+            tools: &'a [ToolSpec],
         }
         let canon = Canon {
             messages: &self.messages,
@@ -93,6 +146,7 @@ impl ChatRequest {
             seed: self.seed,
             stop: &self.stop,
             grammar: &self.grammar,
+            tools: &self.tools,
         };
         let bytes = serde_json::to_vec(&canon).unwrap_or_default();
         hex::encode(Sha256::digest(&bytes))
@@ -107,6 +161,10 @@ pub enum FinishReason {
     Stop,
     /// `max_tokens` was reached.
     Length,
+    /// The model stopped to have tools run (see [`ChatResponse::tool_calls`]).
+    ToolCalls,
+    /// The provider withheld the answer (safety filter).
+    ContentFilter,
 }
 
 /// A model's answer.
@@ -122,6 +180,9 @@ pub struct ChatResponse {
     pub model: String,
     /// Why generation stopped.
     pub finish: FinishReason,
+    /// Tools the model asked to run, in order (empty when it answered in text only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Receives streamed text as it is generated. Called from any thread; must be quick.
@@ -155,6 +216,40 @@ pub enum LlmError {
         provider: String,
         /// What happened.
         message: String,
+    },
+    /// The provider answered with an HTTP error status other than 401, 403 and 429.
+    /// 408, 409, 425 and 5xx are passing (retryable); other 4xx will repeat.
+    #[error("{provider}: HTTP {status}: {message}")]
+    Http {
+        /// Provider.
+        provider: String,
+        /// HTTP status.
+        status: u16,
+        /// The provider's error message (from its error body when it has one).
+        message: String,
+        /// `retry-after`, when the provider sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The key is missing, wrong or lacks permission (HTTP 401/403): retrying cannot help,
+    /// another provider may.
+    #[error("{provider}: not authorized (HTTP {status}): {message}")]
+    Unauthorized {
+        /// Provider.
+        provider: String,
+        /// 401 or 403.
+        status: u16,
+        /// The provider's error message.
+        message: String,
+    },
+    /// Nothing arrived in time: connecting, the first byte, or the next chunk of a stream.
+    #[error("{provider}: timed out {during} after {after:?}")]
+    Timeout {
+        /// Provider.
+        provider: String,
+        /// `connecting`, `waiting for the answer`, `between stream chunks`.
+        during: &'static str,
+        /// The limit that was reached.
+        after: Duration,
     },
     /// A failure that will repeat (bad request, auth, unknown model).
     #[error("{provider}: {message}")]
@@ -194,7 +289,36 @@ pub enum LlmError {
 impl LlmError {
     /// Whether trying again (later) may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Transient { .. })
+        match self {
+            Self::RateLimited { .. } | Self::Transient { .. } | Self::Timeout { .. } => true,
+            Self::Http { status, .. } => matches!(status, 408 | 409 | 425 | 500..=599),
+            _ => false,
+        }
+    }
+
+    /// How long the provider asked us to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short, stable name of the failure for records and metrics: `rate_limited`,
+    /// `http_503`, `unauthorized`, `timeout`, `transient`, `fatal`, ...
+    pub fn code(&self) -> String {
+        match self {
+            Self::RateLimited { .. } => "rate_limited".into(),
+            Self::ContextTooLong { .. } => "context_too_long".into(),
+            Self::Transient { .. } => "transient".into(),
+            Self::Http { status, .. } => format!("http_{status}"),
+            Self::Unauthorized { .. } => "unauthorized".into(),
+            Self::Timeout { .. } => "timeout".into(),
+            Self::Fatal { .. } => "fatal".into(),
+            Self::ModelFile { .. } => "model_file".into(),
+            Self::NotInCassette { .. } => "not_in_cassette".into(),
+            Self::Cancelled => "cancelled".into(),
+        }
     }
 }
 
@@ -207,6 +331,19 @@ pub trait Provider: Send + Sync {
 
     /// The model used when a request leaves `model` empty.
     fn default_model(&self) -> &str;
+
+    /// Models this provider is known to offer, to check configuration before a run (`None`:
+    /// not known, any name is accepted).
+    fn known_models(&self) -> Option<Vec<String>> {
+        None
+    }
+
+    /// Checks that the provider can answer (endpoint reachable, key accepted, model file
+    /// present) without generating anything billable where the provider allows; says what
+    /// was checked. In-process providers have nothing to reach.
+    async fn ping(&self) -> Result<String, LlmError> {
+        Ok("in process; nothing to reach".into())
+    }
 
     /// Answers `request`, streaming text to `on_token` as it is generated. The returned text
     /// equals the concatenation of the streamed pieces.

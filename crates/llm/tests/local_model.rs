@@ -49,6 +49,7 @@ fn ask(question: &str, max_tokens: u32) -> ChatRequest {
         seed: 42,
         stop: vec![],
         grammar: None,
+        tools: vec![],
     }
 }
 

@@ -550,6 +550,7 @@ fn hello() -> ChatRequest {
         seed: 1,
         stop: vec![],
         grammar: None,
+        tools: vec![],
     }
 }
 

@@ -20,6 +20,7 @@ fn request(question: &str) -> ChatRequest {
         seed: 7,
         stop: vec![],
         grammar: None,
+        tools: vec![],
     }
 }
 
@@ -35,6 +36,7 @@ fn response(text: &str) -> ChatResponse {
         provider: "local".to_owned(),
         model: "smollm2-135m-instruct".to_owned(),
         finish: FinishReason::Stop,
+        tool_calls: vec![],
     }
 }
 

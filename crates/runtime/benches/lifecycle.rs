@@ -44,6 +44,7 @@ impl Provider for Instant0 {
             provider: "instant".into(),
             model: "instant".into(),
             finish: FinishReason::Stop,
+            tool_calls: Vec::new(),
         })
     }
 }

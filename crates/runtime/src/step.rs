@@ -162,6 +162,7 @@ impl StepJob {
             seed: seed_for(&self.plan_step.key, self.attempt, call),
             stop: Vec::new(),
             grammar: grammar.map(str::to_string),
+            tools: Vec::new(),
         }
     }
 }

@@ -385,6 +385,9 @@ fn role_name(role: Role) -> &'static str {
         Role::System => "system",
         Role::User => "user",
         Role::Assistant => "assistant",
+        // ChatML has a `tool` role; the small model has no tool calling, so a tool result
+        // only reaches it when a caller replays a conversation from another model.
+        Role::Tool => "tool",
     }
 }
 

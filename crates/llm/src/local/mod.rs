@@ -237,6 +237,7 @@ impl Provider for LocalProvider {
             provider: "local".to_owned(),
             model: self.name.clone(),
             finish: generation.finish,
+            tool_calls: Vec::new(),
         })
     }
 }
