@@ -4,7 +4,7 @@
 //! filesystem charges for creating files, so it is measured twice: artifacts on the
 //! store's disk, and artifacts on tmpfs (`/dev/shm`), which isolates the engine.
 //!
-//! `cargo bench -p botarmy-runtime --bench lifecycle [-- RUNS]`
+//! `cargo bench -p botarmy-runtime --bench lifecycle [-- RUNS] [disk|tmpfs]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -83,15 +83,41 @@ fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
 
 async fn one_run(rt: &Runtime, method: &str, out: &std::path::Path, i: usize) -> Duration {
     let started = Instant::now();
-    let id = rt
-        .create_run("bench", request(method, out, i))
+    let state = rt
+        .start_run(
+            "bench",
+            request(method, out, i),
+            |_| {},
+            CancellationToken::new(),
+        )
         .await
         .unwrap();
-    let state = rt.drive(id, CancellationToken::new()).await.unwrap();
     let took = started.elapsed();
     assert_eq!(state.status, RunStatus::Succeeded);
     assert_eq!(state.steps.len(), 6);
     took
+}
+
+/// CPU time (user + system, all threads) this process has used, from `/proc/self/stat`
+/// (clock ticks of 10 ms); `None` where there is no procfs. Unlike wall time, it does not
+/// depend on what else the machine is doing.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn cpu_per_run(before: Option<Duration>, runs: usize) -> String {
+    match (before, cpu_time()) {
+        (Some(a), Some(b)) => format!(
+            "; CPU {:.3} ms per run",
+            (b - a).as_secs_f64() * 1e3 / runs as f64
+        ),
+        _ => String::new(),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -116,6 +142,10 @@ fn main() {
             tempfile::tempdir_in(shm).unwrap().keep(),
         ));
     }
+    let only: Option<String> = std::env::args()
+        .skip(1)
+        .find(|a| a == "disk" || a == "tmpfs");
+    places.retain(|(label, _)| only.as_ref().is_none_or(|o| label.ends_with(o.as_str())));
     for (label, out) in places {
         tokio.block_on(measure(label, disk.path(), &out, runs));
         if out.starts_with(shm) {
@@ -156,12 +186,14 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
     // One run at a time.
     let sequential = (runs / 4).max(50);
     let mut times = Vec::with_capacity(sequential);
+    let cpu = cpu_time();
     for i in 0..sequential {
         times.push(one_run(&rt, &method, &out, 100 + i).await);
     }
+    let cpu = cpu_per_run(cpu, sequential);
     times.sort();
     println!(
-        "{label}: six-step run, one at a time ({sequential} runs): median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms",
+        "{label}: six-step run, one at a time ({sequential} runs): median {:.3} ms, p90 {:.3} ms, p99 {:.3} ms{cpu}",
         percentile(&times, 0.5).as_secs_f64() * 1e3,
         percentile(&times, 0.9).as_secs_f64() * 1e3,
         percentile(&times, 0.99).as_secs_f64() * 1e3,
@@ -169,6 +201,7 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
 
     // 100 in flight.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu = cpu_time();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..100 {
@@ -188,7 +221,8 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{label}: six-step runs, 100 in flight: {runs} runs in {secs:.2} s = {:.0} runs/s",
-        runs as f64 / secs
+        "{label}: six-step runs, 100 in flight: {runs} runs in {secs:.2} s = {:.0} runs/s{}",
+        runs as f64 / secs,
+        cpu_per_run(cpu, runs)
     );
 }

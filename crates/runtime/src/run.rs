@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use botarmy_core::engine::{Action, RunState};
 use botarmy_llm::Router;
 use botarmy_protocol::{
     ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent,
-    PlanStep, RunId, RunRequest, RunStatus, StepStatus, Usage, now_millis,
+    PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus, UnixMillis, Usage, now_millis,
 };
 use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
 use sha2::{Digest, Sha256};
@@ -48,6 +48,8 @@ pub struct Runtime {
     methods: MethodCache,
     bus: broadcast::Sender<LiveEvent>,
     settings: Settings,
+    /// Project ids by name, as [`Store::ensure_project`] gave them.
+    projects: Mutex<HashMap<String, ProjectId>>,
 }
 
 impl Runtime {
@@ -60,6 +62,7 @@ impl Runtime {
             methods: MethodCache::default(),
             bus,
             settings,
+            projects: Mutex::default(),
         }
     }
 
@@ -81,12 +84,60 @@ impl Runtime {
     }
 
     /// Creates a run: resolves its plan, prepares its output folder and stores its first
-    /// event. Nothing is stored if any of that fails.
+    /// event. Nothing is stored if any of that fails. [`Runtime::drive`] starts it.
     pub async fn create_run(
         &self,
         project: &str,
-        mut request: RunRequest,
+        request: RunRequest,
     ) -> Result<RunId, RuntimeError> {
+        let (run_id, created) = self.prepare_run(project, request).await?;
+        let record = match self
+            .store
+            .create_run(run_id, created.event.clone(), created.at)
+            .await
+        {
+            Ok(record) => record,
+            Err(e) => return Err(self.abandon(created, e)),
+        };
+        let _ = self.bus.send(LiveEvent::Event(record));
+        Ok(run_id)
+    }
+
+    /// Creates a run and drives it at once, as [`Runtime::create_run`] then
+    /// [`Runtime::drive`] do, except that the run is stored together with its start (one
+    /// transaction instead of two, and no read of what was just written). `on_created`
+    /// learns the run's id before anything else happens.
+    pub async fn start_run(
+        &self,
+        project: &str,
+        request: RunRequest,
+        on_created: impl FnOnce(RunId),
+        cancel: CancellationToken,
+    ) -> Result<RunState, RuntimeError> {
+        let (run_id, created) = self.prepare_run(project, request).await?;
+        on_created(run_id);
+        let state = RunState::from_events(
+            run_id,
+            &[EventRecord {
+                run_id,
+                seq: 1,
+                at: created.at,
+                event: created.event.clone(),
+            }],
+        )?;
+        let mut driver = Driver::new(self, state)?;
+        driver.committed = 0;
+        driver.uncreated = Some(created);
+        driver.run(cancel).await
+    }
+
+    /// Everything [`Runtime::create_run`] does before storing: the plan, the output folder
+    /// with its manifest, the project, and the `PipelineCreated` event.
+    async fn prepare_run(
+        &self,
+        project: &str,
+        mut request: RunRequest,
+    ) -> Result<(RunId, Created), RuntimeError> {
         let method = self.method(&request.method)?;
         let plan = method.plan(&request.workflow)?;
         let run_id = RunId::new();
@@ -106,22 +157,54 @@ impl Runtime {
             source,
         })?;
         request.options.out_dir = Some(out.display().to_string());
-        let project = self.store.ensure_project(project).await?;
+        let project_id = match self.project_id(project).await {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_file(out.join("run.json"));
+                return Err(e);
+            }
+        };
         let event = Event::PipelineCreated {
-            project_id: project.id,
+            project_id,
             request,
             plan,
         };
-        let record = match self.store.create_run(run_id, event, now_millis()).await {
-            Ok(record) => record,
-            Err(e) => {
-                // The run does not exist: its manifest must not say otherwise.
-                let _ = std::fs::remove_file(out.join("run.json"));
-                return Err(e.into());
+        Ok((
+            run_id,
+            Created {
+                event,
+                at: now_millis(),
+                manifest: out.join("run.json"),
+                project: project.to_owned(),
+            },
+        ))
+    }
+
+    /// Storing a new run failed: it does not exist, and its manifest must not say otherwise.
+    /// A project deleted since it was remembered is forgotten, so the next run recreates it.
+    fn abandon(&self, created: Created, error: StoreError) -> RuntimeError {
+        let _ = std::fs::remove_file(&created.manifest);
+        if matches!(
+            error,
+            StoreError::NotFound {
+                what: "project",
+                ..
             }
-        };
-        let _ = self.bus.send(LiveEvent::Event(record));
-        Ok(run_id)
+        ) {
+            lock(&self.projects).remove(&created.project);
+        }
+        error.into()
+    }
+
+    /// The id of the project named `name`, created if needed; remembered, since every run
+    /// asks.
+    async fn project_id(&self, name: &str) -> Result<ProjectId, RuntimeError> {
+        if let Some(id) = lock(&self.projects).get(name) {
+            return Ok(*id);
+        }
+        let project = self.store.ensure_project(name).await?;
+        lock(&self.projects).insert(name.to_owned(), project.id);
+        Ok(project.id)
     }
 
     /// Folds a run's log into its state.
@@ -190,6 +273,20 @@ impl Runtime {
     }
 }
 
+/// A run's `PipelineCreated` event, made but not yet stored.
+struct Created {
+    event: Event,
+    at: UnixMillis,
+    /// The manifest written in the run's output folder.
+    manifest: PathBuf,
+    /// The project's name.
+    project: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `StepInterrupted` for every step the state shows running: nothing executes them any more
 /// (the process that did stopped, or is pausing the run).
 fn interrupt_running(state: &RunState) -> Vec<Event> {
@@ -218,6 +315,9 @@ struct Driver<'a> {
     rx: mpsc::Receiver<StepMsg>,
     /// Last sequence number known to be in the store.
     committed: u64,
+    /// The run's `PipelineCreated` event when the run is not stored yet: the first flush
+    /// creates it ([`Runtime::start_run`]).
+    uncreated: Option<Created>,
     /// Events staged but not yet in the store, with the artifact bodies they reference.
     pending: AppendBatch,
     /// Contents of the artifacts this driver produced, so later steps read them without a
@@ -246,6 +346,7 @@ impl<'a> Driver<'a> {
             tx,
             rx,
             committed,
+            uncreated: None,
             pending: AppendBatch::default(),
             produced: HashMap::new(),
         })
@@ -522,22 +623,18 @@ impl<'a> Driver<'a> {
     }
 
     /// Checks events against the engine and folds them into the state; they reach the
-    /// store at the next [`Driver::flush`].
+    /// store at the next [`Driver::flush`]. An event the engine rejects is a bug of the
+    /// driver: it ends the drive (the events staged so far are not stored; the state they
+    /// were folded into is dropped with the driver).
     fn stage(
         &mut self,
         events: Vec<Event>,
         artifacts: Vec<ArtifactBody>,
     ) -> Result<(), RuntimeError> {
-        let mut next = self.state.clone();
+        let at = now_millis();
         for event in &events {
-            next.apply(&EventRecord {
-                run_id: next.run_id,
-                seq: next.last_seq + 1,
-                at: now_millis(),
-                event: event.clone(),
-            })?;
+            self.state.apply_event(at, event)?;
         }
-        self.state = next;
         self.pending.events.extend(events);
         self.pending.artifacts.extend(artifacts);
         for (step, s) in self.state.steps.iter().enumerate() {
@@ -555,15 +652,30 @@ impl<'a> Driver<'a> {
         }
         let batch = std::mem::take(&mut self.pending);
         let run_id = self.state.run_id;
-        let records = self
-            .rt
-            .store
-            .append(run_id, self.committed, now_millis(), batch)
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
-                other => RuntimeError::Store(other),
-            })?;
+        let stored = match self.uncreated.take() {
+            Some(created) => {
+                let event = created.event.clone();
+                match self
+                    .rt
+                    .store
+                    .create_run_with(run_id, event, batch, created.at)
+                    .await
+                {
+                    Ok(records) => Ok(records),
+                    Err(e) => return Err(self.rt.abandon(created, e)),
+                }
+            }
+            None => {
+                self.rt
+                    .store
+                    .append(run_id, self.committed, now_millis(), batch)
+                    .await
+            }
+        };
+        let records = stored.map_err(|e| match e {
+            StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
+            other => RuntimeError::Store(other),
+        })?;
         if let Some(last) = records.last() {
             self.committed = last.seq;
         }

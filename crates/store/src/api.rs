@@ -292,7 +292,30 @@ pub trait Store: Send + Sync + 'static {
         run_id: RunId,
         event: Event,
         at: UnixMillis,
-    ) -> Result<EventRecord, StoreError>;
+    ) -> Result<EventRecord, StoreError> {
+        let records = self
+            .create_run_with(run_id, event, AppendBatch::default(), at)
+            .await?;
+        records
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::NotFound {
+                what: "run",
+                id: run_id.to_string(),
+            })
+    }
+
+    /// [`Store::create_run`] and, in the same transaction, [`Store::append`] of `then` after
+    /// it (sequence numbers from 2): a run that starts at once is created with its first
+    /// events, and either all of it is stored or nothing. Returns every stored record, the
+    /// `PipelineCreated` one first.
+    async fn create_run_with(
+        &self,
+        run_id: RunId,
+        event: Event,
+        then: AppendBatch,
+        at: UnixMillis,
+    ) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Appends `batch` after `expected_last` (the caller's last known sequence number) and
     /// updates the projections, all in one transaction. Returns the stored records.

@@ -195,15 +195,26 @@ impl RunState {
                 found: record.seq,
             });
         }
-        let mut next = self.clone();
-        next.fold(record).map_err(|reason| EngineError::Invalid {
-            run_id: self.run_id,
-            seq: record.seq,
-            event: record.event.name(),
-            reason,
-        })?;
-        next.last_seq = record.seq;
-        *self = next;
+        self.fold_checked(record.seq, record.at, &record.event)
+    }
+
+    /// Folds `event` as the next event of the log (sequence number `last_seq + 1`), as
+    /// [`RunState::apply`] does: a live driver checks what it is about to store with it.
+    pub fn apply_event(&mut self, at: UnixMillis, event: &Event) -> Result<(), EngineError> {
+        self.fold_checked(self.last_seq + 1, at, event)
+    }
+
+    /// `fold` checks everything before it changes anything, so a rejected event leaves the
+    /// state as it was without a copy of it (the proptests hold it to that).
+    fn fold_checked(&mut self, seq: u64, at: UnixMillis, event: &Event) -> Result<(), EngineError> {
+        self.fold(seq, at, event)
+            .map_err(|reason| EngineError::Invalid {
+                run_id: self.run_id,
+                seq,
+                event: event.name(),
+                reason,
+            })?;
+        self.last_seq = seq;
         Ok(())
     }
 
@@ -224,15 +235,14 @@ impl RunState {
         Ok(())
     }
 
-    fn fold(&mut self, record: &EventRecord) -> Result<(), String> {
-        let at = record.at;
-        match &record.event {
+    fn fold(&mut self, seq: u64, at: UnixMillis, event: &Event) -> Result<(), String> {
+        match event {
             Event::PipelineCreated {
                 project_id,
                 request,
                 plan,
             } => {
-                if self.plan.is_some() || record.seq != 1 {
+                if self.plan.is_some() || seq != 1 {
                     return Err("a run is created once, by its first event".into());
                 }
                 for (i, step) in plan.steps.iter().enumerate() {
@@ -394,11 +404,15 @@ impl RunState {
                         "step {step} is running; interrupt it before restarting"
                     ));
                 }
-                for i in self.dependants_of(index) {
+                let dependants = self.dependants_of(index);
+                if let Some(i) = dependants
+                    .iter()
+                    .find(|i| self.steps[**i].status == StepStatus::Running)
+                {
+                    return Err(format!("dependent step {i} is running"));
+                }
+                for i in dependants {
                     let s = &mut self.steps[i];
-                    if s.status == StepStatus::Running {
-                        return Err(format!("dependent step {i} is running"));
-                    }
                     s.status = StepStatus::Pending;
                     s.skip_reason = None;
                 }

@@ -208,12 +208,13 @@ impl Store for PgStore {
         self.with(async |c| read::list_projects(c).await).await
     }
 
-    async fn create_run(
+    async fn create_run_with(
         &self,
         run_id: RunId,
         event: Event,
+        then: AppendBatch,
         at: UnixMillis,
-    ) -> Result<EventRecord, StoreError> {
+    ) -> Result<Vec<EventRecord>, StoreError> {
         if !matches!(event, Event::PipelineCreated { .. }) {
             return Err(projection::invalid(format!(
                 "run {run_id}: a run starts with pipeline_created, not {}",
@@ -225,14 +226,20 @@ impl Store for PgStore {
             event,
             body: None,
         };
-        self.with(async |c| write::create_run(c, run_id, at, &prepared).await)
+        let then = projection::prepare_batch(run_id, then)?;
+        self.with(async |c| write::create_run(c, run_id, at, &prepared, &then).await)
             .await?;
-        Ok(EventRecord {
+        let mut records = vec![EventRecord {
             run_id,
             seq: 1,
             at,
             event: prepared.event,
-        })
+        }];
+        records.extend(projection::records(run_id, 2, at, then));
+        if let Some(last) = records.last() {
+            self.watchers.publish(run_id, last.seq);
+        }
+        Ok(records)
     }
 
     async fn append(

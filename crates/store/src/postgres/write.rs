@@ -62,6 +62,7 @@ pub(crate) async fn create_run(
     run_id: RunId,
     at: UnixMillis,
     created: &PreparedEvent,
+    then: &[PreparedEvent],
 ) -> Result<(), Fail> {
     let Event::PipelineCreated {
         project_id,
@@ -168,6 +169,12 @@ pub(crate) async fn create_run(
     for result in rest {
         result?;
     }
+    if !then.is_empty() && append_in(&tx, run_id, 1, at, then).await?.is_none() {
+        // Nobody else can have appended to a run this transaction is creating.
+        return Err(Fail::Store(invalid(format!(
+            "run {run_id}: its log moved on while it was being created"
+        ))));
+    }
     tx.commit().await?;
     Ok(())
 }
@@ -200,6 +207,37 @@ pub(crate) async fn append(
             })),
         };
     }
+    let tx = client.transaction().await?;
+    if let Some(first) = append_in(&tx, run_id, expected, at, events).await? {
+        tx.commit().await?;
+        return Ok(first);
+    }
+    // The log has moved on, or there is no such run.
+    tx.rollback().await?;
+    let err = match super::read::last_seq(client, run_id).await? {
+        None => StoreError::NotFound {
+            what: "run",
+            id: run_id.to_string(),
+        },
+        Some(actual) => StoreError::Conflict {
+            run_id,
+            expected,
+            actual,
+        },
+    };
+    Err(Fail::Store(err))
+}
+
+/// The work of [`append`] inside `tx`, for a non-empty batch: the first new sequence number,
+/// or `None` (the transaction must be rolled back) if the log does not end at `expected`.
+async fn append_in(
+    tx: &Transaction<'_>,
+    run_id: RunId,
+    expected: u64,
+    at: UnixMillis,
+    events: &[PreparedEvent],
+) -> Result<Option<u64>, Fail> {
+    let first = expected + 1;
     let new_last = expected + events.len() as u64;
     let payload = format!("{run_id}:{new_last}");
     let changes: Vec<Change<'_>> = events
@@ -210,17 +248,15 @@ pub(crate) async fn append(
     for change in &changes {
         delta.add(change);
     }
-    let tx = client.transaction().await?;
-    let st = Statements::prepare(&tx).await?;
+    let st = Statements::prepare(tx).await?;
     let cx = Ctx {
-        tx: &tx,
+        tx,
         st: &st,
         run: run_id.0,
         at,
     };
     let mut ops: Vec<Op<'_>> = Vec::with_capacity(events.len() * 3 + 2);
     {
-        let tx = &tx;
         let update_run = &st.update_run;
         let status = delta.status.map(|s| s.as_str());
         let (start, finish, error) = (delta.start, delta.finish_code(), delta.error);
@@ -252,7 +288,7 @@ pub(crate) async fn append(
     }
     {
         // All the events in one statement.
-        let (tx, insert) = (&tx, &st.insert_events);
+        let insert = &st.insert_events;
         let seqs: Vec<i64> = (first..=new_last).map(sql_int).collect();
         let names: Vec<&str> = events.iter().map(|ev| ev.event.name()).collect();
         let payloads: Vec<&str> = events.iter().map(|ev| ev.payload.as_str()).collect();
@@ -268,7 +304,7 @@ pub(crate) async fn append(
         cx.project(ev, seq, change, &mut ops)?;
     }
     {
-        let (tx, notify, payload) = (&tx, &st.notify, &payload);
+        let (notify, payload) = (&st.notify, &payload);
         ops.push((
             Box::pin(async move { tx.execute(notify, &[&CHANNEL, payload]).await }),
             Check::Any,
@@ -279,22 +315,7 @@ pub(crate) async fn append(
     match results.next() {
         Some(Ok(1)) => {}
         Some(Err(e)) => return Err(e.into()),
-        Some(Ok(_)) | None => {
-            // The log has moved on, or there is no such run.
-            tx.rollback().await?;
-            let err = match super::read::last_seq(client, run_id).await? {
-                None => StoreError::NotFound {
-                    what: "run",
-                    id: run_id.to_string(),
-                },
-                Some(actual) => StoreError::Conflict {
-                    run_id,
-                    expected,
-                    actual,
-                },
-            };
-            return Err(Fail::Store(err));
-        }
+        Some(Ok(_)) | None => return Ok(None),
     }
     for (result, check) in results.zip(checks.into_iter().skip(1)) {
         let rows = result?;
@@ -304,8 +325,7 @@ pub(crate) async fn append(
             return Err(Fail::Store(unknown_step(run_id, seq, event, step)));
         }
     }
-    tx.commit().await?;
-    Ok(first)
+    Ok(Some(first))
 }
 
 /// The statements an append may need, prepared (once per connection) before the pipeline.

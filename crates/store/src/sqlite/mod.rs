@@ -336,12 +336,13 @@ impl Store for SqliteStore {
         self.read(read::list_projects).await
     }
 
-    async fn create_run(
+    async fn create_run_with(
         &self,
         run_id: RunId,
         event: Event,
+        then: AppendBatch,
         at: UnixMillis,
-    ) -> Result<EventRecord, StoreError> {
+    ) -> Result<Vec<EventRecord>, StoreError> {
         if !matches!(event, Event::PipelineCreated { .. }) {
             return Err(projection::invalid(format!(
                 "run {run_id}: a run starts with pipeline_created, not {}",
@@ -353,10 +354,12 @@ impl Store for SqliteStore {
             event,
             body: None,
         };
+        let then = projection::prepare_batch(run_id, then)?;
         self.write(|reply| Write::Create {
             run_id,
             at,
             event,
+            then,
             reply,
         })
         .await

@@ -39,12 +39,13 @@ pub(crate) enum Write {
         at: UnixMillis,
         reply: Reply<ProjectRecord>,
     },
-    /// Create a run from its `PipelineCreated` event.
+    /// Create a run from its `PipelineCreated` event, then append `then`.
     Create {
         run_id: RunId,
         at: UnixMillis,
         event: PreparedEvent,
-        reply: Reply<EventRecord>,
+        then: Vec<PreparedEvent>,
+        reply: Reply<Vec<EventRecord>>,
     },
     /// Append a batch.
     Append {
@@ -70,7 +71,10 @@ impl Write {
 /// A request done inside the transaction, its answer held until the commit.
 enum Outcome {
     Project(Reply<ProjectRecord>, Result<ProjectRecord, StoreError>),
-    Create(Reply<EventRecord>, Result<EventRecord, StoreError>),
+    Create(
+        Reply<Vec<EventRecord>>,
+        Result<Vec<EventRecord>, StoreError>,
+    ),
     Append(
         RunId,
         Reply<Vec<EventRecord>>,
@@ -97,8 +101,8 @@ impl Outcome {
                 let _ = reply.send(result);
             }
             Self::Create(reply, result) => {
-                if let Ok(rec) = &result {
-                    watchers.publish(rec.run_id, rec.seq);
+                if let Ok(Some(last)) = result.as_ref().map(|r| r.last()) {
+                    watchers.publish(last.run_id, last.seq);
                 }
                 let _ = reply.send(result);
             }
@@ -213,14 +217,26 @@ fn execute(conn: &Connection, job: Write, location: &str) -> Outcome {
             run_id,
             at,
             event,
+            then,
             reply,
         } => {
             let r = create_run(conn, run_id, at, &event)
-                .map(|()| EventRecord {
-                    run_id,
-                    seq: 1,
-                    at,
-                    event: event.event,
+                .and_then(|()| {
+                    if then.is_empty() {
+                        Ok(())
+                    } else {
+                        append(conn, run_id, 1, at, &then).map(drop)
+                    }
+                })
+                .map(|()| {
+                    let mut records = vec![EventRecord {
+                        run_id,
+                        seq: 1,
+                        at,
+                        event: event.event,
+                    }];
+                    records.extend(projection::records(run_id, 2, at, then));
+                    records
                 })
                 .map_err(|e| e.into_store(location));
             Outcome::Create(reply, r)

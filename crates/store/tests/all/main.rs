@@ -34,6 +34,7 @@ macro_rules! for_both_backends {
 for_both_backends!(
     create_append_read,
     create_run_checks_its_input,
+    create_run_with_its_first_events,
     concurrent_appenders_get_a_gap_free_log,
     conflict_writes_nothing,
     failures_in_a_group_are_isolated,

@@ -107,6 +107,54 @@ pub async fn create_run_checks_its_input(ctx: &Ctx) {
     assert_eq!(s.get_run(run).await.unwrap().idea, "x");
 }
 
+pub async fn create_run_with_its_first_events(ctx: &Ctx) {
+    let s = &ctx.store;
+    let project = s.ensure_project("demo").await.unwrap();
+    let run = RunId::new();
+    let recs = s
+        .create_run_with(
+            run,
+            created(project.id, "a todo app", 2),
+            batch(vec![started(), step_started(0, 1, "analyst")]),
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        recs.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(recs[0].event.name(), "pipeline_created");
+    assert_eq!(s.read_events(run, 0, 0).await.unwrap(), recs);
+    let summary = s.get_run(run).await.unwrap();
+    assert_eq!((summary.last_seq, summary.status), (3, RunStatus::Running));
+    assert_eq!(summary.started_at, Some(5_000));
+    let steps = s.steps(run).await.unwrap();
+    assert_eq!(steps[0].status, StepStatus::Running);
+    assert_eq!(steps[1].status, StepStatus::Pending);
+    s.append(run, 3, 6_000, batch(vec![step_completed(0, 1)]))
+        .await
+        .unwrap();
+
+    // A bad first batch (an event about a step the plan does not have) creates nothing.
+    let bad = RunId::new();
+    assert!(matches!(
+        s.create_run_with(
+            bad,
+            created(project.id, "bad", 1),
+            batch(vec![started(), step_started(7, 1, "analyst")]),
+            5_000,
+        )
+        .await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        s.get_run(bad).await,
+        Err(StoreError::NotFound { what: "run", .. })
+    ));
+    assert!(log(s, bad).await.is_empty());
+}
+
 pub async fn concurrent_appenders_get_a_gap_free_log(ctx: &Ctx) {
     const TASKS: usize = 8;
     const EACH: usize = 25;
