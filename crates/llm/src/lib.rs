@@ -20,6 +20,7 @@
 //! <model.gguf>`.
 
 mod cassette;
+mod cloud;
 mod local;
 pub mod model_store;
 mod provider;
@@ -27,6 +28,7 @@ mod replay;
 mod router;
 
 pub use cassette::{CassetteError, CassetteWriter, Exchange, read_cassette};
+pub use cloud::{CloudConfig, CloudKind, CloudProvider, UnknownCloudKind, VertexConfig};
 pub use local::{LocalModelConfig, LocalProvider, physical_cores};
 pub use model_store::{ModelError, ModelSpec, ModelStore};
 pub use provider::*;

@@ -2,6 +2,7 @@
 //! (`BOTARMY_TEST_MODEL`); filter it with `cargo test -p botarmy-llm -- local_model`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cloud;
 mod local_model;
 mod model_store;
 mod replay;
