@@ -15,6 +15,8 @@
 //! - [`ReplayProvider`] (`replay`) and [`RecordingProvider`]: cassettes of recorded
 //!   exchanges (JSON Lines), so runs can be reproduced exactly.
 //! - [`Router`]: which provider and model answer for each agent.
+//! - [`PriceTable`] (`pricing`): dollars per million tokens per provider and model, from
+//!   the embedded `pricing.toml` merged with configured overrides.
 //!
 //! Speed and memory of the embedded model: `cargo bench -p botarmy-llm --bench generate --
 //! <model.gguf>`.
@@ -23,14 +25,17 @@ mod cassette;
 mod cloud;
 mod local;
 pub mod model_store;
+pub mod pricing;
 mod provider;
 mod replay;
+pub mod resilience;
 mod router;
 
 pub use cassette::{CassetteError, CassetteWriter, Exchange, read_cassette};
 pub use cloud::{CloudConfig, CloudKind, CloudProvider, UnknownCloudKind, VertexConfig};
 pub use local::{LocalModelConfig, LocalProvider, physical_cores};
 pub use model_store::{ModelError, ModelSpec, ModelStore};
+pub use pricing::{Price, PriceEntry, PriceLookup, PriceTable, PricingError};
 pub use provider::*;
 pub use replay::{RecordingProvider, ReplayProvider};
-pub use router::{Route, Router};
+pub use router::{Attempt, AttemptSink, NextStep, ProviderPolicy, Route, Router, estimate_tokens};

@@ -127,6 +127,7 @@ impl Runtime {
         )?;
         let mut driver = Driver::new(self, state)?;
         driver.committed = 0;
+        driver.batch_at = Some(created.at);
         driver.uncreated = Some(created);
         driver.run(cancel).await
     }
@@ -318,6 +319,9 @@ struct Driver<'a> {
     /// The run's `PipelineCreated` event when the run is not stored yet: the first flush
     /// creates it ([`Runtime::start_run`]).
     uncreated: Option<Created>,
+    /// The time of the staged batch: every event of a batch is stored with one time, and
+    /// the state folds them with that same time, so it equals a fold of the stored log.
+    batch_at: Option<UnixMillis>,
     /// Events staged but not yet in the store, with the artifact bodies they reference.
     pending: AppendBatch,
     /// Contents of the artifacts this driver produced, so later steps read them without a
@@ -347,6 +351,7 @@ impl<'a> Driver<'a> {
             rx,
             committed,
             uncreated: None,
+            batch_at: None,
             pending: AppendBatch::default(),
             produced: HashMap::new(),
         })
@@ -459,7 +464,7 @@ impl<'a> Driver<'a> {
             Vec::new(),
         )?;
         let inputs = self.inputs_for(&plan_step).await?;
-        let (provider, model) = self.rt.models.for_agent(&agent);
+        let model = self.rt.models.route(&agent).model.clone();
         let job = StepJob {
             run_id: self.state.run_id,
             step,
@@ -470,7 +475,7 @@ impl<'a> Driver<'a> {
             recorded: self.state.steps[step as usize].calls.clone(),
             inputs,
             options: self.request.options.clone(),
-            provider,
+            models: Arc::clone(&self.rt.models),
             model,
             temperature: self.rt.settings.temperature,
             bus: self.rt.bus.clone(),
@@ -631,7 +636,7 @@ impl<'a> Driver<'a> {
         events: Vec<Event>,
         artifacts: Vec<ArtifactBody>,
     ) -> Result<(), RuntimeError> {
-        let at = now_millis();
+        let at = *self.batch_at.get_or_insert_with(now_millis);
         for event in &events {
             self.state.apply_event(at, event)?;
         }
@@ -651,6 +656,7 @@ impl<'a> Driver<'a> {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
+        let at = self.batch_at.take().unwrap_or_else(now_millis);
         let run_id = self.state.run_id;
         let stored = match self.uncreated.take() {
             Some(created) => {
@@ -658,7 +664,7 @@ impl<'a> Driver<'a> {
                 match self
                     .rt
                     .store
-                    .create_run_with(run_id, event, batch, created.at)
+                    .create_run_with(run_id, event, batch, at)
                     .await
                 {
                     Ok(records) => Ok(records),
@@ -668,7 +674,7 @@ impl<'a> Driver<'a> {
             None => {
                 self.rt
                     .store
-                    .append(run_id, self.committed, now_millis(), batch)
+                    .append(run_id, self.committed, at, batch)
                     .await
             }
         };

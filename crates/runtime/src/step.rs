@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use botarmy_core::engine::RecordedCall;
-use botarmy_llm::{ChatMessage, ChatRequest, Provider};
+use botarmy_llm::{Attempt, ChatMessage, ChatRequest, NextStep, Router};
 use botarmy_protocol::{
     ArtifactKind, ErrorInfo, ErrorKind, Event, LiveEvent, PlanStep, RunId, RunOptions,
 };
@@ -59,7 +59,9 @@ pub(crate) struct StepJob {
     pub recorded: Vec<RecordedCall>,
     pub inputs: Vec<(String, String)>,
     pub options: RunOptions,
-    pub provider: Arc<dyn Provider>,
+    /// Who answers: the agent's chain of providers, with retries and failover.
+    pub models: Arc<Router>,
+    /// The model asked first (for the request's digest; each route sends its own).
     pub model: String,
     pub temperature: f32,
     pub bus: broadcast::Sender<LiveEvent>,
@@ -215,8 +217,42 @@ impl Calls {
                 text: text.to_string(),
             });
         };
-        let result = job.provider.chat(&request, &on_token).await;
+        // Failed attempts are passed to the driver as they happen (in order: once one
+        // cannot be sent at once, the rest wait with it for the end of the call).
+        let overflow: std::sync::Mutex<Vec<Event>> = std::sync::Mutex::default();
+        let on_attempt = |a: &Attempt<'_>| {
+            let Err(error) = a.result else { return };
+            let event = Event::LlmCallFailed {
+                step: job.step,
+                attempt: job.attempt,
+                call,
+                provider: a.provider.to_string(),
+                model: a.model.to_string(),
+                error: ErrorInfo::new(kind_of(error), describe(error, a.next)),
+                latency_ms: a.latency.as_millis() as u64,
+            };
+            let mut waiting = overflow
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !waiting.is_empty() {
+                waiting.push(event);
+            } else if let Err(mpsc::error::TrySendError::Full(StepMsg::Record(event))) =
+                job.tx.try_send(StepMsg::Record(event))
+            {
+                // (A closed channel means the driver is gone; the record has nowhere to go.)
+                waiting.push(event);
+            }
+        };
+        let result = job
+            .models
+            .chat(&job.plan_step.agent, &request, &on_token, &on_attempt)
+            .await;
         let latency_ms = started.elapsed().as_millis() as u64;
+        self.unsent.extend(
+            overflow
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         match result {
             Ok(response) => {
                 let event = Event::LlmCallCompleted {
@@ -233,26 +269,25 @@ impl Calls {
                 self.unsent.push(event);
                 Ok(response.text)
             }
-            Err(error) => {
-                let kind = if error.is_retryable() {
-                    ErrorKind::Transient
-                } else {
-                    ErrorKind::Fatal
-                };
-                let info = ErrorInfo::new(kind, error.to_string());
-                let event = Event::LlmCallFailed {
-                    step: job.step,
-                    attempt: job.attempt,
-                    call,
-                    provider: job.provider.id().to_string(),
-                    model: request.model.clone(),
-                    error: info.clone(),
-                    latency_ms,
-                };
-                self.unsent.push(event);
-                Err(info)
-            }
+            Err(error) => Err(ErrorInfo::new(kind_of(&error), error.to_string())),
         }
+    }
+}
+
+fn kind_of(error: &botarmy_llm::LlmError) -> ErrorKind {
+    match error {
+        botarmy_llm::LlmError::Cancelled => ErrorKind::Cancelled,
+        e if e.is_retryable() => ErrorKind::Transient,
+        _ => ErrorKind::Fatal,
+    }
+}
+
+/// The error of a failed attempt and what the router does about it.
+fn describe(error: &botarmy_llm::LlmError, next: NextStep) -> String {
+    match next {
+        NextStep::Retry(wait) => format!("{error}; retrying in {:.1}s", wait.as_secs_f64()),
+        NextStep::Failover => format!("{error}; trying the next provider"),
+        NextStep::GiveUp | NextStep::Done => error.to_string(),
     }
 }
 
