@@ -155,7 +155,8 @@ pub struct CloudConfig {
     /// Limit on the whole call, however steadily it streams.
     pub request_timeout: Duration,
     /// Stream answers (`true`, the default) or ask for the whole answer at once (for servers
-    /// whose streams lack usage); tokens are passed on either way.
+    /// whose streams lack usage); tokens are passed on either way. A whole answer is bounded
+    /// by `connect_timeout` and `request_timeout` only (it has no chunks to wait between).
     pub stream: bool,
     /// Extra headers sent with every request (an organisation or project header, a proxy's
     /// key).

@@ -10,6 +10,12 @@
 //! stream that was cut short). A provider makes exactly one attempt per call: retries, rate
 //! limits and failover belong to the resilience layer above it. The one exception is Vertex's
 //! access token, which is fetched again once when Vertex rejects it.
+//!
+//! Sent: system prompts (as each API wants them), the conversation with tool calls and tool
+//! results, tools as JSON Schema functions, `max_tokens` (Anthropic requires one: genai picks
+//! the model's maximum when the request leaves it at 0), temperature, stop strings and the seed
+//! (not to Anthropic, which has none). Not sent: [`ChatRequest::grammar`], which no cloud API
+//! takes.
 
 mod answer;
 mod config;

@@ -429,3 +429,42 @@ fn kinds_parse_by_name_and_keys_stay_out_of_debug_output() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_connection_that_is_never_accepted_times_out_connecting() {
+    // A listener with a backlog of one, already filled: the kernel drops further SYNs, so a
+    // connection attempt hangs as it would towards an unreachable host.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            queued.push(stream);
+        }
+    }
+    let mut config = config(
+        CloudKind::OpenAi,
+        &format!("http://{addr}/v1"),
+        "gpt-4o-mini",
+    );
+    config.connect_timeout = Duration::from_millis(300);
+    let openai = provider(config);
+
+    let error = failure(&openai, &request()).await;
+
+    match error {
+        LlmError::Timeout { during, after, .. } => {
+            assert_eq!(during, "connecting");
+            assert_eq!(after, Duration::from_millis(300));
+        }
+        other => panic!("expected a connect timeout, got {other:?}"),
+    }
+    drop(queued);
+}
