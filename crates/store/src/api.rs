@@ -7,6 +7,8 @@ use botarmy_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::{ModelStats, ProjectUsage, StatsFilter, UsageRow};
+
 /// Errors of a store, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -390,4 +392,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// The run's LLM calls in order.
     async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError>;
+
+    /// The run's calls summed per (phase, agent, provider, model), in plan order of the
+    /// first step that made each; the caller totals them per run, phase, agent or provider.
+    /// The sum of all rows' `usage` is the run's [`RunSummary::usage`]. Empty for a run
+    /// without calls; [`StoreError::NotFound`] for no such run.
+    async fn usage_breakdown(&self, run_id: RunId) -> Result<Vec<UsageRow>, StoreError>;
+
+    /// Runs and usage totals of every project (`None`), in name order, or of one. Sums of
+    /// the runs' [`RunSummary::usage`].
+    /// [`StoreError::NotFound`] for a project that does not exist.
+    async fn project_usage(
+        &self,
+        project: Option<ProjectId>,
+    ) -> Result<Vec<ProjectUsage>, StoreError>;
+
+    /// Calls, success rate, latency percentiles (of completed calls), tokens and cost per
+    /// agent and provider/model, over the calls `filter` selects, ordered by agent,
+    /// provider, model.
+    async fn model_stats(&self, filter: &StatsFilter) -> Result<Vec<ModelStats>, StoreError>;
 }

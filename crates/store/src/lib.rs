@@ -39,12 +39,14 @@ mod postgres;
 mod projection;
 mod sqlite;
 mod target;
+mod usage;
 mod watch;
 
 use std::sync::Arc;
 
 pub use api::*;
 pub use target::redact as redact_url;
+pub use usage::{ModelStats, ProjectUsage, StatsFilter, UsageRow};
 
 /// Opens the store at `url` (see the table above), applying migrations.
 ///

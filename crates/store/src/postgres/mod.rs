@@ -8,6 +8,7 @@
 mod listen;
 mod read;
 mod schema;
+mod usage;
 mod write;
 
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use tokio_postgres::error::SqlState;
 use crate::projection::{self, PreparedEvent};
 use crate::watch::{self, Watchers};
 use crate::{
-    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ProjectRecord, RunFilter,
-    RunSummary, StepRecord, Store, StoreError,
+    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
+    ProjectUsage, RunFilter, RunSummary, StatsFilter, StepRecord, Store, StoreError, UsageRow,
 };
 
 /// Connections in the pool.
@@ -335,5 +336,23 @@ impl Store for PgStore {
 
     async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError> {
         self.with(async |c| read::llm_calls(c, run_id).await).await
+    }
+
+    async fn usage_breakdown(&self, run_id: RunId) -> Result<Vec<UsageRow>, StoreError> {
+        self.with(async |c| usage::usage_breakdown(c, run_id).await)
+            .await
+    }
+
+    async fn project_usage(
+        &self,
+        project: Option<ProjectId>,
+    ) -> Result<Vec<ProjectUsage>, StoreError> {
+        self.with(async |c| usage::project_usage(c, project).await)
+            .await
+    }
+
+    async fn model_stats(&self, filter: &StatsFilter) -> Result<Vec<ModelStats>, StoreError> {
+        self.with(async |c| usage::model_stats(c, filter).await)
+            .await
     }
 }

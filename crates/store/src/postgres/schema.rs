@@ -6,7 +6,14 @@ use super::Fail;
 use crate::StoreError;
 
 /// Every migration, in order. Never edit a released one; add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (
+        2,
+        "usage indexes",
+        include_str!("migrations/0002_usage_indexes.sql"),
+    ),
+];
 
 /// Key of the advisory lock held while migrating ("botarmy" in ASCII).
 const LOCK_KEY: i64 = 0x0062_6f74_6172_6d79;

@@ -17,6 +17,7 @@ mod checkpoint;
 mod poll;
 mod read;
 mod schema;
+mod usage;
 mod writer;
 
 use std::path::Path;
@@ -32,8 +33,8 @@ use crate::projection::{self, PreparedEvent};
 use crate::target::SqliteTarget;
 use crate::watch::{self, Watchers, lock};
 use crate::{
-    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ProjectRecord, RunFilter,
-    RunSummary, StepRecord, Store, StoreError,
+    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
+    ProjectUsage, RunFilter, RunSummary, StatsFilter, StepRecord, Store, StoreError, UsageRow,
 };
 use writer::{Job, Write};
 
@@ -449,5 +450,21 @@ impl Store for SqliteStore {
 
     async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError> {
         self.read(move |c| read::llm_calls(c, run_id)).await
+    }
+
+    async fn usage_breakdown(&self, run_id: RunId) -> Result<Vec<UsageRow>, StoreError> {
+        self.read(move |c| usage::usage_breakdown(c, run_id)).await
+    }
+
+    async fn project_usage(
+        &self,
+        project: Option<ProjectId>,
+    ) -> Result<Vec<ProjectUsage>, StoreError> {
+        self.read(move |c| usage::project_usage(c, project)).await
+    }
+
+    async fn model_stats(&self, filter: &StatsFilter) -> Result<Vec<ModelStats>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| usage::model_stats(c, &filter)).await
     }
 }

@@ -48,4 +48,7 @@ for_both_backends!(
     wait_for_events_is_woken_by_another_store,
     reopen_finds_everything,
     schema_too_new_is_refused,
+    usage_breakdown_splits_a_run_and_sums_to_it,
+    project_usage_totals_each_project,
+    model_stats_per_agent_and_model_with_filters,
 );

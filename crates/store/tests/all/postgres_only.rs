@@ -56,12 +56,22 @@ async fn opening_a_new_database_at_once_migrates_once() {
         open.await.unwrap().unwrap();
     }
     let client = pg_connect(&db.url).await;
-    let n: i64 = client
-        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+    // Every migration applied exactly once: versions 1..=n, each in one row.
+    let row = client
+        .query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT version), MIN(version), MAX(version) FROM schema_migrations",
+            &[],
+        )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 1);
+        .unwrap();
+    let (rows, distinct, min, max): (i64, i64, i64, i64) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (rows, distinct, min),
+        (max, max, 1),
+        "{rows} rows for versions {min}..={max}"
+    );
+    assert!(max >= 2, "the usage indexes (v2) are applied");
 }
 
 #[tokio::test]

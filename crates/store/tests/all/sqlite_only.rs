@@ -179,10 +179,20 @@ async fn opening_the_same_new_file_at_once_migrates_once() {
         open.await.unwrap().unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+    // Every migration applied exactly once: versions 1..=n, each in one row.
+    let (rows, distinct, min, max): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT version), MIN(version), MAX(version) FROM schema_migrations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(
+        (rows, distinct, min),
+        (max, max, 1),
+        "{rows} rows for versions {min}..={max}"
+    );
+    assert!(max >= 2, "the usage indexes (v2) are applied");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

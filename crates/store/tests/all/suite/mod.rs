@@ -3,6 +3,7 @@
 mod log;
 mod projection;
 mod query;
+mod usage;
 mod wait;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use botarmy_store::Store;
 pub use log::*;
 pub use projection::*;
 pub use query::*;
+pub use usage::*;
 pub use wait::*;
 
 /// The run's whole log as (sequence number, event).
