@@ -1,16 +1,11 @@
-//! The one typed configuration of the `botarmy` binary, built once from defaults, the
-//! environment and the command line, then passed down.
+//! The one typed configuration of the `botarmy` binary, built once from defaults,
+//! `botarmy.toml` and the environment (which wins), then passed down.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-/// Which model answers the agents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProviderChoice {
-    /// The embedded CPU model (default).
-    Local,
-    /// Answers recorded in a cassette.
-    Replay,
-}
+use botarmy_llm::settings::{AgentSettings, LlmSettings, ProviderSettings};
+use serde::Deserialize;
 
 /// Settings every command shares.
 #[derive(Debug, Clone)]
@@ -19,36 +14,68 @@ pub struct Config {
     pub home: PathBuf,
     /// `DATABASE_URL`.
     pub database_url: String,
-    /// `BOTARMY_PROVIDER`.
-    pub provider: ProviderChoice,
-    /// `BOTARMY_MODEL`: a GGUF file to use instead of the default model.
-    pub model_file: Option<PathBuf>,
     /// `BOTARMY_CASSETTE`: the cassette replayed by the replay provider.
     pub cassette: Option<PathBuf>,
     /// `BOTARMY_THREADS`: CPU threads for the embedded model.
     pub threads: Option<u32>,
+    /// The environment, as read at start (providers and agents are resolved from it).
+    pub env: BTreeMap<String, String>,
+    /// `botarmy.toml`, if one was found.
+    pub file: FileConfig,
+    /// Where `file` came from.
+    pub file_path: Option<PathBuf>,
+}
+
+/// `botarmy.toml`. Unknown keys are refused by name.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Default provider for every agent.
+    pub provider: Option<String>,
+    /// Default model.
+    pub model: Option<String>,
+    /// Providers by id.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// Per-agent providers, models and failover lists.
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentSettings>,
+    /// Price overrides, in the layout of the built-in price table.
+    pub pricing: Option<toml::Table>,
 }
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("{key}={value:?}: {expected}")]
-pub struct ConfigError {
-    /// The variable or flag.
-    pub key: &'static str,
-    /// What was given.
-    pub value: String,
-    /// What was expected.
-    pub expected: String,
+pub enum ConfigError {
+    /// An environment variable.
+    #[error("{key}={value:?}: {expected}")]
+    Var {
+        /// The variable.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// The configuration file.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and key.
+        message: String,
+    },
 }
 
 impl Config {
-    /// Builds the configuration from an environment lookup (the process environment in the
-    /// binary, a map in tests).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let non_empty = |key: &str| get(key).filter(|v| !v.trim().is_empty());
+    /// Builds the configuration from an environment snapshot (the process environment in
+    /// the binary, a map in tests) and the configuration file it leads to: `BOTARMY_CONFIG`,
+    /// else `./botarmy.toml`, else `$BOTARMY_HOME/botarmy.toml`, else none.
+    pub fn load(env: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let non_empty = |key: &str| env.get(key).filter(|v| !v.trim().is_empty()).cloned();
         let home = match non_empty("BOTARMY_HOME") {
             Some(h) => PathBuf::from(h),
-            None => default_home().ok_or_else(|| ConfigError {
+            None => default_home().ok_or_else(|| ConfigError::Var {
                 key: "BOTARMY_HOME",
                 value: String::new(),
                 expected: "a folder for BotArmy's data (no platform data folder was found)".into(),
@@ -56,43 +83,46 @@ impl Config {
         };
         let database_url = non_empty("DATABASE_URL")
             .unwrap_or_else(|| format!("sqlite://{}", home.join("botarmy.db").display()));
-        let provider = match non_empty("BOTARMY_PROVIDER").as_deref().map(str::trim) {
-            None | Some("local") => ProviderChoice::Local,
-            Some("replay") => ProviderChoice::Replay,
-            Some(other) => {
-                return Err(ConfigError {
-                    key: "BOTARMY_PROVIDER",
-                    value: other.into(),
-                    expected: "`local` (the embedded model) or `replay` (a recorded cassette); cloud providers come in a later release".into(),
-                });
-            }
-        };
         let cassette = non_empty("BOTARMY_CASSETTE").map(PathBuf::from);
-        if provider == ProviderChoice::Replay && cassette.is_none() {
-            return Err(ConfigError {
-                key: "BOTARMY_CASSETTE",
-                value: String::new(),
-                expected: "the path of a cassette recorded with `botarmy run --record FILE` (BOTARMY_PROVIDER=replay needs one)".into(),
-            });
-        }
         let threads =
             match non_empty("BOTARMY_THREADS") {
                 None => None,
                 Some(v) => Some(v.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(
-                    || ConfigError {
+                    || ConfigError::Var {
                         key: "BOTARMY_THREADS",
                         value: v.clone(),
                         expected: "a positive whole number of CPU threads".into(),
                     },
                 )?),
             };
+        let file_path = match non_empty("BOTARMY_CONFIG") {
+            Some(p) => {
+                let p = PathBuf::from(p);
+                if !p.is_file() {
+                    return Err(ConfigError::Var {
+                        key: "BOTARMY_CONFIG",
+                        value: p.display().to_string(),
+                        expected: "an existing botarmy.toml file".into(),
+                    });
+                }
+                Some(p)
+            }
+            None => [PathBuf::from("botarmy.toml"), home.join("botarmy.toml")]
+                .into_iter()
+                .find(|p| p.is_file()),
+        };
+        let file = match &file_path {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
         Ok(Self {
             home,
             database_url,
-            provider,
-            model_file: non_empty("BOTARMY_MODEL").map(PathBuf::from),
             cassette,
             threads,
+            env,
+            file,
+            file_path,
         })
     }
 
@@ -100,6 +130,63 @@ impl Config {
     pub fn models_dir(&self) -> PathBuf {
         self.home.join("models")
     }
+
+    /// The GGUF file the local provider runs instead of the embedded model:
+    /// `BOTARMY_MODEL` (or the file's `model`) when the default provider is `local`.
+    pub fn local_model_file(&self) -> Option<PathBuf> {
+        let get = |k: &str| self.env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let provider = get("BOTARMY_PROVIDER")
+            .map(str::to_owned)
+            .or_else(|| self.file.provider.clone())
+            .unwrap_or_else(|| "local".into());
+        let model = get("BOTARMY_MODEL")
+            .map(str::to_owned)
+            .or_else(|| self.file.model.clone())?;
+        (provider == "local" && model != botarmy_llm::ModelSpec::smollm2_135m_instruct().name)
+            .then(|| PathBuf::from(model))
+    }
+
+    /// The LLM part of the configuration file.
+    pub fn llm(&self) -> LlmSettings {
+        LlmSettings {
+            provider: self.file.provider.clone(),
+            model: self.file.model.clone(),
+            providers: self.file.providers.clone(),
+            agents: self.file.agents.clone(),
+        }
+    }
+
+    /// The built-in price table with the file's overrides merged over it.
+    pub fn pricing(&self) -> Result<botarmy_llm::PriceTable, ConfigError> {
+        let mut table = botarmy_llm::PriceTable::builtin();
+        if let Some(overrides) = &self.file.pricing {
+            let path = self.file_path.clone().unwrap_or_default();
+            let text = toml::to_string(overrides).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: format!("[pricing]: {e}"),
+            })?;
+            let origin = format!("{} [pricing]", path.display());
+            let parsed = botarmy_llm::PriceTable::from_toml(&text, &origin).map_err(|e| {
+                ConfigError::File {
+                    path,
+                    message: e.to_string(),
+                }
+            })?;
+            table.merge(parsed);
+        }
+        Ok(table)
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: format!("cannot read it: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 fn default_home() -> Option<PathBuf> {
@@ -108,44 +195,96 @@ fn default_home() -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
+            .collect()
     }
 
     #[test]
     fn defaults_put_the_database_in_the_home_folder() {
-        let c = Config::from_env(env(&[("BOTARMY_HOME", "/data/ba")])).unwrap();
-        assert_eq!(c.database_url, "sqlite:///data/ba/botarmy.db");
-        assert_eq!(c.provider, ProviderChoice::Local);
-        assert_eq!(c.models_dir(), PathBuf::from("/data/ba/models"));
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        let c = Config::load(env(&[("BOTARMY_HOME", &home)])).unwrap();
+        assert_eq!(c.database_url, format!("sqlite://{home}/botarmy.db"));
+        assert_eq!(c.models_dir(), dir.path().join("models"));
+        assert!(c.llm().provider.is_none());
     }
 
     #[test]
     fn bad_values_name_the_variable_and_what_was_expected() {
-        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_PROVIDER", "gpt")]))
-            .unwrap_err();
-        assert_eq!(e.key, "BOTARMY_PROVIDER");
+        let e =
+            Config::load(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_THREADS", "zero")])).unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("BOTARMY_PROVIDER=\"gpt\": `local`"),
+            matches!(
+                e,
+                ConfigError::Var {
+                    key: "BOTARMY_THREADS",
+                    ..
+                }
+            ),
             "{e}"
         );
-        let e = Config::from_env(env(&[
+        let e = Config::load(env(&[
             ("BOTARMY_HOME", "/x"),
-            ("BOTARMY_PROVIDER", "replay"),
+            ("BOTARMY_CONFIG", "/no/such.toml"),
         ]))
         .unwrap_err();
-        assert_eq!(e.key, "BOTARMY_CASSETTE");
-        let e = Config::from_env(env(&[("BOTARMY_HOME", "/x"), ("BOTARMY_THREADS", "zero")]))
-            .unwrap_err();
-        assert_eq!(e.key, "BOTARMY_THREADS");
+        assert!(
+            e.to_string()
+                .starts_with("BOTARMY_CONFIG=\"/no/such.toml\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_file_is_read_from_home_and_its_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        std::fs::write(
+            dir.path().join("botarmy.toml"),
+            "provider = \"openai\"\n[agents.coder]\nmodel = \"gpt-4.1\"\n",
+        )
+        .unwrap();
+        let c = Config::load(env(&[("BOTARMY_HOME", &home)])).unwrap();
+        assert_eq!(c.llm().provider.as_deref(), Some("openai"));
+        assert_eq!(c.llm().agents["coder"].model.as_deref(), Some("gpt-4.1"));
+
+        std::fs::write(
+            dir.path().join("botarmy.toml"),
+            "provider = \"openai\"\nmodle = 1\n",
+        )
+        .unwrap();
+        let e = Config::load(env(&[("BOTARMY_HOME", &home)]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("botarmy.toml") && e.contains("modle") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn pricing_overrides_merge_over_the_builtin_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        std::fs::write(
+            dir.path().join("botarmy.toml"),
+            "[pricing]\nas_of = \"2026-11-01\"\n[pricing.providers.my-vllm.models.\"qwen\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+        )
+        .unwrap();
+        let c = Config::load(env(&[("BOTARMY_HOME", &home)])).unwrap();
+        let table = c.pricing().unwrap();
+        assert!(matches!(
+            table.lookup("my-vllm", "qwen"),
+            botarmy_llm::PriceLookup::Priced(_)
+        ));
+        assert!(matches!(
+            table.lookup("openai", "gpt-4.1"),
+            botarmy_llm::PriceLookup::Priced(_)
+        ));
     }
 }

@@ -4,6 +4,8 @@ mod config;
 mod inspect;
 mod models;
 mod progress;
+mod providers;
+mod usage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,10 @@ enum Command {
     Runs(RunsArgs),
     /// Show a run: phases, steps, attempts, artifacts, tokens.
     Show(ShowArgs),
+    /// A run's tokens and cost by phase, agent and provider/model.
+    Cost(CostArgs),
+    /// Per agent and model: calls, success rate, latency, tokens, cost; totals per project.
+    Stats(StatsArgs),
     /// Print a run's event log as JSON lines.
     Events(EventsArgs),
     /// Continue an interrupted, paused or waiting run.
@@ -44,6 +50,18 @@ enum Command {
     /// The embedded model.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Which provider and model answer for each agent (keys masked); `--ping` checks them.
+    Providers(ProvidersArgs),
+}
+
+#[derive(Args)]
+struct ProvidersArgs {
+    /// Check that each provider answers (endpoint reachable, key accepted, model present).
+    #[arg(long)]
+    ping: bool,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -105,6 +123,31 @@ struct RunsArgs {
 struct ShowArgs {
     /// Run id or a unique prefix of it.
     run: String,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CostArgs {
+    /// Run id or a unique prefix of it.
+    run: String,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Only runs of this project (by name).
+    #[arg(long)]
+    project: Option<String>,
+    /// Only calls of this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only calls of the last DURATION (7d, 24h, 30m, 1d12h).
+    #[arg(long, value_name = "DURATION")]
+    since: Option<String>,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -181,14 +224,17 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let config = Config::from_env(|k| std::env::var(k).ok()).context("invalid configuration")?;
+    let config = Config::load(std::env::vars().collect()).context("invalid configuration")?;
     match cli.command {
         Command::Run(args) => run(&config, args).await,
+        Command::Providers(args) => providers::show(&config, args.ping, args.json).await,
         Command::Resume(args) => resume(&config, args).await,
         Command::Runs(args) => {
             inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await
         }
         Command::Show(args) => inspect::show(&config, &args.run, args.json).await,
+        Command::Cost(args) => usage::cost_report(&config, &args.run, args.json).await,
+        Command::Stats(args) => usage::stats(&config, &args).await,
         Command::Events(args) => inspect::events(&config, &args.run, args.since, args.follow).await,
         Command::Check(args) => inspect::check(args.method.as_deref(), args.json),
         Command::Model(ModelCommand::Pull) => models::pull(&config).await,
@@ -201,7 +247,9 @@ async fn open_runtime(
     record: Option<&PathBuf>,
 ) -> Result<(Arc<Runtime>, models::ModelNote)> {
     let store = botarmy_store::open(&config.database_url).await?;
-    let (router, note) = models::router(config, record).await?;
+    // Agent variables (`CODER_AGENT_PROVIDER`, ...) are found by their names, whatever
+    // agents the method has.
+    let (router, note) = models::router(config, record, &[]).await?;
     let settings = Settings {
         out_root: absolute(&PathBuf::from("botarmy-out")),
         ..Settings::default()

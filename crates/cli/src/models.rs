@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use botarmy_llm::model_store::{Checksum, PullEvent};
+use botarmy_llm::settings::{ProviderSource, RouteSpec};
 use botarmy_llm::{
-    CassetteWriter, LocalModelConfig, LocalProvider, ModelSpec, ModelStore, Provider,
-    RecordingProvider, ReplayProvider, Router,
+    CassetteWriter, CloudProvider, LocalModelConfig, LocalProvider, ModelSpec, ModelStore,
+    Provider, RecordingProvider, ReplayProvider, Route, Router,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Config, ProviderChoice};
+use crate::config::Config;
 
 /// What the user should know about the model behind a run.
 pub struct ModelNote {
@@ -32,62 +33,84 @@ impl ModelNote {
         self.demo.then_some(
             "note: this run used the embedded demo model (SmolLM2-135M, 135 million parameters): it shows the whole \
              lifecycle offline, but its documents wander and repeat. Point agents at a real model for real work \
-             (cloud providers arrive with the providers release; any GGUF file works now via BOTARMY_MODEL=/path/model.gguf).",
+             (BOTARMY_PROVIDER=openai|anthropic|gemini|ollama with its key, per-agent routes in botarmy.toml, or any GGUF file via BOTARMY_MODEL=/path/model.gguf).",
         )
     }
 }
 
-/// Builds the router for this configuration: the embedded model (fetched on first use if
-/// it is the default and missing) or a replayed cassette; wrapped in a recorder if asked.
-pub async fn router(config: &Config, record: Option<&PathBuf>) -> Result<(Router, ModelNote)> {
-    let (provider, note): (Arc<dyn Provider>, ModelNote) = match config.provider {
-        ProviderChoice::Replay => {
-            let path = config
-                .cassette
-                .clone()
-                .context("BOTARMY_CASSETTE is not set")?;
-            let replay = ReplayProvider::open(&path)
-                .with_context(|| format!("cannot open the cassette {}", path.display()))?;
-            let banner = format!("model: replay of {}", path.display());
-            (
-                Arc::new(replay),
-                ModelNote {
-                    banner,
-                    demo: false,
-                },
-            )
-        }
-        ProviderChoice::Local => {
-            let spec = ModelSpec::smollm2_135m_instruct();
-            let path = match &config.model_file {
-                Some(file) => {
-                    botarmy_llm::model_store::check_user_file(file)
-                        .with_context(|| format!("BOTARMY_MODEL={}", file.display()))?;
-                    file.clone()
-                }
-                None => ensure_default_model(config, &spec).await?,
-            };
-            let demo = config.model_file.is_none();
-            let mut local = LocalModelConfig::new(&path);
-            if demo {
-                local = local.with_name(spec.name.clone());
+/// Builds the router for this configuration: every agent's chain of providers (the
+/// embedded model by default, fetched on first use; a replayed cassette; cloud providers),
+/// their limits and the price table; wrapped in a recorder if asked. Every configuration
+/// problem is reported at once, before anything runs.
+pub async fn router(
+    config: &Config,
+    record: Option<&PathBuf>,
+    agents: &[String],
+) -> Result<(Router, ModelNote)> {
+    let resolved = config
+        .llm()
+        .resolve(&config.env, agents)
+        .map_err(|problems| configuration_problems(config, &problems))?;
+    let pricing = config.pricing()?;
+    let mut built: Vec<(String, Arc<dyn Provider>)> = Vec::new();
+    let mut banners = Vec::new();
+    let mut demo = false;
+    for p in &resolved.providers {
+        let provider: Arc<dyn Provider> = match &p.source {
+            ProviderSource::Replay => {
+                let path = config
+                    .cassette
+                    .clone()
+                    .context("BOTARMY_CASSETTE is not set: the replay provider needs the path of a cassette recorded with `botarmy run --record FILE`")?;
+                let replay = ReplayProvider::open(&path)
+                    .with_context(|| format!("cannot open the cassette {}", path.display()))?;
+                banners.push(format!("replay of {}", path.display()));
+                Arc::new(replay)
             }
-            local.threads = config.threads;
-            let banner = if demo {
-                format!(
-                    "model: embedded demo model {} (local CPU, no API key)",
-                    spec.name
-                )
-            } else {
-                format!("model: local GGUF {}", path.display())
-            };
-            (
-                Arc::new(LocalProvider::new(local)),
-                ModelNote { banner, demo },
-            )
-        }
+            ProviderSource::Local => {
+                let (local, banner, is_demo) = local_provider(config).await?;
+                banners.push(banner);
+                demo |= is_demo;
+                local
+            }
+            ProviderSource::Cloud(cloud) => {
+                let provider = CloudProvider::new((**cloud).clone())
+                    .with_context(|| format!("provider `{}`", p.id))?;
+                Arc::new(provider)
+            }
+        };
+        built.push((p.id.clone(), provider));
+    }
+    let route = |spec: &RouteSpec| -> Result<Route> {
+        let provider = built
+            .iter()
+            .find(|(id, _)| *id == spec.provider)
+            .map(|(_, p)| Arc::clone(p))
+            .with_context(|| format!("provider `{}` was not built", spec.provider))?;
+        // The local provider serves one model file; its routes use its name.
+        let model = if provider.id() == "local" {
+            String::new()
+        } else {
+            spec.model.clone()
+        };
+        Ok(Route::new(provider, model))
     };
-    let mut router = Router::new(provider);
+    let default: Vec<Route> = resolved.default.iter().map(&route).collect::<Result<_>>()?;
+    let first = default
+        .first()
+        .map(|r| format!("{r:?}"))
+        .unwrap_or_default();
+    let mut router = Router::new(Arc::clone(&default[0].provider))
+        .with_default_chain(default)
+        .with_pricing(pricing)
+        .with_warnings(|w| eprintln!("warning: {w}"));
+    for (agent, chain) in &resolved.agents {
+        let chain = chain.iter().map(&route).collect::<Result<Vec<_>>>()?;
+        router = router.with_agent_chain(agent.clone(), chain);
+    }
+    for p in &resolved.providers {
+        router = router.with_policy(p.id.clone(), p.policy);
+    }
     if let Some(path) = record {
         let writer =
             Arc::new(CassetteWriter::open(path.clone()).with_context(|| {
@@ -96,7 +119,56 @@ pub async fn router(config: &Config, record: Option<&PathBuf>) -> Result<(Router
         router =
             router.map_providers(|inner| Arc::new(RecordingProvider::new(inner, writer.clone())));
     }
-    Ok((router, note))
+    let banner = if resolved.agents.is_empty() {
+        format!("model: {}", banners.first().cloned().unwrap_or(first))
+    } else {
+        format!(
+            "models: {first} by default; {} agent(s) routed elsewhere (`botarmy providers` shows them)",
+            resolved.agents.len()
+        )
+    };
+    Ok((router, ModelNote { banner, demo }))
+}
+
+/// One message listing every problem, and where settings come from.
+fn configuration_problems(config: &Config, problems: &[String]) -> anyhow::Error {
+    let from = match &config.file_path {
+        Some(p) => format!("the environment and {}", p.display()),
+        None => "the environment (no botarmy.toml found)".into(),
+    };
+    anyhow::anyhow!(
+        "the model configuration from {from} has {} problem{}:\n  - {}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.join("\n  - ")
+    )
+}
+
+/// The embedded model, or a GGUF file named by `BOTARMY_MODEL` when the local provider is
+/// the default one.
+async fn local_provider(config: &Config) -> Result<(Arc<dyn Provider>, String, bool)> {
+    let spec = ModelSpec::smollm2_135m_instruct();
+    let named = config.local_model_file();
+    let path = match &named {
+        Some(file) => {
+            botarmy_llm::model_store::check_user_file(file)
+                .with_context(|| format!("BOTARMY_MODEL={}", file.display()))?;
+            file.clone()
+        }
+        None => ensure_default_model(config, &spec).await?,
+    };
+    let demo = named.is_none();
+    let mut local = LocalModelConfig::new(&path);
+    if demo {
+        local = local.with_name(spec.name.clone());
+    }
+    local.threads = config.threads;
+    let banner = if demo {
+        format!("embedded demo model {} (local CPU, no API key)", spec.name)
+    } else {
+        format!("local GGUF {}", path.display())
+    };
+    Ok((Arc::new(LocalProvider::new(local)), banner, demo))
 }
 
 async fn ensure_default_model(config: &Config, spec: &ModelSpec) -> Result<PathBuf> {
@@ -166,7 +238,7 @@ async fn pull_with_progress(store: &ModelStore, spec: &ModelSpec) -> Result<Path
 pub async fn pull(config: &Config) -> Result<ExitCode> {
     let spec = ModelSpec::smollm2_135m_instruct();
     let store = ModelStore::new(config.models_dir());
-    if let Some(file) = &config.model_file {
+    if let Some(file) = &config.local_model_file() {
         let checked = botarmy_llm::model_store::check_user_file(file)?;
         eprintln!(
             "BOTARMY_MODEL={} is a readable GGUF file ({} bytes); nothing to fetch",

@@ -30,13 +30,33 @@ fn a_missing_model_file_says_where_and_what_to_do() {
 #[test]
 fn a_bad_environment_value_is_named() {
     let s = Sandbox::new();
-    let o = run(s.cmd().env("BOTARMY_PROVIDER", "gpt5").args(["runs"]));
+    let o = run(s.cmd().env("BOTARMY_THREADS", "many").args(["runs"]));
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("BOTARMY_PROVIDER=\"gpt5\""),
+        stderr(&o).contains("BOTARMY_THREADS=\"many\""),
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn every_model_configuration_problem_is_listed_before_anything_runs() {
+    let s = Sandbox::new();
+    let o = run(s
+        .cmd()
+        .env("BOTARMY_PROVIDER", "gpt5")
+        .env("CODER_AGENT_PROVIDER", "anthropic")
+        .env_remove("ANTHROPIC_API_KEY")
+        .args(["run", "a todo app"]));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("has 2 problems"), "{err}");
+    assert!(err.contains("unknown provider `gpt5`"), "{err}");
+    assert!(err.contains("set ANTHROPIC_API_KEY"), "{err}");
+    // Nothing was stored.
+    let o = run(s.cmd().args(["runs", "--json"]));
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[]");
 }
 
 #[test]

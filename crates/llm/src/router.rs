@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::resilience::{BreakerConfig, CircuitBreaker, RateLimiter, RateLimits, RetryPolicy};
-use crate::{ChatRequest, ChatResponse, LlmError, Provider, TokenSink};
+use crate::{ChatRequest, ChatResponse, LlmError, PriceTable, Provider, TokenSink};
 
 /// A provider and the model to ask it for.
 #[derive(Clone)]
@@ -115,7 +115,12 @@ pub struct Router {
     agents: HashMap<String, Vec<Route>>,
     policies: HashMap<String, ProviderPolicy>,
     guards: Mutex<HashMap<String, Arc<Guard>>>,
+    pricing: Option<Arc<PriceTable>>,
+    on_warning: Option<WarningSink>,
 }
+
+/// Where the router's warnings go.
+type WarningSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,6 +140,8 @@ impl Clone for Router {
             agents: self.agents.clone(),
             policies: self.policies.clone(),
             guards: Mutex::default(),
+            pricing: self.pricing.clone(),
+            on_warning: self.on_warning.clone(),
         }
     }
 }
@@ -147,7 +154,34 @@ impl Router {
             agents: HashMap::new(),
             policies: HashMap::new(),
             guards: Mutex::default(),
+            pricing: None,
+            on_warning: None,
         }
+    }
+
+    /// Answers are priced with `table` (their `usage.cost_usd`); without a table every call
+    /// costs zero.
+    pub fn with_pricing(mut self, table: PriceTable) -> Self {
+        self.pricing = Some(Arc::new(table));
+        self
+    }
+
+    /// Where warnings go (a model without a price, once per model).
+    pub fn with_warnings(mut self, sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_warning = Some(Arc::new(sink));
+        self
+    }
+
+    /// The cost of `usage` on `provider`/`model` (zero without a price).
+    pub fn price(&self, provider: &str, model: &str, usage: &botarmy_protocol::Usage) -> f64 {
+        let Some(table) = &self.pricing else {
+            return 0.0;
+        };
+        let (cost, warning) = table.cost_or_warn(provider, model, usage);
+        if let (Some(w), Some(sink)) = (warning, &self.on_warning) {
+            sink(&w);
+        }
+        cost
     }
 
     /// The default route is its provider with `model`.
@@ -300,6 +334,8 @@ impl Router {
             agents,
             policies: self.policies,
             guards: Mutex::default(),
+            pricing: self.pricing,
+            on_warning: self.on_warning,
         }
     }
 
@@ -354,7 +390,9 @@ impl Router {
                 let result = route.provider.chat(&attempt_request, on_token).await;
                 let latency = started.elapsed();
                 match result {
-                    Ok(response) => {
+                    Ok(mut response) => {
+                        response.usage.cost_usd =
+                            self.price(&response.provider, &response.model, &response.usage);
                         guard.breaker.record_success();
                         guard
                             .limiter
