@@ -42,6 +42,9 @@ pub struct FileConfig {
     pub agents: BTreeMap<String, AgentSettings>,
     /// Price overrides, in the layout of the built-in price table.
     pub pricing: Option<toml::Table>,
+    /// Default spending limits of every run (`usd`, `tokens`, `[budget.phases.<phase>]`,
+    /// `[budget.agents.<agent>]`).
+    pub budget: Option<botarmy_protocol::Budget>,
 }
 
 /// A configuration value that cannot be used.

@@ -104,6 +104,40 @@ struct RunArgs {
     /// Print the final run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    budget: BudgetArgs,
+}
+
+/// Spending limits on the command line (over `[budget]` in botarmy.toml).
+#[derive(Args)]
+struct BudgetArgs {
+    /// Stop (the run waits) before a call could take the run past this many US dollars.
+    #[arg(long)]
+    budget_usd: Option<f64>,
+    /// Stop (the run waits) before a call could take the run past this many tokens.
+    #[arg(long)]
+    budget_tokens: Option<u64>,
+}
+
+impl BudgetArgs {
+    /// `base` with the limits given here replacing its run-wide ones.
+    fn over(&self, mut base: botarmy_protocol::Budget) -> Result<botarmy_protocol::Budget> {
+        if let Some(usd) = self.budget_usd {
+            anyhow::ensure!(
+                usd.is_finite() && usd >= 0.0,
+                "--budget-usd {usd}: expected a non-negative amount of US dollars"
+            );
+            base.usd = Some(usd);
+        }
+        if let Some(tokens) = self.budget_tokens {
+            base.tokens = Some(tokens);
+        }
+        Ok(base)
+    }
+
+    fn given(&self) -> bool {
+        self.budget_usd.is_some() || self.budget_tokens.is_some()
+    }
 }
 
 #[derive(Args)]
@@ -175,6 +209,9 @@ struct ResumeArgs {
     /// Print the final run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// New limits for a run that waits on its budget.
+    #[command(flatten)]
+    budget: BudgetArgs,
 }
 
 #[derive(Args)]
@@ -285,6 +322,9 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         auto_approve: args.yes,
         run_optional: args.run_optional,
         out_dir: args.out.as_ref().map(|o| absolute(o).display().to_string()),
+        budget: args
+            .budget
+            .over(config.file.budget.clone().unwrap_or_default())?,
     };
     let request = RunRequest {
         idea: args.idea,
@@ -310,6 +350,17 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
     let run_id = store.resolve_run(&args.run).await?;
     drop(store);
     let (runtime, note) = open_runtime(config, args.record.as_ref()).await?;
+    if args.budget.given() {
+        let current = runtime
+            .load(run_id)
+            .await?
+            .request
+            .map(|r| r.options.budget)
+            .unwrap_or_default();
+        let budget = args.budget.over(current)?;
+        runtime.set_budget(run_id, budget).await?;
+        eprintln!("run {run_id}: budget changed");
+    }
     eprintln!("resuming run {run_id}");
     drive(&runtime, run_id, true, args.json, &note).await
 }

@@ -172,6 +172,31 @@ impl Router {
         self
     }
 
+    /// What a call of `agent` may use at most: its prompt (estimated) plus its whole output
+    /// cap, in tokens, and in dollars on the dearest route of the agent's chain (failover may
+    /// land there). Unpriced routes count as free.
+    pub fn estimate(&self, agent: &str, request: &ChatRequest) -> (u64, f64) {
+        let tokens = estimate_tokens(request);
+        let output = u64::from(request.max_tokens);
+        let usage = botarmy_protocol::Usage {
+            input_tokens: tokens.saturating_sub(output),
+            output_tokens: output,
+            ..botarmy_protocol::Usage::default()
+        };
+        let usd = match &self.pricing {
+            None => 0.0,
+            Some(table) => self
+                .chain(agent)
+                .iter()
+                .map(|r| match table.lookup(r.provider.id(), &r.model) {
+                    crate::PriceLookup::Priced(price) => price.cost(&usage),
+                    _ => 0.0,
+                })
+                .fold(0.0, f64::max),
+        };
+        (tokens, usd)
+    }
+
     /// The cost of `usage` on `provider`/`model` (zero without a price).
     pub fn price(&self, provider: &str, model: &str, usage: &botarmy_protocol::Usage) -> f64 {
         let Some(table) = &self.pricing else {

@@ -165,6 +165,11 @@ pub enum Event {
     },
     /// The run continues after a pause, a wait or an interruption.
     PipelineResumed {},
+    /// The run's spending limits were changed (raised to let a waiting run go on).
+    BudgetChanged {
+        /// The new limits, replacing the old ones whole.
+        budget: crate::Budget,
+    },
     /// The run waits for something outside.
     PipelineWaiting {
         /// What it waits for.
@@ -209,6 +214,7 @@ impl Event {
             Self::StepRestarted { .. } => "step_restarted",
             Self::PipelinePaused { .. } => "pipeline_paused",
             Self::PipelineResumed {} => "pipeline_resumed",
+            Self::BudgetChanged { .. } => "budget_changed",
             Self::PipelineWaiting { .. } => "pipeline_waiting",
             Self::PipelineCompleted { .. } => "pipeline_completed",
             Self::PipelineFailed { .. } => "pipeline_failed",

@@ -13,7 +13,8 @@ mod usage;
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent};
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{
-    ArtifactKind, ArtifactRef, Plan, PlanStep, RunOptions, RunRequest, RunStatus, StepStatus,
+    ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,
+    StepStatus,
 };
 pub use usage::Usage;
 

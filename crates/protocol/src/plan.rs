@@ -19,7 +19,7 @@ pub struct RunRequest {
 }
 
 /// Per-run settings that the engine and the runner honour.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunOptions {
     /// How many steps may execute at the same time.
@@ -36,6 +36,66 @@ pub struct RunOptions {
     pub run_optional: bool,
     /// Folder where artifacts are written, if not the default.
     pub out_dir: Option<String>,
+    /// Spending limits (none by default).
+    #[serde(default, skip_serializing_if = "Budget::is_empty")]
+    pub budget: Budget,
+}
+
+/// Spending limits of a run: for the whole run, per phase and per agent. A call that would
+/// take a scope past its limit is not made; the run waits instead.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// US dollars for the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
+    /// Tokens (input plus output) for the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    /// Limits per phase, by phase name (compared without case).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub phases: std::collections::BTreeMap<String, Limit>,
+    /// Limits per agent, by agent id.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agents: std::collections::BTreeMap<String, Limit>,
+}
+
+impl Budget {
+    /// No limit at all.
+    pub fn is_empty(&self) -> bool {
+        self.usd.is_none()
+            && self.tokens.is_none()
+            && self.phases.is_empty()
+            && self.agents.is_empty()
+    }
+
+    /// The run-wide limit.
+    pub fn run_limit(&self) -> Limit {
+        Limit {
+            usd: self.usd,
+            tokens: self.tokens,
+        }
+    }
+
+    /// The limit of `phase`, if any.
+    pub fn phase_limit(&self, phase: &str) -> Option<&Limit> {
+        self.phases
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(phase))
+            .map(|(_, l)| l)
+    }
+}
+
+/// A limit in money and tokens (either may be absent).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limit {
+    /// US dollars.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usd: Option<f64>,
+    /// Tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -48,6 +108,7 @@ impl Default for RunOptions {
             auto_approve: false,
             run_optional: false,
             out_dir: None,
+            budget: Budget::default(),
         }
     }
 }

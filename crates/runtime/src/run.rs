@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
+use crate::budget::Ledger;
 use crate::files::{absolute, prepare_out_dir, write_under};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
@@ -263,6 +264,43 @@ impl Runtime {
         driver.run(cancel).await
     }
 
+    /// Replaces a run's spending limits (to let a run waiting on its budget continue with
+    /// [`Runtime::resume`]). Refused for a finished run; a run being driven elsewhere at the
+    /// same moment makes this fail with [`RuntimeError::Contended`] rather than race it.
+    pub async fn set_budget(
+        &self,
+        run_id: RunId,
+        budget: botarmy_protocol::Budget,
+    ) -> Result<RunState, RuntimeError> {
+        let mut state = self.load(run_id).await?;
+        if state.status.is_terminal() {
+            return Err(RuntimeError::NotResumable {
+                run_id,
+                status: state.status,
+                hint: "it has finished; its budget no longer matters",
+            });
+        }
+        let event = Event::BudgetChanged { budget };
+        let at = now_millis();
+        state.apply_event(at, &event)?;
+        let batch = AppendBatch {
+            events: vec![event],
+            artifacts: Vec::new(),
+        };
+        let records = self
+            .store
+            .append(run_id, state.last_seq - 1, at, batch)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
+                other => RuntimeError::Store(other),
+            })?;
+        for record in records {
+            let _ = self.bus.send(LiveEvent::Event(record));
+        }
+        Ok(state)
+    }
+
     /// The folder a run writes its artifacts to.
     pub fn out_dir(&self, state: &RunState) -> PathBuf {
         state
@@ -324,6 +362,8 @@ struct Driver<'a> {
     batch_at: Option<UnixMillis>,
     /// Events staged but not yet in the store, with the artifact bodies they reference.
     pending: AppendBatch,
+    /// The run's spending limits and what it spent.
+    ledger: Arc<Ledger>,
     /// Contents of the artifacts this driver produced, so later steps read them without a
     /// round trip (and before they are flushed).
     produced: HashMap<ArtifactId, String>,
@@ -339,7 +379,9 @@ impl<'a> Driver<'a> {
         let out_dir = rt.out_dir(&state);
         let (tx, rx) = mpsc::channel(64);
         let committed = state.last_seq;
+        let ledger = Arc::new(Ledger::new(&state));
         Ok(Self {
+            ledger,
             rt,
             state,
             request,
@@ -477,6 +519,7 @@ impl<'a> Driver<'a> {
             options: self.request.options.clone(),
             models: Arc::clone(&self.rt.models),
             model,
+            ledger: Arc::clone(&self.ledger),
             temperature: self.rt.settings.temperature,
             bus: self.rt.bus.clone(),
             tx: self.tx.clone(),
@@ -548,6 +591,20 @@ impl<'a> Driver<'a> {
                     }
                     Ok(StepOutput::Skipped(reason)) => {
                         self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
+                    }
+                    // Over budget: the step stops where it is (its finished calls are kept)
+                    // and the run waits for a larger budget.
+                    Err(error) if error.kind == ErrorKind::Budget => {
+                        let mut events = vec![Event::StepInterrupted { step, attempt }];
+                        if self.state.status == RunStatus::Running {
+                            events.push(Event::PipelineWaiting {
+                                reason: format!(
+                                    "budget: {}; raise it to continue (`botarmy resume {} --budget-usd N` or `--budget-tokens N`)",
+                                    error.message, self.state.run_id
+                                ),
+                            });
+                        }
+                        self.stage(events, Vec::new())
                     }
                     Err(error) => self.stage(
                         vec![Event::StepFailed {

@@ -12,6 +12,7 @@ use botarmy_protocol::{
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::budget::{Amount, Ledger};
 use crate::method::MethodHandle;
 use botarmy_core::document::extract_code_files;
 use botarmy_core::prompt::parse_condition_answer;
@@ -63,6 +64,8 @@ pub(crate) struct StepJob {
     pub models: Arc<Router>,
     /// The model asked first (for the request's digest; each route sends its own).
     pub model: String,
+    /// The run's spending limits and what was spent.
+    pub ledger: Arc<Ledger>,
     pub temperature: f32,
     pub bus: broadcast::Sender<LiveEvent>,
     pub tx: mpsc::Sender<StepMsg>,
@@ -205,6 +208,19 @@ impl Calls {
             return Ok(recorded.response.clone());
         }
         self.send_unsent(job).await?;
+        let agent_id = job.plan_step.agent.as_str();
+        let reservation = if job.ledger.is_limited() {
+            let (tokens, usd) = job.models.estimate(agent_id, &request);
+            let phase = job.plan_step.phase.as_deref().unwrap_or("");
+            match job.ledger.reserve(phase, agent_id, Amount { usd, tokens }) {
+                Ok(r) => Some(r),
+                Err(exceeded) => {
+                    return Err(ErrorInfo::new(ErrorKind::Budget, exceeded.message));
+                }
+            }
+        } else {
+            None
+        };
         let request_hash = request.digest();
         let started = Instant::now();
         let bus = job.bus.clone();
@@ -253,6 +269,15 @@ impl Calls {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if let Some(reservation) = reservation {
+            reservation.settle(match &result {
+                Ok(response) => Amount {
+                    usd: response.usage.cost_usd,
+                    tokens: response.usage.total_tokens(),
+                },
+                Err(_) => Amount::default(),
+            });
+        }
         match result {
             Ok(response) => {
                 let event = Event::LlmCallCompleted {

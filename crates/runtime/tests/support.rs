@@ -57,12 +57,17 @@ pub struct Ctx {
 }
 
 pub async fn runtime() -> Ctx {
+    runtime_with(|r| r).await
+}
+
+/// A runtime whose router is adjusted by `adjust` (pricing, policies).
+pub async fn runtime_with(adjust: impl FnOnce(Router) -> Router) -> Ctx {
     let dir = tempfile::tempdir().unwrap();
     let store = botarmy_store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
         .await
         .unwrap();
     let provider = Arc::new(Instant::default());
-    let router = Router::new(provider.clone());
+    let router = adjust(Router::new(provider.clone()));
     let runtime = Runtime::new(
         store,
         Arc::new(router),

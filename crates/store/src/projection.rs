@@ -253,7 +253,8 @@ pub(crate) enum Change<'a> {
 /// The change an event (other than `PipelineCreated`) makes.
 pub(crate) fn change(event: &Event) -> Change<'_> {
     match event {
-        Event::PipelineCreated { .. } => Change::None,
+        // The budget lives in the log only (the run's state folds it).
+        Event::PipelineCreated { .. } | Event::BudgetChanged { .. } => Change::None,
         Event::PipelineStarted { .. } | Event::PipelineResumed {} => Change::Run(RunChange::Start),
         Event::PipelinePaused { .. } => Change::Run(RunChange::Status(RunStatus::Paused)),
         Event::PipelineWaiting { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),

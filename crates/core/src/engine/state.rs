@@ -425,6 +425,12 @@ impl RunState {
                 self.status = RunStatus::Paused;
                 self.reason = Some(reason.clone());
             }
+            Event::BudgetChanged { budget } => {
+                self.require_active()?;
+                if let Some(request) = &mut self.request {
+                    request.options.budget = budget.clone();
+                }
+            }
             Event::PipelineWaiting { reason } => {
                 self.require_active()?;
                 self.status = RunStatus::Waiting;
