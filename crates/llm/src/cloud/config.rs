@@ -136,7 +136,8 @@ pub struct CloudConfig {
     /// Wire format and defaults.
     pub kind: CloudKind,
     /// Base URL (`None`: [`CloudKind::default_base_url`]). For `openai`-style kinds it
-    /// includes the version (`https://api.openai.com/v1`); for `anthropic` and `gemini` it is
+    /// includes the version (`https://api.openai.com/v1`; for `ollama`, `/v1` is added when
+    /// missing); for `anthropic` and `gemini` it is
     /// the host (`https://api.anthropic.com`); for `vertex` it replaces
     /// `https://{region}-aiplatform.googleapis.com`.
     pub base_url: Option<String>,

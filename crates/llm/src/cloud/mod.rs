@@ -125,6 +125,10 @@ impl CloudProvider {
             }
         }
         let root = match config.kind.wire() {
+            // Ollama's own address is often given without the OpenAI-compatible path.
+            Wire::ChatCompletions if config.kind == CloudKind::Ollama && !base.ends_with("/v1") => {
+                format!("{base}/v1")
+            }
             Wire::ChatCompletions => base,
             Wire::Messages => base.trim_end_matches("/v1").to_owned(),
             Wire::GenerateContent if config.kind == CloudKind::Vertex => {

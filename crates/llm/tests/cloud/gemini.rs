@@ -242,3 +242,21 @@ async fn ping_lists_the_models() {
     );
     assert_eq!(sent.header("x-goog-api-key"), Some("sk-test-key"));
 }
+
+#[tokio::test]
+async fn a_key_without_permission_is_unauthorized() {
+    let body = json!({"error": {
+        "code": 403,
+        "message": "Generative Language API has not been used in project 1234 before or it is disabled.",
+        "status": "PERMISSION_DENIED"
+    }});
+    let server = MockServer::replies(vec![Reply::json(403, &body.to_string())]).await;
+
+    let error = failure(&gemini(&server), &request()).await;
+
+    assert!(
+        matches!(&error, LlmError::Unauthorized { status: 403, message, .. } if message.starts_with("PERMISSION_DENIED: ")),
+        "{error:?}"
+    );
+    assert!(!error.is_retryable());
+}

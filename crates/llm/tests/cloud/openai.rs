@@ -160,11 +160,8 @@ async fn tool_results_go_back_with_their_call_ids() {
 #[tokio::test]
 async fn ollama_without_key_answers_whole_with_usage() {
     let server = MockServer::replies(vec![Reply::json(200, WHOLE)]).await;
-    let mut config = config(
-        CloudKind::Ollama,
-        &format!("{}/v1", server.base),
-        "llama3.2:3b",
-    );
+    // Ollama's address as people usually write it (`OLLAMA_BASE_URL=http://host:11434`).
+    let mut config = config(CloudKind::Ollama, &server.base, "llama3.2:3b");
     config.api_key = None;
     config.stream = false;
     config.headers = vec![("X-Team".to_owned(), "platform".to_owned())];
@@ -232,4 +229,25 @@ async fn ping_lists_the_models() {
     assert_eq!(sent.method, "GET");
     assert_eq!(sent.target, "/v1/models");
     assert_eq!(sent.header("authorization"), Some("Bearer sk-test-key"));
+}
+
+#[tokio::test]
+async fn ping_with_a_wrong_key_is_unauthorized() {
+    let body = r#"{"error":{"message":"Incorrect API key provided: sk-test***-key.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+    let server = MockServer::replies(vec![Reply::json(401, body)]).await;
+    let openai = provider(config(
+        CloudKind::OpenAi,
+        &format!("{}/v1", server.base),
+        "gpt-4o-mini",
+    ));
+
+    let error = openai.ping().await.unwrap_err();
+
+    assert!(
+        matches!(
+            &error,
+            botarmy_llm::LlmError::Unauthorized { status: 401, .. }
+        ),
+        "{error:?}"
+    );
 }
