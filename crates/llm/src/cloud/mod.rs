@@ -101,53 +101,7 @@ impl CloudProvider {
                 ))
             })?;
         }
-        let base = match (
-            &config.base_url,
-            config.kind.default_base_url(),
-            &config.vertex,
-        ) {
-            (Some(url), _, _) => url.trim().trim_end_matches('/').to_owned(),
-            (None, Some(url), _) => url.to_owned(),
-            (None, None, Some(v)) if config.kind == CloudKind::Vertex => {
-                format!("https://{}-aiplatform.googleapis.com", v.region)
-            }
-            (None, None, _) => {
-                return Err(fatal(format!(
-                    "no base URL configured for the {} provider",
-                    config.kind
-                )));
-            }
-        };
-        match reqwest::Url::parse(&base) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(fatal(format!("base URL `{base}` is not an http(s) URL")));
-            }
-        }
-        let root = match config.kind.wire() {
-            // Ollama's own address is often given without the OpenAI-compatible path.
-            Wire::ChatCompletions if config.kind == CloudKind::Ollama && !base.ends_with("/v1") => {
-                format!("{base}/v1")
-            }
-            Wire::ChatCompletions => base,
-            Wire::Messages => base.trim_end_matches("/v1").to_owned(),
-            Wire::GenerateContent if config.kind == CloudKind::Vertex => {
-                let Some(v) = &config.vertex else {
-                    return Err(fatal("the vertex provider has no settings".to_owned()));
-                };
-                if v.project.trim().is_empty() || v.region.trim().is_empty() {
-                    return Err(fatal(
-                        "the vertex provider needs both a project and a region".to_owned(),
-                    ));
-                }
-                format!(
-                    "{base}/v1/projects/{}/locations/{}/publishers/google",
-                    v.project, v.region
-                )
-            }
-            Wire::GenerateContent if base.ends_with("/v1beta") || base.ends_with("/v1") => base,
-            Wire::GenerateContent => format!("{base}/v1beta"),
-        };
+        let root = api_root(&config).map_err(fatal)?;
         let limits = Limits {
             connect: config.connect_timeout,
             first_byte: config.first_byte_timeout,
@@ -285,6 +239,42 @@ impl CloudProvider {
             listed.len()
         ))
     }
+}
+
+/// The root the kind's paths are appended to, from the configured or default base URL.
+fn api_root(config: &CloudConfig) -> Result<String, String> {
+    let kind = config.kind;
+    let base = match (&config.base_url, kind.default_base_url(), &config.vertex) {
+        (Some(url), _, _) => url.trim().trim_end_matches('/').to_owned(),
+        (None, Some(url), _) => url.to_owned(),
+        (None, None, Some(v)) if kind == CloudKind::Vertex => {
+            format!("https://{}-aiplatform.googleapis.com", v.region)
+        }
+        (None, None, _) => return Err(format!("no base URL configured for the {kind} provider")),
+    };
+    match reqwest::Url::parse(&base) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => return Err(format!("base URL `{base}` is not an http(s) URL")),
+    }
+    Ok(match (kind.wire(), &config.vertex) {
+        (Wire::GenerateContent, Some(v)) if kind == CloudKind::Vertex => {
+            if v.project.trim().is_empty() || v.region.trim().is_empty() {
+                return Err("the vertex provider needs both a project and a region".to_owned());
+            }
+            format!(
+                "{base}/v1/projects/{}/locations/{}/publishers/google",
+                v.project, v.region
+            )
+        }
+        // Ollama's own address is often given without the OpenAI-compatible path.
+        (Wire::ChatCompletions, _) if kind == CloudKind::Ollama && !base.ends_with("/v1") => {
+            format!("{base}/v1")
+        }
+        (Wire::ChatCompletions, _) => base,
+        (Wire::Messages, _) => base.trim_end_matches("/v1").to_owned(),
+        (Wire::GenerateContent, _) if base.ends_with("/v1beta") || base.ends_with("/v1") => base,
+        (Wire::GenerateContent, _) => format!("{base}/v1beta"),
+    })
 }
 
 /// Model ids from a model list: `{"data": [{"id"}]}` (OpenAI, Anthropic) or
