@@ -5,7 +5,6 @@
 //! log while it drives; step executions report back to it over a bounded channel, and every
 //! event is checked against the engine before it is stored.
 
-mod budget;
 mod error;
 pub mod files;
 mod method;

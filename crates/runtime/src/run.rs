@@ -18,10 +18,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
-use crate::budget::Ledger;
 use crate::files::{absolute, prepare_out_dir, write_under};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
+use botarmy_core::budget::Ledger;
 
 /// Settings of the runtime, decided once by the binary.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use botarmy_protocol::{
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
-use crate::budget::{Amount, Ledger};
 use crate::method::MethodHandle;
+use botarmy_core::budget::{Amount, Ledger};
 use botarmy_core::document::extract_code_files;
 use botarmy_core::prompt::parse_condition_answer;
 

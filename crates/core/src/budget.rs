@@ -1,4 +1,4 @@
-//! Spending limits, checked before every LLM call: what a run has spent (from its log), what
+//! Spending limits (the runtime shares one [`Ledger`] per run among its steps), checked before every LLM call: what a run has spent (from its log), what
 //! calls under way may still spend (reserved at their worst case: the whole prompt and the
 //! whole output cap), and the next call's estimate, against the limits of the run, of the
 //! step's phase and of its agent. A call that would pass one is not made.
@@ -6,13 +6,15 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use botarmy_core::engine::RunState;
+use crate::engine::RunState;
 use botarmy_protocol::{Budget, Limit, Usage};
 
 /// Money and tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Amount {
+pub struct Amount {
+    /// US dollars.
     pub usd: f64,
+    /// Tokens.
     pub tokens: u64,
 }
 
@@ -37,7 +39,7 @@ impl Amount {
 
 /// Spent and reserved amounts per scope of one run.
 #[derive(Debug)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     budget: Budget,
     state: Mutex<Totals>,
 }
@@ -68,13 +70,14 @@ impl Totals {
 
 /// Why a call was not made.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Exceeded {
+pub struct Exceeded {
+    /// Which limit, what was spent and what the call could cost.
     pub message: String,
 }
 
 /// An estimate held against the limits while its call runs.
 #[derive(Debug)]
-pub(crate) struct Reservation<'a> {
+pub struct Reservation<'a> {
     ledger: &'a Ledger,
     phase: String,
     agent: String,
@@ -193,5 +196,112 @@ impl Ledger {
             estimate,
             settled: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use botarmy_protocol::RunId;
+
+    use super::*;
+
+    fn ledger(budget: Budget) -> Ledger {
+        let mut state = RunState::new(RunId::new());
+        state.request = Some(botarmy_protocol::RunRequest {
+            idea: "x".into(),
+            workflow: "w".into(),
+            method: "m".into(),
+            options: botarmy_protocol::RunOptions {
+                budget,
+                ..botarmy_protocol::RunOptions::default()
+            },
+        });
+        Ledger::new(&state)
+    }
+
+    fn usd(v: f64) -> Amount {
+        Amount { usd: v, tokens: 0 }
+    }
+
+    #[test]
+    fn reservations_count_until_settled_and_are_returned_when_dropped() {
+        let l = ledger(Budget {
+            usd: Some(1.0),
+            ..Budget::default()
+        });
+        assert!(l.is_limited());
+        let a = l.reserve("Build", "coder", usd(0.6)).unwrap();
+        // Held: a second call of the same size does not fit.
+        let refused = l.reserve("Build", "coder", usd(0.6)).unwrap_err();
+        assert!(
+            refused.message.contains("run budget of $1.00"),
+            "{}",
+            refused.message
+        );
+        // Settled at its real (smaller) cost: room again.
+        a.settle(usd(0.1));
+        let b = l.reserve("Build", "coder", usd(0.6)).unwrap();
+        drop(b);
+        l.reserve("Plan", "analyst", usd(0.9))
+            .unwrap()
+            .settle(usd(0.9));
+        assert!(l.reserve("Plan", "analyst", usd(0.01)).is_err());
+    }
+
+    #[test]
+    fn phase_and_agent_limits_apply_to_their_scope_only() {
+        let l = ledger(Budget {
+            phases: [(
+                "build".to_string(),
+                Limit {
+                    usd: None,
+                    tokens: Some(100),
+                },
+            )]
+            .into(),
+            agents: [(
+                "tester".to_string(),
+                Limit {
+                    usd: Some(0.5),
+                    tokens: None,
+                },
+            )]
+            .into(),
+            ..Budget::default()
+        });
+        let tokens = |t| Amount {
+            usd: 0.0,
+            tokens: t,
+        };
+        // Phase names compare without case.
+        let e = l.reserve("Build", "coder", tokens(101)).unwrap_err();
+        assert!(
+            e.message.contains("phase `Build` budget of 100 tokens"),
+            "{}",
+            e.message
+        );
+        l.reserve("Design", "coder", tokens(10_000))
+            .unwrap()
+            .settle(tokens(10_000));
+        l.reserve("BUILD", "coder", tokens(100))
+            .unwrap()
+            .settle(tokens(100));
+        assert!(l.reserve("build", "coder", tokens(1)).is_err());
+        let e = l.reserve("Validate", "tester", usd(0.6)).unwrap_err();
+        assert!(
+            e.message.contains("agent `tester` budget of $0.50"),
+            "{}",
+            e.message
+        );
+        l.reserve("Validate", "deployer", usd(0.6)).unwrap();
+    }
+
+    #[test]
+    fn no_budget_means_no_limit() {
+        let l = ledger(Budget::default());
+        assert!(!l.is_limited());
+        l.reserve("x", "y", usd(1e12)).unwrap();
     }
 }
