@@ -406,6 +406,7 @@ impl<'a> Driver<'a> {
     }
 
     async fn run_inner(&mut self, cancel: &CancellationToken) -> Result<(), RuntimeError> {
+        let mut yielded = false;
         loop {
             let actions = self.state.next_actions();
             if !actions.is_empty() {
@@ -419,6 +420,16 @@ impl<'a> Driver<'a> {
                 self.handle(msg).await?;
                 continue;
             }
+            // Before committing, let the steps just started run once: one that finishes at
+            // once (a recorded call reused on resume, a skipped condition, a cached answer)
+            // then shares this commit instead of needing its own. A step that takes longer
+            // costs one scheduler turn.
+            if !yielded && !self.in_flight.is_empty() && !self.pending.events.is_empty() {
+                yielded = true;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            yielded = false;
             self.flush().await?;
             if self.in_flight.is_empty() {
                 return Ok(());
