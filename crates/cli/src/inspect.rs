@@ -17,11 +17,13 @@ use crate::config::Config;
 use crate::models::ModelNote;
 use botarmy_runtime::files::absolute;
 
-fn out() -> std::io::StdoutLock<'static> {
+/// Standard output, locked, for one command's printing.
+pub(crate) fn out() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
 }
 
-fn cost(usage: &Usage) -> String {
+/// Dollars, to a hundredth of a cent.
+pub(crate) fn cost(usage: &Usage) -> String {
     format!("${:.4}", usage.cost_usd)
 }
 

@@ -7,3 +7,4 @@ mod check;
 mod crash;
 mod replay;
 mod support;
+mod usage;
