@@ -30,6 +30,7 @@ mod provider;
 mod replay;
 pub mod resilience;
 mod router;
+pub mod settings;
 
 pub use cassette::{CassetteError, CassetteWriter, Exchange, read_cassette};
 pub use cloud::{CloudConfig, CloudKind, CloudProvider, UnknownCloudKind, VertexConfig};
