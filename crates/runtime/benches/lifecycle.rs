@@ -4,7 +4,7 @@
 //! filesystem charges for creating files, so it is measured twice: artifacts on the
 //! store's disk, and artifacts on tmpfs (`/dev/shm`), which isolates the engine.
 //!
-//! `cargo bench -p botarmy-runtime --bench lifecycle [-- RUNS] [disk|tmpfs]`
+//! `cargo bench -p botarmy-runtime --bench lifecycle [-- RUNS] [disk|tmpfs] [sequential]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -198,6 +198,10 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
         percentile(&times, 0.9).as_secs_f64() * 1e3,
         percentile(&times, 0.99).as_secs_f64() * 1e3,
     );
+
+    if std::env::args().any(|a| a == "sequential") {
+        return;
+    }
 
     // 100 in flight.
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
