@@ -2,7 +2,9 @@
 //! writer of the run's log while it drives.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use botarmy_core::engine::{Action, RunState};
@@ -12,9 +14,10 @@ use botarmy_protocol::{
     PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus, UnixMillis, Usage, now_millis,
 };
 use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
@@ -348,7 +351,12 @@ struct Driver<'a> {
     request: RunRequest,
     method: MethodHandle,
     out_dir: PathBuf,
-    tasks: JoinSet<()>,
+    /// The attempts under way, polled by the driver itself: a step that finishes at once
+    /// (an answer reused from the log, a skipped condition, a fast model) is seen without a
+    /// thread hop and shares the next commit; a slow one waits on its model, not on us.
+    /// (In a `Mutex` only to make the driver `Sync`, as its `&self` methods are held across
+    /// awaits; it is reached through `get_mut`, never locked.)
+    steps: Mutex<FuturesUnordered<StepFuture>>,
     in_flight: HashMap<u32, u32>,
     tx: mpsc::Sender<StepMsg>,
     rx: mpsc::Receiver<StepMsg>,
@@ -369,7 +377,16 @@ struct Driver<'a> {
     produced: HashMap<ArtifactId, String>,
 }
 
+/// One attempt of a step, as the driver polls it.
+type StepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 impl<'a> Driver<'a> {
+    fn steps(&mut self) -> &mut FuturesUnordered<StepFuture> {
+        self.steps
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn new(rt: &'a Runtime, state: RunState) -> Result<Self, RuntimeError> {
         let request = state.request.clone().ok_or_else(|| RuntimeError::Method {
             source_name: "log".into(),
@@ -387,7 +404,7 @@ impl<'a> Driver<'a> {
             request,
             method,
             out_dir,
-            tasks: JoinSet::new(),
+            steps: Mutex::new(FuturesUnordered::new()),
             in_flight: HashMap::new(),
             tx,
             rx,
@@ -401,12 +418,12 @@ impl<'a> Driver<'a> {
 
     async fn run(mut self, cancel: CancellationToken) -> Result<RunState, RuntimeError> {
         let result = self.run_inner(&cancel).await;
-        self.tasks.abort_all();
+        // Dropping an attempt cancels it (the run ended, failed or paused).
+        self.steps().clear();
         result.map(|()| self.state)
     }
 
     async fn run_inner(&mut self, cancel: &CancellationToken) -> Result<(), RuntimeError> {
-        let mut yielded = false;
         loop {
             let actions = self.state.next_actions();
             if !actions.is_empty() {
@@ -420,20 +437,19 @@ impl<'a> Driver<'a> {
                 self.handle(msg).await?;
                 continue;
             }
-            // Before committing, let the steps just started run once: one that finishes at
-            // once (a recorded call reused on resume, a skipped condition, a cached answer)
-            // then shares this commit instead of needing its own. A step that takes longer
-            // costs one scheduler turn.
-            if !yielded && !self.in_flight.is_empty() && !self.pending.events.is_empty() {
-                yielded = true;
-                tokio::task::yield_now().await;
+            // Before committing, let the steps run as far as they can without waiting: one
+            // that finishes at once reports now and shares this commit.
+            if let Some(Some(())) = self.steps().next().now_or_never() {
                 continue;
             }
-            yielded = false;
             self.flush().await?;
             if self.in_flight.is_empty() {
                 return Ok(());
             }
+            let steps = self
+                .steps
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             tokio::select! {
                 msg = self.rx.recv() => {
                     // The driver holds a sender, so the channel cannot close while it runs.
@@ -441,6 +457,8 @@ impl<'a> Driver<'a> {
                         self.handle(msg).await?;
                     }
                 }
+                // Drives the attempts; what they report arrives on the channel.
+                Some(()) = steps.next(), if !steps.is_empty() => {}
                 () = cancel.cancelled() => return self.pause("interrupted by the user").await,
             }
         }
@@ -448,10 +466,7 @@ impl<'a> Driver<'a> {
 
     /// Stops the running steps, keeps everything they finished, and pauses the run.
     async fn pause(&mut self, reason: &str) -> Result<(), RuntimeError> {
-        self.tasks.abort_all();
-        while let Some(joined) = self.tasks.join_next().await {
-            drop(joined);
-        }
+        self.steps().clear();
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg).await?;
         }
@@ -536,7 +551,7 @@ impl<'a> Driver<'a> {
             tx: self.tx.clone(),
         };
         self.in_flight.insert(step, attempt);
-        self.tasks.spawn(execute(job));
+        self.steps().push(Box::pin(execute(job)));
         Ok(())
     }
 
