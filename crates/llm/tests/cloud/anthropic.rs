@@ -1,9 +1,9 @@
 //! Anthropic Messages.
 
 use botarmy_llm::{ChatMessage, CloudKind, FinishReason, LlmError, Provider, ToolCall};
+use botarmy_testkit::{End, MockServer, Reply, events};
 use serde_json::json;
 
-use super::server::{End, MockServer, Reply, events};
 use super::{answer, config, failure, provider, request, tool_request};
 
 const TEXT: &str = include_str!("fixtures/anthropic_text.sse");

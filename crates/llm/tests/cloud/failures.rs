@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use botarmy_llm::{CloudConfig, CloudKind, CloudProvider, LlmError, VertexConfig};
+use botarmy_testkit::{End, MockServer, Reply, closed_port, events};
 
-use super::server::{End, MockServer, Reply, closed_port, events};
 use super::{chat, config, failure, provider, request, tool_request};
 
 const TEXT: &str = include_str!("fixtures/openai_text.sse");

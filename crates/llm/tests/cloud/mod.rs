@@ -5,7 +5,7 @@ mod anthropic;
 mod failures;
 mod gemini;
 mod openai;
-mod server;
+mod responder;
 mod vertex;
 
 use std::sync::Mutex;

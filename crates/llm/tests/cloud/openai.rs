@@ -1,9 +1,9 @@
 //! OpenAI Chat Completions, and the same wire format for Ollama and other compatible servers.
 
 use botarmy_llm::{ChatMessage, CloudKind, FinishReason, Provider, ToolCall};
+use botarmy_testkit::{MockServer, Reply};
 use serde_json::json;
 
-use super::server::{MockServer, Reply};
 use super::{answer, config, provider, request, tool_request};
 
 const TEXT: &str = include_str!("fixtures/openai_text.sse");

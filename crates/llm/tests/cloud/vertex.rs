@@ -2,147 +2,42 @@
 //! endpoint (checking the signed JWT with the account's public key) and Vertex.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::{KeyPair, KeySize};
-use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use botarmy_llm::{CloudConfig, CloudKind, CloudProvider, LlmError, Provider, VertexConfig};
-use serde_json::{Value, json};
+use botarmy_testkit::google::{EMAIL, ServiceAccount, TokenEndpoint, UNAUTHENTICATED, bearer};
+use botarmy_testkit::{MockServer, Reply};
 
-use super::server::{MockServer, Recorded, Reply};
 use super::{answer, failure, request};
 
 const TEXT: &str = include_str!("fixtures/gemini_text.sse");
-const EMAIL: &str = "botarmy-runner@acme-dev.iam.gserviceaccount.com";
 const VERTEX_PATH: &str = "/v1/projects/acme-dev/locations/europe-west4/publishers/google/models/gemini-2.5-flash:streamGenerateContent?alt=sse";
 
-/// A service account key file written for a fresh RSA key; returns the key file's directory
-/// (kept alive by the caller) and the public key that verifies its signatures.
-fn key_file(token_uri: &str) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
-    let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
-    let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'static>>::as_der(&key).unwrap();
-    let encoded = STANDARD.encode(pkcs8.as_ref());
-    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap());
-        pem.push('\n');
-    }
-    pem.push_str("-----END PRIVATE KEY-----\n");
-    let file = json!({
-        "type": "service_account",
-        "project_id": "acme-dev",
-        "private_key_id": "4f1c0d2e9b7a",
-        "private_key": pem,
-        "client_email": EMAIL,
-        "client_id": "104729384756102938475",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("service-account.json");
-    std::fs::write(&path, file.to_string()).unwrap();
-    (dir, path, key.public_key().as_ref().to_vec())
+/// One test's Google: its server, token endpoint, the bearer token of each Vertex call, and
+/// the service account key file the provider signs with.
+struct Google {
+    server: MockServer,
+    token: TokenEndpoint,
+    bearers: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+    key_path: std::path::PathBuf,
 }
 
-/// What the token endpoint found wrong with an assertion, if anything.
-fn check_assertion(request: &Recorded, public_key: &[u8], token_uri: &str) -> Result<(), String> {
-    if request.header("content-type") != Some("application/x-www-form-urlencoded") {
-        return Err(format!("content-type {:?}", request.header("content-type")));
-    }
-    let form = request.text();
-    let mut grant = None;
-    let mut assertion = None;
-    for pair in form.split('&') {
-        match pair.split_once('=') {
-            Some(("grant_type", v)) => grant = Some(v.to_owned()),
-            Some(("assertion", v)) => assertion = Some(v.to_owned()),
-            _ => {}
-        }
-    }
-    if grant.as_deref() != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer") {
-        return Err(format!("grant_type {grant:?}"));
-    }
-    let assertion = assertion.ok_or("no assertion")?;
-    let parts: Vec<&str> = assertion.split('.').collect();
-    let [header, claims, signature] = parts[..] else {
-        return Err(format!("{} parts", parts.len()));
-    };
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|e| e.to_string())?;
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key)
-        .verify(format!("{header}.{claims}").as_bytes(), &signature)
-        .map_err(|_| "Invalid JWT Signature.".to_owned())?;
-    let decode = |part: &str| -> Result<Value, String> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())
-    };
-    let header = decode(header)?;
-    let claims = decode(claims)?;
-    if header["alg"] != "RS256" || header["typ"] != "JWT" || header["kid"] != "4f1c0d2e9b7a" {
-        return Err(format!("header {header}"));
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let iat = claims["iat"].as_u64().ok_or("no iat")?;
-    let exp = claims["exp"].as_u64().ok_or("no exp")?;
-    if claims["iss"] != EMAIL
-        || claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
-        || claims["aud"] != token_uri
-        || exp != iat + 3600
-        || iat.abs_diff(now) > 60
-    {
-        return Err(format!("claims {claims}"));
-    }
-    Ok(())
-}
-
-/// The shared state of one test's server.
-#[derive(Default)]
-struct Seen {
-    /// Each assertion check, in order.
-    assertions: Vec<Result<(), String>>,
-    /// The bearer token of each Vertex call.
-    bearers: Vec<String>,
-}
-
-/// A server playing the token endpoint (tokens `ya29.token-1`, `-2`, ... valid for
-/// `expires_in` seconds, signatures checked with `public_key`) and Vertex (answering with
-/// `vertex(bearer, call index)`).
+/// A server playing the token endpoint (trusting `trusted`'s key, tokens valid for
+/// `expires_in` seconds) and Vertex (answering with `vertex(bearer, call index)`), and a key
+/// file of `signer` whose token requests go to that endpoint.
 async fn google(
+    trusted: Arc<ServiceAccount>,
+    signer: &ServiceAccount,
     expires_in: u64,
     vertex: impl Fn(&str, usize) -> Reply + Send + Sync + 'static,
-) -> (MockServer, Arc<Mutex<Seen>>, Arc<Mutex<Vec<u8>>>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let public_key = Arc::new(Mutex::new(Vec::new()));
-    let (state, key) = (seen.clone(), public_key.clone());
-    let token_uri = Arc::new(Mutex::new(String::new()));
-    let uri = token_uri.clone();
-    let server = MockServer::start(move |request, _| {
-        let mut seen = state.lock().unwrap();
+) -> Google {
+    let bound = MockServer::bind().await;
+    let token = TokenEndpoint::new(trusted, &format!("{}/token", bound.base), expires_in);
+    let bearers = Arc::new(Mutex::new(Vec::new()));
+    let (endpoint, seen) = (token.clone(), bearers.clone());
+    let server = bound.serve(move |request, _| {
         if request.target == "/token" {
-            let check = check_assertion(request, &key.lock().unwrap(), &uri.lock().unwrap());
-            seen.assertions.push(check.clone());
-            return match check {
-                Ok(()) => Reply::json(
-                    200,
-                    &json!({
-                        "access_token": format!("ya29.token-{}", seen.assertions.len()),
-                        "expires_in": expires_in,
-                        "token_type": "Bearer"
-                    })
-                    .to_string(),
-                ),
-                Err(why) => Reply::json(
-                    400,
-                    &json!({"error": "invalid_grant", "error_description": why}).to_string(),
-                ),
-            };
+            return endpoint.reply(request);
         }
         if request.target != VERTEX_PATH {
             return Reply::json(
@@ -150,17 +45,40 @@ async fn google(
                 r#"{"error":{"code":404,"message":"not here","status":"NOT_FOUND"}}"#,
             );
         }
-        let bearer = request
-            .header("authorization")
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_owned();
-        seen.bearers.push(bearer.clone());
-        vertex(&bearer, seen.bearers.len() - 1)
-    })
-    .await;
-    *token_uri.lock().unwrap() = format!("{}/token", server.base);
-    (server, seen, public_key)
+        let mut seen = seen.lock().unwrap();
+        seen.push(bearer(request).unwrap_or_default().to_owned());
+        vertex(&seen[seen.len() - 1], seen.len() - 1)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = signer
+        .write_key_file(dir.path(), token.token_uri())
+        .unwrap();
+    Google {
+        server,
+        token,
+        bearers,
+        _dir: dir,
+        key_path,
+    }
+}
+
+/// A Google trusting the key it signs with.
+async fn trusting(
+    expires_in: u64,
+    vertex: impl Fn(&str, usize) -> Reply + Send + Sync + 'static,
+) -> Google {
+    let account = Arc::new(ServiceAccount::generate());
+    google(account.clone(), &account, expires_in, vertex).await
+}
+
+impl Google {
+    fn bearers(&self) -> Vec<String> {
+        self.bearers.lock().unwrap().clone()
+    }
+
+    fn provider(&self) -> CloudProvider {
+        vertex_provider(&self.server, self.key_path.clone())
+    }
 }
 
 fn vertex_provider(server: &MockServer, key_path: std::path::PathBuf) -> CloudProvider {
@@ -176,14 +94,10 @@ fn vertex_provider(server: &MockServer, key_path: std::path::PathBuf) -> CloudPr
     .unwrap()
 }
 
-const UNAUTHENTICATED: &str = r#"{"error":{"code":401,"message":"Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.","status":"UNAUTHENTICATED"}}"#;
-
 #[tokio::test]
 async fn one_token_exchange_serves_two_calls() {
-    let (server, seen, public_key) = google(3599, |_, _| Reply::sse(TEXT)).await;
-    let (_dir, path, key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = key;
-    let vertex = vertex_provider(&server, path);
+    let google = trusting(3599, |_, _| Reply::sse(TEXT)).await;
+    let vertex = google.provider();
 
     let (first, pieces) = answer(&vertex, &request()).await;
     let (second, _) = answer(&vertex, &request()).await;
@@ -194,14 +108,13 @@ async fn one_token_exchange_serves_two_calls() {
     assert_eq!(first.usage.input_tokens, 812);
     assert_eq!(first.usage.cached_tokens, 512);
     assert_eq!(second.text, first.text);
-    let seen = seen.lock().unwrap();
     assert_eq!(
-        seen.assertions,
+        google.token.checks(),
         [Ok(())],
         "one token request, with a valid JWT"
     );
-    assert_eq!(seen.bearers, ["ya29.token-1", "ya29.token-1"]);
-    let calls: Vec<_> = server.requests();
+    assert_eq!(google.bearers(), ["ya29.token-1", "ya29.token-1"]);
+    let calls: Vec<_> = google.server.requests();
     assert_eq!(calls[0].target, "/token");
     assert_eq!(calls[1].method, "POST");
     let body = calls[1].json();
@@ -216,22 +129,19 @@ async fn one_token_exchange_serves_two_calls() {
 #[tokio::test]
 async fn a_token_near_its_expiry_is_replaced() {
     // 60 s left is inside the refresh margin: every call needs a fresh token.
-    let (server, seen, public_key) = google(60, |_, _| Reply::sse(TEXT)).await;
-    let (_dir, path, key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = key;
-    let vertex = vertex_provider(&server, path);
+    let google = trusting(60, |_, _| Reply::sse(TEXT)).await;
+    let vertex = google.provider();
 
     answer(&vertex, &request()).await;
     answer(&vertex, &request()).await;
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.assertions, [Ok(()), Ok(())]);
-    assert_eq!(seen.bearers, ["ya29.token-1", "ya29.token-2"]);
+    assert_eq!(google.token.checks(), [Ok(()), Ok(())]);
+    assert_eq!(google.bearers(), ["ya29.token-1", "ya29.token-2"]);
 }
 
 #[tokio::test]
 async fn a_rejected_token_is_replaced_once() {
-    let (server, seen, public_key) = google(3599, |bearer, _| {
+    let google = trusting(3599, |bearer, _| {
         if bearer == "ya29.token-1" {
             Reply::json(401, UNAUTHENTICATED)
         } else {
@@ -239,24 +149,19 @@ async fn a_rejected_token_is_replaced_once() {
         }
     })
     .await;
-    let (_dir, path, key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = key;
-    let vertex = vertex_provider(&server, path);
+    let vertex = google.provider();
 
     let (response, _) = answer(&vertex, &request()).await;
 
     assert_eq!(response.text, "Discovery, then design.");
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.assertions.len(), 2);
-    assert_eq!(seen.bearers, ["ya29.token-1", "ya29.token-2"]);
+    assert_eq!(google.token.checks().len(), 2);
+    assert_eq!(google.bearers(), ["ya29.token-1", "ya29.token-2"]);
 }
 
 #[tokio::test]
 async fn a_token_rejected_twice_is_unauthorized() {
-    let (server, seen, public_key) = google(3599, |_, _| Reply::json(401, UNAUTHENTICATED)).await;
-    let (_dir, path, key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = key;
-    let vertex = vertex_provider(&server, path);
+    let google = trusting(3599, |_, _| Reply::json(401, UNAUTHENTICATED)).await;
+    let vertex = google.provider();
 
     let error = failure(&vertex, &request()).await;
 
@@ -272,9 +177,8 @@ async fn a_token_rejected_twice_is_unauthorized() {
         }
         other => panic!("expected unauthorized, got {other:?}"),
     }
-    let seen = seen.lock().unwrap();
     assert_eq!(
-        seen.bearers.len(),
+        google.bearers().len(),
         2,
         "one retry with a fresh token, no more"
     );
@@ -282,12 +186,13 @@ async fn a_token_rejected_twice_is_unauthorized() {
 
 #[tokio::test]
 async fn a_key_the_token_endpoint_does_not_trust_is_unauthorized() {
-    let (server, seen, public_key) = google(3599, |_, _| Reply::sse(TEXT)).await;
-    let (_dir, path, _) = key_file(&format!("{}/token", server.base));
     // The endpoint knows another key of the account.
-    let (_other_dir, _, other_key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = other_key;
-    let vertex = vertex_provider(&server, path);
+    let trusted = Arc::new(ServiceAccount::generate());
+    let google = google(trusted, &ServiceAccount::generate(), 3599, |_, _| {
+        Reply::sse(TEXT)
+    })
+    .await;
+    let vertex = google.provider();
 
     let error = failure(&vertex, &request()).await;
 
@@ -304,21 +209,20 @@ async fn a_key_the_token_endpoint_does_not_trust_is_unauthorized() {
         }
         other => panic!("expected unauthorized, got {other:?}"),
     }
-    assert!(
-        seen.lock().unwrap().bearers.is_empty(),
-        "Vertex was never called"
+    assert_eq!(
+        google.token.checks(),
+        [Err("Invalid JWT Signature.".to_owned())]
     );
+    assert!(google.bearers().is_empty(), "Vertex was never called");
 }
 
 #[tokio::test]
 async fn ping_exchanges_a_token() {
-    let (server, seen, public_key) = google(3599, |_, _| Reply::sse(TEXT)).await;
-    let (_dir, path, key) = key_file(&format!("{}/token", server.base));
-    *public_key.lock().unwrap() = key;
-    let vertex = vertex_provider(&server, path);
+    let google = trusting(3599, |_, _| Reply::sse(TEXT)).await;
+    let vertex = google.provider();
 
     let said = vertex.ping().await.unwrap();
 
     assert!(said.contains(EMAIL) && said.contains("/token"), "{said}");
-    assert_eq!(seen.lock().unwrap().assertions, [Ok(())]);
+    assert_eq!(google.token.checks(), [Ok(())]);
 }

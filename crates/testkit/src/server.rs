@@ -2,7 +2,7 @@
 //! with what the test scripted (a JSON body, an SSE stream that ends, stalls or breaks, or
 //! nothing at all).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,15 +13,18 @@ use tokio::task::JoinSet;
 /// One request as the server received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `POST`, `GET`, ...
     pub method: String,
     /// Path and query.
     pub target: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The body, as sent.
     pub body: Vec<u8>,
 }
 
 impl Recorded {
+    /// The first value of the header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -29,10 +32,26 @@ impl Recorded {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as JSON; a body that is not JSON fails the test.
+    #[allow(
+        clippy::expect_used,
+        reason = "an assertion helper: a body that is not JSON fails the test"
+    )]
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
     }
 
+    /// The body as JSON, if it is.
+    pub fn try_json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -54,17 +73,26 @@ pub enum End {
 pub enum Reply {
     /// A complete response with a body.
     Body {
+        /// HTTP status.
         status: u16,
+        /// Headers besides `content-length` and `connection`.
         headers: Vec<(String, String)>,
+        /// The body.
         body: String,
     },
     /// `200 text/event-stream`, the events written one by one, then `end`.
-    Sse { events: Vec<String>, end: End },
+    Sse {
+        /// The events, each with its blank-line separator.
+        events: Vec<String>,
+        /// How the stream ends.
+        end: End,
+    },
     /// Read the request and never answer.
     Silent,
 }
 
 impl Reply {
+    /// A response with a JSON body.
     pub fn json(status: u16, body: &str) -> Self {
         Self::Body {
             status,
@@ -73,6 +101,7 @@ impl Reply {
         }
     }
 
+    /// The response with one more header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         if let Self::Body { headers, .. } = &mut self {
             headers.push((name.to_owned(), value.to_owned()));
@@ -103,18 +132,27 @@ type Handler = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
 
 /// A running server; stops (dropping held connections) when dropped.
 pub struct MockServer {
+    /// `http://127.0.0.1:PORT`.
     pub base: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
-impl MockServer {
+/// A listening socket whose address is known before the server answers anything (for
+/// answers that must name the server's own address).
+pub struct Bound {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    listener: TcpListener,
+}
+
+impl Bound {
     /// Serves every request with `handler(request, index of the request)`.
-    pub async fn start(
+    pub fn serve(
+        self,
         handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
-    ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+    ) -> MockServer {
+        let Self { base, listener } = self;
         let requests = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let seen = requests.clone();
@@ -125,11 +163,36 @@ impl MockServer {
                 connections.spawn(serve(socket, handler, seen));
             }
         });
-        Self {
+        MockServer {
             base,
             requests,
             accept,
         }
+    }
+}
+
+impl MockServer {
+    /// A socket on `127.0.0.1` with a free port, not answering yet.
+    #[allow(
+        clippy::expect_used,
+        reason = "test support: a test without its server cannot run"
+    )]
+    pub async fn bind() -> Bound {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on 127.0.0.1");
+        let addr = listener.local_addr().expect("the bound address");
+        Bound {
+            base: format!("http://{addr}"),
+            listener,
+        }
+    }
+
+    /// Serves every request with `handler(request, index of the request)`.
+    pub async fn start(
+        handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::bind().await.serve(handler)
     }
 
     /// Answers the requests with `replies`, in order (a 500 once they run out).
@@ -143,16 +206,27 @@ impl MockServer {
         .await
     }
 
+    /// Answers every request with `reply`.
+    pub async fn always(reply: Reply) -> Self {
+        Self::start(move |_, _| reply.clone()).await
+    }
+
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
+        lock(&self.requests).clone()
     }
 
     /// The only request received.
+    #[allow(
+        clippy::panic,
+        reason = "an assertion helper: another number of requests fails the test"
+    )]
     pub fn only_request(&self) -> Recorded {
-        let requests = self.requests();
-        assert_eq!(requests.len(), 1, "expected one request, got {requests:#?}");
-        requests.into_iter().next().unwrap()
+        let mut requests = self.requests();
+        match requests.len() {
+            1 => requests.remove(0),
+            n => panic!("expected one request, got {n}: {requests:#?}"),
+        }
     }
 }
 
@@ -167,7 +241,7 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec
         return;
     };
     let index = {
-        let mut seen = seen.lock().unwrap();
+        let mut seen = lock(&seen);
         seen.push(request.clone());
         seen.len() - 1
     };
@@ -289,8 +363,11 @@ fn reason(status: u16) -> &'static str {
 
 /// A port on this machine where nothing listens.
 pub async fn closed_port() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    let bound = MockServer::bind().await;
+    bound.base
+}
+
+/// A lock, whether or not a panicking test thread poisoned it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
