@@ -26,8 +26,9 @@
 //! The environment wins over the file. Keys come from the environment only
 //! (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY` or `GOOGLE_API_KEY`, or the
 //! variable a provider names in `api_key_env`); endpoints from `OPENAI_BASE_URL`,
-//! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `OLLAMA_BASE_URL` or the file; Vertex's service
-//! account from `GOOGLE_APPLICATION_CREDENTIALS`.
+//! `ANTHROPIC_BASE_URL`, `GEMINI_BASE_URL`, `OLLAMA_BASE_URL` or the file (a provider of
+//! another id with a `base_url` of its own, such as a second Anthropic endpoint, keeps
+//! it); Vertex's service account from `GOOGLE_APPLICATION_CREDENTIALS`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -418,10 +419,15 @@ impl LlmSettings {
                 "provider `{id}` ({kind}) has no default model: set [providers.{id}] model, or name one per agent"
             ));
         }
-        config.base_url = base_url_var(kind)
-            .and_then(get)
-            .map(str::to_owned)
-            .or(file.base_url.clone());
+        // `ANTHROPIC_BASE_URL` and the like are the endpoints of the providers of those
+        // names (where they win over the file); a provider of another id with a `base_url`
+        // of its own (a second endpoint of the same kind) keeps it.
+        let env_url = base_url_var(kind).and_then(get).map(str::to_owned);
+        config.base_url = if id == kind.name() {
+            env_url.or(file.base_url.clone())
+        } else {
+            file.base_url.clone().or(env_url)
+        };
         if kind == CloudKind::OpenAiCompatible && config.base_url.is_none() {
             problems.push(format!(
                 "provider `{id}` (openai-compatible) needs base_url in [providers.{id}]"
@@ -663,6 +669,46 @@ mod tests {
         assert_eq!(c.api_key.as_deref(), Some("AIza-123456789"));
         assert_eq!(c.default_model, "gemini-2.5-flash");
         assert_eq!(r.providers[0].key_from.as_deref(), Some("GOOGLE_API_KEY"));
+    }
+
+    #[test]
+    fn an_endpoint_variable_does_not_move_a_second_provider_of_its_kind() {
+        let s = parse(
+            r#"
+            [providers.anthropic-eu]
+            kind = "anthropic"
+            base_url = "http://eu.example:8080"
+            [providers.anthropic-proxy]
+            kind = "anthropic"
+            [providers.anthropic]
+            base_url = "http://file.example:8080"
+            [agents.architect]
+            provider = "anthropic-eu"
+            failover = ["anthropic-proxy", "anthropic"]
+            "#,
+        );
+        let e = env(&[
+            ("BOTARMY_PROVIDER", "anthropic"),
+            ("ANTHROPIC_API_KEY", "sk-ant-123456789"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
+        ]);
+        let r = s.resolve(&e, &[]).unwrap();
+        let url = |id: &str| {
+            let p = r.providers.iter().find(|p| p.id == id).unwrap();
+            let ProviderSource::Cloud(c) = &p.source else {
+                panic!("not cloud")
+            };
+            c.base_url.clone()
+        };
+        assert_eq!(
+            url("anthropic-eu").as_deref(),
+            Some("http://eu.example:8080")
+        );
+        assert_eq!(
+            url("anthropic-proxy").as_deref(),
+            Some("http://127.0.0.1:9")
+        );
+        assert_eq!(url("anthropic").as_deref(), Some("http://127.0.0.1:9"));
     }
 
     #[test]
