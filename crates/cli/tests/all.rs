@@ -5,6 +5,7 @@
 mod bad_input;
 mod check;
 mod crash;
+mod providers_e2e;
 mod replay;
 mod support;
 mod usage;

@@ -1,0 +1,725 @@
+//! The whole builtin lifecycle on cloud providers: every agent on a different one, each a
+//! local server speaking that provider's wire format (OpenAI, Anthropic, Gemini, an
+//! OpenAI-compatible server, Vertex AI with its token endpoint), one agent's first provider
+//! down; configured as a user would, keys and endpoints in the environment, agents, failover
+//! and prices in `botarmy.toml`. Then the same run stopped by its budget and resumed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use botarmy_testkit::google::{ServiceAccount, TokenEndpoint, vertex_server};
+use botarmy_testkit::{MockServer, Responder, Tokens, Wire, failing};
+use serde_json::Value;
+
+use crate::support::*;
+
+const IDEA: &str = "a command-line todo app in Rust";
+const MAX_TOKENS: u64 = 64;
+
+const OPENAI_KEY: &str = "sk-e2e-openai-0123456789";
+const ANTHROPIC_KEY: &str = "sk-ant-e2e-0123456789";
+const GEMINI_KEY: &str = "AIza-e2e-gemini-0123456789";
+const GPU_BOX_KEY: &str = "gpu-box-token-0123456789";
+
+/// The 17 documents of the builtin lifecycle, by the agent that writes them.
+const DOCUMENTS: [(&str, &[&str]); 5] = [
+    (
+        "analyst",
+        &[
+            "project-plan.md",
+            "user-requirements.md",
+            "success-criteria.md",
+            "feature-breakdown.md",
+            "acceptance-criteria.md",
+        ],
+    ),
+    (
+        "architect",
+        &[
+            "technical-architecture.md",
+            "api-specification.md",
+            "data-models.md",
+        ],
+    ),
+    (
+        "coder",
+        &["source-code.md", "unit-tests.md", "documentation.md"],
+    ),
+    (
+        "tester",
+        &[
+            "test-results.md",
+            "quality-report.md",
+            "performance-metrics.md",
+        ],
+    ),
+    (
+        "deployer",
+        &[
+            "deployment-plan.md",
+            "environment-config.md",
+            "monitoring-setup.md",
+        ],
+    ),
+];
+
+/// Dollars per million tokens: input, output, cached input (`None`: billed as input).
+struct Price {
+    input: f64,
+    output: f64,
+    cached: Option<f64>,
+}
+
+/// One working provider: its id in botarmy.toml, the model its agent asks for, what
+/// answers, and the price the test's `[pricing]` gives the model.
+struct Mock {
+    provider: &'static str,
+    model: &'static str,
+    agent: &'static str,
+    responder: Responder,
+    server: MockServer,
+    price: Price,
+}
+
+impl Mock {
+    /// The label its answers carry ("Written by `model` at LABEL.").
+    fn label(&self) -> String {
+        format!("{}-mock", self.provider)
+    }
+
+    /// What its answers so far cost, by the test's own reading of the price table.
+    fn cost(&self) -> f64 {
+        self.responder
+            .answered()
+            .iter()
+            .map(|a| cost(&self.price, a.tokens))
+            .sum()
+    }
+
+    fn tokens(&self) -> Tokens {
+        self.responder
+            .answered()
+            .iter()
+            .fold(Tokens::default(), |sum, a| Tokens {
+                input: sum.input + a.tokens.input,
+                cached: sum.cached + a.tokens.cached,
+                output: sum.output + a.tokens.output,
+            })
+    }
+}
+
+fn cost(price: &Price, t: Tokens) -> f64 {
+    let fresh = (t.input - t.cached) as f64 * price.input;
+    let cached = t.cached as f64 * price.cached.unwrap_or(price.input);
+    (fresh + cached + t.output as f64 * price.output) / 1_000_000.0
+}
+
+/// Every provider of the test, each on its own port, served by a runtime of their own (the
+/// binary runs as a child process meanwhile).
+struct Fleet {
+    mocks: Vec<Mock>,
+    /// The architect's first provider: an Anthropic endpoint that answers 503 to everything.
+    down: MockServer,
+    /// Google's token endpoint, on the Vertex mock's server.
+    token: TokenEndpoint,
+    key_file: PathBuf,
+    config_file: PathBuf,
+    // Last: the servers stop before their runtime.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Fleet {
+    fn start(dir: &Path) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let account = Arc::new(ServiceAccount::generate());
+        let (mocks, down, token) = runtime.block_on(async {
+            let mut mocks = Vec::new();
+            let mut add = |provider, model, agent, responder: Responder, server, price| {
+                mocks.push(Mock {
+                    provider,
+                    model,
+                    agent,
+                    responder,
+                    server,
+                    price,
+                });
+            };
+            let openai = Responder::new(Wire::ChatCompletions, "openai-mock")
+                .requiring("authorization", &format!("Bearer {OPENAI_KEY}"));
+            let server = openai.serve().await;
+            let price = Price {
+                input: 30.0,
+                output: 60.0,
+                cached: Some(7.5),
+            };
+            add("openai", "gpt-4.1-mini", "analyst", openai, server, price);
+
+            let anthropic = Responder::new(Wire::Messages, "anthropic-mock")
+                .requiring("x-api-key", ANTHROPIC_KEY);
+            let server = anthropic.serve().await;
+            let price = Price {
+                input: 10.0,
+                output: 50.0,
+                cached: Some(1.0),
+            };
+            add(
+                "anthropic",
+                "claude-haiku-4-5",
+                "architect",
+                anthropic,
+                server,
+                price,
+            );
+
+            let gemini = Responder::new(Wire::GenerateContent, "gemini-mock")
+                .requiring("x-goog-api-key", GEMINI_KEY);
+            let server = gemini.serve().await;
+            let price = Price {
+                input: 3.0,
+                output: 25.0,
+                cached: Some(0.75),
+            };
+            add("gemini", "gemini-2.5-flash", "coder", gemini, server, price);
+
+            let gpu_box = Responder::new(Wire::ChatCompletions, "gpu-box-mock")
+                .requiring("authorization", &format!("Bearer {GPU_BOX_KEY}"));
+            let server = gpu_box.serve().await;
+            let price = Price {
+                input: 2.0,
+                output: 4.0,
+                cached: None,
+            };
+            add(
+                "gpu-box",
+                "qwen2.5-coder:7b",
+                "tester",
+                gpu_box,
+                server,
+                price,
+            );
+
+            let vertex = Responder::new(Wire::GenerateContent, "vertex-mock");
+            let (server, token) = vertex_server(account.clone(), vertex.clone()).await;
+            let price = Price {
+                input: 12.5,
+                output: 100.0,
+                cached: Some(3.125),
+            };
+            add(
+                "vertex",
+                "gemini-2.5-pro",
+                "deployer",
+                vertex,
+                server,
+                price,
+            );
+
+            let down = failing(
+                Wire::Messages,
+                503,
+                "The service is temporarily unavailable in this region.",
+            )
+            .await;
+            (mocks, down, token)
+        });
+        let key_file = account.write_key_file(dir, token.token_uri()).unwrap();
+        let config_file = dir.join("providers.toml");
+        let fleet = Self {
+            mocks,
+            down,
+            token,
+            key_file,
+            config_file,
+            _runtime: runtime,
+        };
+        std::fs::write(&fleet.config_file, fleet.botarmy_toml()).unwrap();
+        fleet
+    }
+
+    fn mock(&self, provider: &str) -> &Mock {
+        self.mocks.iter().find(|m| m.provider == provider).unwrap()
+    }
+
+    fn for_agent(&self, agent: &str) -> &Mock {
+        self.mocks.iter().find(|m| m.agent == agent).unwrap()
+    }
+
+    /// Agents, failover, endpoints of the providers the environment has no variable for,
+    /// and prices.
+    fn botarmy_toml(&self) -> String {
+        let base = |p: &str| &self.mock(p).server.base;
+        let mut toml = format!(
+            r#"# Everyone without a route of their own asks OpenAI.
+provider = "openai"
+model = "gpt-4.1-mini"
+
+# A second Anthropic endpoint (a regional one) for the architect, which is down.
+[providers.anthropic-eu]
+kind = "anthropic"
+base_url = "{down}"
+model = "claude-sonnet-4-5"
+retry = {{ max_retries = 1, base_delay = 1, max_delay = 2 }}
+
+[providers.gpu-box]
+kind = "openai-compatible"
+base_url = "{gpu_box}/v1"
+api_key_env = "GPU_BOX_API_KEY"
+model = "qwen2.5-coder:7b"
+
+[providers.vertex]
+base_url = "{vertex}"
+project = "acme-dev"
+region = "europe-west4"
+model = "gemini-2.5-pro"
+
+[agents.architect]
+provider = "anthropic-eu"
+failover = ["anthropic/claude-haiku-4-5"]
+
+[agents.coder]
+provider = "gemini"
+model = "gemini-2.5-flash"
+
+[agents.tester]
+provider = "gpu-box"
+
+[agents.deployer]
+provider = "vertex"
+
+[pricing]
+as_of = "2026-11-01"
+
+[pricing.providers.anthropic-eu.models."claude-sonnet-4-5"]
+input_per_mtok = 30.0
+output_per_mtok = 150.0
+"#,
+            down = self.down.base,
+            gpu_box = base("gpu-box"),
+            vertex = base("vertex"),
+        );
+        for m in &self.mocks {
+            toml.push_str(&format!(
+                "\n[pricing.providers.{}.models.\"{}\"]\ninput_per_mtok = {:?}\noutput_per_mtok = {:?}\n",
+                m.provider, m.model, m.price.input, m.price.output
+            ));
+            if let Some(cached) = m.price.cached {
+                toml.push_str(&format!("cached_input_per_mtok = {cached:?}\n"));
+            }
+        }
+        toml
+    }
+
+    /// `cmd` configured like a user's shell: keys and endpoints in the environment, the
+    /// analyst's route too; the rest in the file. Nothing inherited that could change it.
+    fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        for agent in [
+            "ANALYST",
+            "ARCHITECT",
+            "CODER",
+            "TESTER",
+            "DEPLOYER",
+            "REVIEWER",
+            "RISK",
+        ] {
+            for what in ["PROVIDER", "MODEL", "FAILOVER"] {
+                cmd.env_remove(format!("{agent}_AGENT_{what}"));
+            }
+        }
+        for var in [
+            "GOOGLE_API_KEY",
+            "OLLAMA_BASE_URL",
+            "GOOGLE_CLOUD_PROJECT",
+            "GOOGLE_CLOUD_REGION",
+            "OPENAI_COMPATIBLE_API_KEY",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        let base = |p: &str| self.mock(p).server.base.clone();
+        cmd.env("BOTARMY_CONFIG", &self.config_file)
+            .env("OPENAI_API_KEY", OPENAI_KEY)
+            .env("OPENAI_BASE_URL", format!("{}/v1", base("openai")))
+            .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+            .env("ANTHROPIC_BASE_URL", base("anthropic"))
+            .env("GEMINI_API_KEY", GEMINI_KEY)
+            .env("GEMINI_BASE_URL", base("gemini"))
+            .env("GPU_BOX_API_KEY", GPU_BOX_KEY)
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &self.key_file)
+            .env("ANALYST_AGENT_PROVIDER", "openai")
+            .env("ANALYST_AGENT_MODEL", "gpt-4.1-mini")
+    }
+
+    /// Chat requests received by every working mock (Vertex's token requests left out).
+    fn chat_requests(&self) -> usize {
+        self.mocks
+            .iter()
+            .map(|m| {
+                m.server
+                    .requests()
+                    .iter()
+                    .filter(|r| r.path() != "/token")
+                    .count()
+            })
+            .sum()
+    }
+
+    /// What every answer so far cost.
+    fn cost(&self) -> f64 {
+        self.mocks.iter().map(Mock::cost).sum()
+    }
+}
+
+/// The run's events, parsed.
+fn events(s: &Sandbox, run: &str) -> Vec<Value> {
+    stdout(&ok(s.cmd().args(["events", run])))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The events of one type.
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-6)
+}
+
+/// Asserts what every request to a working mock looked like.
+fn check_requests(fleet: &Fleet) {
+    let openai = fleet.mock("openai").server.requests();
+    for r in &openai {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("POST", "/v1/chat/completions")
+        );
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {OPENAI_KEY}"))
+        );
+        let body = r.json();
+        assert_eq!(body["model"], "gpt-4.1-mini");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["max_tokens"], MAX_TOKENS);
+        assert_eq!(body["messages"][0]["role"], "system");
+    }
+    for r in &fleet.mock("anthropic").server.requests() {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("POST", "/v1/messages")
+        );
+        assert_eq!(r.header("x-api-key"), Some(ANTHROPIC_KEY));
+        assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(r.header("authorization"), None);
+        let body = r.json();
+        assert_eq!(body["model"], "claude-haiku-4-5");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["max_tokens"], MAX_TOKENS);
+        assert!(
+            body["system"].is_string() || body["system"].is_array(),
+            "{body}"
+        );
+    }
+    for r in &fleet.mock("gemini").server.requests() {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            (
+                "POST",
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+            )
+        );
+        assert_eq!(r.header("x-goog-api-key"), Some(GEMINI_KEY));
+        assert_eq!(r.header("authorization"), None);
+        let body = r.json();
+        assert_eq!(body["generationConfig"]["maxOutputTokens"], MAX_TOKENS);
+        assert!(body["systemInstruction"]["parts"][0]["text"].is_string());
+    }
+    for r in &fleet.mock("gpu-box").server.requests() {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("POST", "/v1/chat/completions")
+        );
+        assert_eq!(
+            r.header("authorization"),
+            Some(&*format!("Bearer {GPU_BOX_KEY}"))
+        );
+        let body = r.json();
+        assert_eq!(body["model"], "qwen2.5-coder:7b");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["max_tokens"], MAX_TOKENS);
+    }
+    let vertex = fleet.mock("vertex").server.requests();
+    assert_eq!(vertex[0].target, "/token", "a token before the first call");
+    for r in &vertex[1..] {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            (
+                "POST",
+                "/v1/projects/acme-dev/locations/europe-west4/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+            )
+        );
+        assert_eq!(r.header("authorization"), Some("Bearer ya29.token-1"));
+        assert_eq!(r.header("x-goog-api-key"), None);
+        assert_eq!(r.json()["generationConfig"]["maxOutputTokens"], MAX_TOKENS);
+    }
+    assert_eq!(
+        fleet.token.checks(),
+        [Ok(())],
+        "one token exchange, with a JWT signed by the service account"
+    );
+    // Every request was answered (none refused for a wrong key, path or body).
+    for m in &fleet.mocks {
+        let chats = m
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.path() != "/token")
+            .count();
+        assert_eq!(m.responder.answered().len(), chats, "{}", m.provider);
+        assert!(
+            m.responder
+                .answered()
+                .iter()
+                .all(|a| a.model == m.model && a.streamed),
+            "{}",
+            m.provider
+        );
+    }
+}
+
+#[test]
+fn every_agent_on_its_own_provider_through_the_whole_lifecycle() {
+    let s = Sandbox::new();
+    let fleet = Fleet::start(s.dir.path());
+    let out = s.out("out");
+
+    let o = ok(fleet
+        .configure(&mut s.cmd())
+        .args([
+            "run",
+            IDEA,
+            "--yes",
+            "--json",
+            "--max-tokens",
+            &MAX_TOKENS.to_string(),
+            "--out",
+        ])
+        .arg(&out));
+
+    let summary = json(&o);
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    let run = summary["run_id"].as_str().unwrap().to_owned();
+
+    // Every step's document is on disk, written from its agent's provider.
+    for (agent, names) in DOCUMENTS {
+        let mock = fleet.for_agent(agent);
+        for name in names {
+            let text =
+                std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(text.starts_with("# "), "{name}: {text}");
+            assert!(
+                text.contains(&format!("Written by `{}` at {}.", mock.model, mock.label())),
+                "{name} comes from {}: {text}",
+                mock.provider
+            );
+        }
+    }
+
+    // Each provider got its agent's calls, one per step, on its own wire.
+    for (agent, names) in DOCUMENTS {
+        let mock = fleet.for_agent(agent);
+        assert_eq!(
+            mock.responder.answered().len(),
+            names.len(),
+            "{agent} on {}",
+            mock.provider
+        );
+    }
+    check_requests(&fleet);
+
+    // The architect's first provider was down: every request to it is a recorded failed
+    // attempt; the answers came from its failover.
+    let events = events(&s, &run);
+    let failed = of_type(&events, "llm_call_failed");
+    let down = fleet.down.requests();
+    assert!(!down.is_empty(), "the failing provider was tried");
+    for r in &down {
+        assert_eq!(
+            (r.method.as_str(), r.target.as_str()),
+            ("POST", "/v1/messages")
+        );
+        assert_eq!(r.header("x-api-key"), Some(ANTHROPIC_KEY));
+        assert_eq!(r.json()["model"], "claude-sonnet-4-5");
+    }
+    assert!(!failed.is_empty());
+    for f in &failed {
+        assert_eq!(f["provider"], "anthropic-eu", "{f}");
+        assert_eq!(f["model"], "claude-sonnet-4-5", "{f}");
+        let message = f["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("503") || message.contains("circuit breaker"),
+            "{f}"
+        );
+    }
+    let tried = failed
+        .iter()
+        .filter(|f| {
+            !f["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("circuit breaker")
+        })
+        .count();
+    assert_eq!(
+        tried,
+        down.len(),
+        "one failed-call record per request to the failing server"
+    );
+    assert!(
+        failed.iter().any(|f| f["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("temporarily unavailable")),
+        "the provider's own message is kept: {failed:?}"
+    );
+
+    // Completed calls: one per step, from the expected provider and model.
+    let completed = of_type(&events, "llm_call_completed");
+    assert_eq!(completed.len(), 17);
+    let show = json(&ok(s.cmd().args(["show", &run, "--json"])));
+    let steps = show["steps"].as_array().unwrap();
+    for c in &completed {
+        let step = &steps[c["step"].as_u64().unwrap() as usize];
+        let mock = fleet.for_agent(step["agent"].as_str().unwrap());
+        assert_eq!(c["provider"], mock.provider, "{c}");
+        assert_eq!(c["model"], mock.model, "{c}");
+    }
+
+    // The run cost what the answers' usage costs at the configured prices.
+    let usage = &show["run"]["usage"];
+    let expected = fleet.cost();
+    let reported = usage["cost_usd"].as_f64().unwrap();
+    assert!(expected > 0.0);
+    assert!(
+        close(reported, expected),
+        "run cost {reported}, priced usage {expected}"
+    );
+    let tokens = fleet
+        .mocks
+        .iter()
+        .map(Mock::tokens)
+        .fold(Tokens::default(), |s, t| Tokens {
+            input: s.input + t.input,
+            cached: s.cached + t.cached,
+            output: s.output + t.output,
+        });
+    assert_eq!(usage["input_tokens"], tokens.input);
+    assert_eq!(usage["cached_tokens"], tokens.cached);
+    assert_eq!(usage["output_tokens"], tokens.output);
+    let runs = json(&ok(s.cmd().args(["runs", "--json"])));
+    let listed = runs[0]["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        close(listed, expected),
+        "runs says {listed}, priced usage {expected}"
+    );
+}
+
+#[test]
+fn a_budget_stops_the_run_and_a_larger_one_finishes_it_without_repeating_a_call() {
+    let s = Sandbox::new();
+    let fleet = Fleet::start(s.dir.path());
+    let budget = 0.05;
+
+    // One step at a time, so the run stops at the same call every time.
+    let o = run(fleet.configure(&mut s.cmd()).args([
+        "run",
+        IDEA,
+        "--yes",
+        "--max-parallel",
+        "1",
+        "--max-tokens",
+        &MAX_TOKENS.to_string(),
+        "--budget-usd",
+        &budget.to_string(),
+    ]));
+
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "a run waiting on its budget is not a success:\n{err}"
+    );
+    assert!(
+        err.contains("waiting: budget: the run budget of $0.05 would be exceeded"),
+        "{err}"
+    );
+    let runs = json(&ok(s.cmd().args(["runs", "--json"])));
+    assert_eq!(runs[0]["status"], "waiting");
+    let run_id = runs[0]["id"].as_str().unwrap().to_owned();
+    let spent = runs[0]["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(spent <= budget, "spent {spent} of {budget}");
+    assert!(
+        close(spent, fleet.cost()),
+        "spent {spent}, priced usage {}",
+        fleet.cost()
+    );
+    let answered: BTreeMap<&str, usize> = fleet
+        .mocks
+        .iter()
+        .map(|m| (m.provider, m.responder.answered().len()))
+        .collect();
+    let made = fleet.chat_requests();
+    assert!(
+        made > 0 && made < 17,
+        "the budget lets some calls through, not all: {answered:?}"
+    );
+    let completed = of_type(&events(&s, &run_id), "llm_call_completed").len();
+    assert_eq!(completed, made, "every call made is recorded");
+
+    let o = ok(fleet.configure(&mut s.cmd()).args([
+        "resume",
+        &run_id,
+        "--budget-usd",
+        "100",
+        "--json",
+    ]));
+
+    assert_eq!(json(&o)["status"], "succeeded");
+    // Every step's call was made exactly once over both commands: the calls made before the
+    // stop were not made again.
+    for (agent, names) in DOCUMENTS {
+        let mock = fleet.for_agent(agent);
+        assert_eq!(mock.responder.answered().len(), names.len(), "{agent}");
+    }
+    assert_eq!(fleet.chat_requests(), 17);
+    let events = events(&s, &run_id);
+    assert_eq!(of_type(&events, "llm_call_completed").len(), 17);
+    assert_eq!(of_type(&events, "budget_changed").len(), 1);
+    let show = json(&ok(s.cmd().args(["show", &run_id, "--json"])));
+    assert!(
+        show["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["version"] == 1),
+        "no document was written twice"
+    );
+    let total = show["run"]["usage"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        close(total, fleet.cost()),
+        "run cost {total}, priced usage {}",
+        fleet.cost()
+    );
+}
