@@ -405,6 +405,9 @@ async fn drive(
     Ok(match state.status {
         RunStatus::Succeeded => ExitCode::SUCCESS,
         RunStatus::Paused => ExitCode::from(130),
+        // Waiting for something outside (a larger budget): not a failure, not done either
+        // (sysexits' "temporary failure; try again").
+        RunStatus::Waiting => ExitCode::from(75),
         _ => ExitCode::FAILURE,
     })
 }

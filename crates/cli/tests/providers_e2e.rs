@@ -336,9 +336,10 @@ fn a_budget_stops_the_run_and_a_larger_one_finishes_it_without_repeating_a_call(
     ]));
 
     let err = stderr(&o);
-    assert!(
-        !o.status.success(),
-        "a run waiting on its budget is not a success:\n{err}"
+    assert_eq!(
+        o.status.code(),
+        Some(75),
+        "a run waiting on its budget exits with 75 (try again later):\n{err}"
     );
     assert!(
         err.contains("waiting: budget: the run budget of $0.05 would be exceeded"),

@@ -68,6 +68,15 @@ impl Totals {
     }
 }
 
+/// Dollars with cents, or with as many decimals as a sum under a cent needs to show.
+fn dollars(v: f64) -> String {
+    if v == 0.0 || v.abs() >= 0.01 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.6}")
+    }
+}
+
 /// Why a call was not made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exceeded {
@@ -172,8 +181,10 @@ impl Ledger {
             {
                 return Err(Exceeded {
                     message: format!(
-                        "the {scope} budget of ${max:.2} would be exceeded: ${:.4} spent or reserved, the next {agent} call may cost up to ${:.4}",
-                        used.usd, estimate.usd
+                        "the {scope} budget of {} would be exceeded: {} spent or reserved, the next {agent} call may cost up to {}",
+                        dollars(max),
+                        dollars(used.usd),
+                        dollars(estimate.usd)
                     ),
                 });
             }
