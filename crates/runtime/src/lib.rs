@@ -2,8 +2,9 @@
 //! appends their events to the store, and fans events out to live watchers.
 //!
 //! The one idea: one driver per run owns the run's state and is the only writer of its
-//! log while it drives; step executions report back to it over a bounded channel, and every
-//! event is checked against the engine before it is stored.
+//! log while it drives; it polls the attempts of its steps itself (they report back over a
+//! bounded channel), commits what happened whenever it would otherwise wait, and checks
+//! every event against the engine before it is stored.
 
 mod error;
 pub mod files;

@@ -32,7 +32,7 @@ pub(crate) enum StepOutput {
     Skipped(String),
 }
 
-/// What a step task tells its driver.
+/// What an attempt tells its driver.
 #[derive(Debug)]
 pub(crate) enum StepMsg {
     /// An event to append now (LLM call records), in order.
