@@ -1,0 +1,20 @@
+//! Where a run's code work happens: a git worktree of each repository on a branch of the
+//! run's own (`botarmy/<run-id>`), the project's setup command detected from its files, and
+//! paths that cannot leave the worktree. Everything goes through the `git` command line, as
+//! a user would type it, so what BotArmy does to a repository is plain to see.
+//!
+//! - [`Git`]: runs `git` in a folder; failures name the command and what git said.
+//! - [`Worktree::create`] / [`Worktree::remove`] and [`gc`]: worktrees per run, removed
+//!   when the run ends (the branch stays), and collected once their branch is merged.
+//! - [`detect_setup`]: what to run to make a checkout ready (Cargo, npm, Python, Go, Make).
+//! - [`resolve_inside`]: the one way tools turn a path they were given into a file.
+
+mod git;
+mod paths;
+mod setup;
+mod worktree;
+
+pub use git::{Git, GitError};
+pub use paths::{PathError, resolve_inside};
+pub use setup::{SetupCommand, detect_setup};
+pub use worktree::{MergedWorktree, Worktree, branch_for, gc, init_repository};
