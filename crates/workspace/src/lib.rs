@@ -8,12 +8,18 @@
 //!   when the run ends (the branch stays), and collected once their branch is merged.
 //! - [`detect_setup`]: what to run to make a checkout ready (Cargo, npm, Python, Go, Make).
 //! - [`resolve_inside`]: the one way tools turn a path they were given into a file.
+//! - [`Files`]: the file tools' work (read, write, exact edit, list, search) inside one
+//!   worktree.
 
+mod files;
 mod git;
 mod paths;
 mod setup;
 mod worktree;
 
+pub use files::{
+    ChangeKind, Entry, FileChange, FileError, Files, MAX_FILE_BYTES, MAX_MATCHES, Match,
+};
 pub use git::{Git, GitError};
 pub use paths::{PathError, resolve_inside};
 pub use setup::{SetupCommand, detect_setup};
