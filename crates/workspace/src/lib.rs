@@ -8,12 +8,14 @@
 //!   when the run ends (the branch stays), and collected once their branch is merged.
 //! - [`detect_setup`]: what to run to make a checkout ready (Cargo, npm, Python, Go, Make).
 //! - [`resolve_inside`]: the one way tools turn a path they were given into a file.
+//! - [`Sandbox`]: the `bash` tool's runner (bubblewrap, scrubbed environment, limits).
 //! - [`Files`]: the file tools' work (read, write, exact edit, list, search) inside one
 //!   worktree.
 
 mod files;
 mod git;
 mod paths;
+mod sandbox;
 mod setup;
 mod worktree;
 
@@ -22,5 +24,6 @@ pub use files::{
 };
 pub use git::{Git, GitError};
 pub use paths::{PathError, resolve_inside};
+pub use sandbox::{CommandOutput, Isolation, Sandbox, SandboxError};
 pub use setup::{SetupCommand, detect_setup};
 pub use worktree::{MergedWorktree, Worktree, branch_for, gc, init_repository};

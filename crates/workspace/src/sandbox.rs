@@ -1,0 +1,213 @@
+//! The `bash` tool's runner: a command in the worktree, with a scrubbed environment, a time
+//! limit and an output cap; inside bubblewrap where it is installed (the file system
+//! read-only except the worktree, other worktrees and the home folder hidden, no network),
+//! and only on explicit opt-in where it is not.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+/// How commands are confined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// Inside bubblewrap (`bwrap` at this path).
+    Bubblewrap(PathBuf),
+    /// Directly, with only the scrubbed environment and the limits: the user chose this
+    /// where bubblewrap is missing.
+    Unsandboxed,
+}
+
+/// Why a command could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Bubblewrap is missing and the user has not opted in to running commands without it.
+    #[error(
+        "bubblewrap (`bwrap`, Debian package `bubblewrap`) is not installed, so shell commands cannot be sandboxed; install it, or allow unsandboxed commands explicitly"
+    )]
+    NoSandbox,
+    /// The process could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Spawn {
+        /// What was started.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Exit code (`None`: killed, e.g. at the time limit).
+    pub code: Option<i32>,
+    /// Standard output, at most the cap.
+    pub stdout: String,
+    /// Standard error, at most the cap.
+    pub stderr: String,
+    /// Whether output beyond the cap was dropped.
+    pub truncated: bool,
+    /// Whether the time limit stopped it.
+    pub timed_out: bool,
+}
+
+/// Runs commands in one worktree.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    root: PathBuf,
+    hidden: Vec<PathBuf>,
+    isolation: Isolation,
+    /// Time limit per command.
+    pub timeout: Duration,
+    /// Bytes kept of each of stdout and stderr.
+    pub output_cap: usize,
+}
+
+/// Variables a command keeps; everything else (API keys above all) is dropped.
+const KEPT_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];
+
+impl Sandbox {
+    /// Commands in `root`, inside bubblewrap if it is installed; otherwise
+    /// [`SandboxError::NoSandbox`] unless `allow_unsandboxed`. `hidden` folders (the parent of
+    /// all worktrees, the home folder) are made empty inside the sandbox.
+    pub fn new(
+        root: impl Into<PathBuf>,
+        hidden: Vec<PathBuf>,
+        allow_unsandboxed: bool,
+    ) -> Result<Self, SandboxError> {
+        let isolation = match find_bwrap() {
+            Some(path) => Isolation::Bubblewrap(path),
+            None if allow_unsandboxed => Isolation::Unsandboxed,
+            None => return Err(SandboxError::NoSandbox),
+        };
+        Ok(Self {
+            root: root.into(),
+            hidden,
+            isolation,
+            timeout: Duration::from_secs(120),
+            output_cap: 64 * 1024,
+        })
+    }
+
+    /// How commands are confined.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// Runs `command` with `sh -c` in the worktree.
+    pub async fn run(&self, command: &str) -> Result<CommandOutput, SandboxError> {
+        let mut cmd = match &self.isolation {
+            Isolation::Bubblewrap(bwrap) => {
+                let mut c = tokio::process::Command::new(bwrap);
+                c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+                c.args(["--tmpfs", "/tmp"]);
+                // Hidden folders become empty and read-only; the worktree (which may lie
+                // inside one) is bound writable on top.
+                let hidden: Vec<&PathBuf> = self.hidden.iter().filter(|d| d.is_dir()).collect();
+                for dir in &hidden {
+                    c.arg("--tmpfs").arg(dir);
+                }
+                c.arg("--bind").arg(&self.root).arg(&self.root);
+                for dir in &hidden {
+                    c.arg("--remount-ro").arg(dir);
+                }
+                c.arg("--chdir").arg(&self.root);
+                c.args([
+                    "--unshare-net",
+                    "--unshare-pid",
+                    "--die-with-parent",
+                    "--new-session",
+                ]);
+                c.args(["sh", "-c", command]);
+                c
+            }
+            Isolation::Unsandboxed => {
+                let mut c = tokio::process::Command::new("sh");
+                c.args(["-c", command]).current_dir(&self.root);
+                c
+            }
+        };
+        cmd.env_clear();
+        for var in KEPT_VARS {
+            if let Ok(v) = std::env::var(var) {
+                cmd.env(var, v);
+            }
+        }
+        cmd.env("HOME", &self.root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let program = match &self.isolation {
+            Isolation::Bubblewrap(p) => p.display().to_string(),
+            Isolation::Unsandboxed => "sh".into(),
+        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|source| SandboxError::Spawn { program, source })?;
+        let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+            return Ok(CommandOutput {
+                code: None,
+                stdout: String::new(),
+                stderr: String::new(),
+                truncated: false,
+                timed_out: false,
+            });
+        };
+        let cap = self.output_cap;
+        let read_out = async move { read_capped(&mut out, cap).await };
+        let read_err = async move { read_capped(&mut err, cap).await };
+        let work = async {
+            let ((stdout, t1), (stderr, t2)) = tokio::join!(read_out, read_err);
+            let status = child.wait().await;
+            (stdout, stderr, t1 || t2, status)
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok((stdout, stderr, truncated, status)) => Ok(CommandOutput {
+                code: status.ok().and_then(|s| s.code()),
+                stdout,
+                stderr,
+                truncated,
+                timed_out: false,
+            }),
+            // The child is killed when it is dropped, as this returns (kill_on_drop).
+            Err(_) => Ok(CommandOutput {
+                code: None,
+                stdout: String::new(),
+                stderr: format!("stopped after {}s (the time limit)", self.timeout.as_secs()),
+                truncated: false,
+                timed_out: true,
+            }),
+        }
+    }
+}
+
+/// Reads everything, keeping the first `cap` bytes (the rest is drained so the process is
+/// not blocked on a full pipe).
+async fn read_capped(r: &mut (impl AsyncReadExt + Unpin), cap: usize) -> (String, bool) {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut truncated = false;
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                if n > room {
+                    truncated = true;
+                }
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), truncated)
+}
+
+fn find_bwrap() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bwrap"))
+        .find(|p| Path::new(p).is_file())
+}
