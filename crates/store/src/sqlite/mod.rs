@@ -188,6 +188,27 @@ pub(crate) struct SqliteStore {
     watchers: Arc<Watchers>,
 }
 
+/// The writer connection, in WAL mode and migrated. Processes opening a new file at the same
+/// moment can get SQLITE_BUSY at once where SQLite does not wait (switching a fresh file to
+/// WAL): that is retried, with short pauses, until the busy timeout has passed.
+fn open_writer(target: &SqliteTarget, location: &str) -> Result<Connection, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let attempt = connect(target, Role::Writer).and_then(|mut conn| {
+            schema::migrate(&mut conn, location, botarmy_protocol::now_millis())?;
+            Ok(conn)
+        });
+        match attempt.map_err(|e| e.into_store(location)) {
+            Err(StoreError::Locked { .. }) if started.elapsed() < target.busy_timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database. Blocking.
     pub(crate) fn open(target: SqliteTarget) -> Result<Self, StoreError> {
@@ -200,9 +221,7 @@ impl SqliteStore {
                 source: format!("cannot create the folder {}: {e}", dir.display()).into(),
             })?;
         }
-        let mut conn = connect(&target, Role::Writer).map_err(|e| e.into_store(&location))?;
-        schema::migrate(&mut conn, &location, botarmy_protocol::now_millis())
-            .map_err(|e| e.into_store(&location))?;
+        let mut conn = open_writer(&target, &location)?;
         if target.path.is_some() {
             checkpoint::install(&mut conn, &target, &location)?;
         }
