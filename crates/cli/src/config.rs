@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use botarmy_llm::settings::{AgentSettings, LlmSettings, ProviderSettings};
+use botarmy_llm::settings::{AgentSettings, LlmSettings, ProviderSettings, Resolved};
 use serde::Deserialize;
 
 /// Settings every command shares.
@@ -157,6 +157,23 @@ impl Config {
             providers: self.file.providers.clone(),
             agents: self.file.agents.clone(),
         }
+    }
+
+    /// Every agent's route chain and the providers they need, resolved from the file and the
+    /// environment; the error lists every problem at once and says where settings came from.
+    pub fn resolve_llm(&self, agents: &[String]) -> anyhow::Result<Resolved> {
+        self.llm().resolve(&self.env, agents).map_err(|problems| {
+            let from = match &self.file_path {
+                Some(p) => format!("the environment and {}", p.display()),
+                None => "the environment (no botarmy.toml found)".into(),
+            };
+            anyhow::anyhow!(
+                "the model configuration from {from} has {} problem{}:\n  - {}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n  - ")
+            )
+        })
     }
 
     /// The built-in price table with the file's overrides merged over it.

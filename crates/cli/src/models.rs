@@ -47,10 +47,7 @@ pub async fn router(
     record: Option<&PathBuf>,
     agents: &[String],
 ) -> Result<(Router, ModelNote)> {
-    let resolved = config
-        .llm()
-        .resolve(&config.env, agents)
-        .map_err(|problems| configuration_problems(config, &problems))?;
+    let resolved = config.resolve_llm(agents)?;
     let pricing = config.pricing()?;
     let mut built: Vec<(String, Arc<dyn Provider>)> = Vec::new();
     let mut banners = Vec::new();
@@ -128,20 +125,6 @@ pub async fn router(
         )
     };
     Ok((router, ModelNote { banner, demo }))
-}
-
-/// One message listing every problem, and where settings come from.
-fn configuration_problems(config: &Config, problems: &[String]) -> anyhow::Error {
-    let from = match &config.file_path {
-        Some(p) => format!("the environment and {}", p.display()),
-        None => "the environment (no botarmy.toml found)".into(),
-    };
-    anyhow::anyhow!(
-        "the model configuration from {from} has {} problem{}:\n  - {}",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" },
-        problems.join("\n  - ")
-    )
 }
 
 /// The embedded model, or a GGUF file named by `BOTARMY_MODEL` when the local provider is

@@ -11,14 +11,7 @@ use crate::config::Config;
 
 /// Prints the resolved mapping; with `ping`, checks each provider too (exit 1 if one fails).
 pub async fn show(config: &Config, ping: bool, json: bool) -> Result<ExitCode> {
-    let resolved = config.llm().resolve(&config.env, &[]).map_err(|problems| {
-        anyhow::anyhow!(
-            "the model configuration has {} problem{}:\n  - {}",
-            problems.len(),
-            if problems.len() == 1 { "" } else { "s" },
-            problems.join("\n  - ")
-        )
-    })?;
+    let resolved = config.resolve_llm(&[])?;
     let mut failed = false;
     let mut rows = Vec::new();
     for p in &resolved.providers {

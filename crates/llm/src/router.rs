@@ -274,30 +274,9 @@ impl Router {
         &self.default[0]
     }
 
-    /// Agents with a chain of their own, sorted.
-    pub fn agents(&self) -> Vec<&str> {
-        let mut agents: Vec<&str> = self.agents.keys().map(String::as_str).collect();
-        agents.sort_unstable();
-        agents
-    }
-
     /// The policy of `provider_id`.
     pub fn policy(&self, provider_id: &str) -> ProviderPolicy {
         self.policies.get(provider_id).copied().unwrap_or_default()
-    }
-
-    /// Every distinct provider of every chain, in first-seen order.
-    pub fn providers(&self) -> Vec<Arc<dyn Provider>> {
-        let mut seen: Vec<Arc<dyn Provider>> = Vec::new();
-        let mut agents: Vec<&String> = self.agents.keys().collect();
-        agents.sort_unstable();
-        let chains = std::iter::once(&self.default).chain(agents.iter().map(|a| &self.agents[*a]));
-        for route in chains.flatten() {
-            if !seen.iter().any(|p| Arc::ptr_eq(p, &route.provider)) {
-                seen.push(Arc::clone(&route.provider));
-            }
-        }
-        seen
     }
 
     /// How long `provider_id` is still skipped by its open circuit breaker, if it is.

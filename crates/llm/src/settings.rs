@@ -247,7 +247,7 @@ impl LlmSettings {
         env: &BTreeMap<String, String>,
         agents: &[String],
     ) -> Result<Resolved, Vec<String>> {
-        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |k: &str| env_value(env, k);
         let mut problems = Vec::new();
 
         let default_provider = get("BOTARMY_PROVIDER")
@@ -373,7 +373,7 @@ impl LlmSettings {
         id: &str,
         env: &BTreeMap<String, String>,
     ) -> Result<ResolvedProvider, Vec<String>> {
-        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let get = |k: &str| env_value(env, k);
         let file = self.providers.get(id).cloned().unwrap_or_default();
         let policy = ProviderPolicy {
             retry: file.retry.unwrap_or_default(),
@@ -516,6 +516,11 @@ impl LlmSettings {
             Err(problems)
         }
     }
+}
+
+/// A variable's value, trimmed; unset and blank are the same.
+fn env_value<'a>(env: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    env.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
 /// A key shown with all but its last four characters hidden.

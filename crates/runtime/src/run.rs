@@ -294,10 +294,7 @@ impl Runtime {
             .store
             .append(run_id, state.last_seq - 1, at, batch)
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
-                other => RuntimeError::Store(other),
-            })?;
+            .map_err(|e| appending(run_id, e))?;
         for record in records {
             let _ = self.bus.send(LiveEvent::Event(record));
         }
@@ -312,6 +309,14 @@ impl Runtime {
             .and_then(|r| r.options.out_dir.as_deref())
             .map(PathBuf::from)
             .unwrap_or_else(|| self.settings.out_root.join(state.run_id.to_string()))
+    }
+}
+
+/// An append's failure: a log that moved on means another process drives the run.
+fn appending(run_id: RunId, error: StoreError) -> RuntimeError {
+    match error {
+        StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
+        other => RuntimeError::Store(other),
     }
 }
 
@@ -761,10 +766,7 @@ impl<'a> Driver<'a> {
                     .await
             }
         };
-        let records = stored.map_err(|e| match e {
-            StoreError::Conflict { .. } => RuntimeError::Contended { run_id },
-            other => RuntimeError::Store(other),
-        })?;
+        let records = stored.map_err(|e| appending(run_id, e))?;
         if let Some(last) = records.last() {
             self.committed = last.seq;
         }

@@ -144,16 +144,14 @@ impl Sandbox {
             Isolation::Bubblewrap(p) => p.display().to_string(),
             Isolation::Unsandboxed => "sh".into(),
         };
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| SandboxError::Spawn { program, source })?;
+        let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
         let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
-            return Ok(CommandOutput {
-                code: None,
-                stdout: String::new(),
-                stderr: String::new(),
-                truncated: false,
-                timed_out: false,
+            return Err(SandboxError::Spawn {
+                program,
+                source: std::io::Error::other("its output could not be captured"),
             });
         };
         let cap = self.output_cap;
