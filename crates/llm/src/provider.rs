@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use botarmy_protocol::Usage;
+pub use botarmy_protocol::{ToolCall, ToolSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,29 +76,6 @@ impl ChatMessage {
             ..Self::new(Role::Tool, content)
         }
     }
-}
-
-/// A tool the model may call: its name, what it does, and its parameters as a JSON Schema
-/// object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolSpec {
-    /// Name the model uses (`file_read`).
-    pub name: String,
-    /// What the tool does, for the model.
-    pub description: String,
-    /// JSON Schema of the arguments (`{"type": "object", "properties": ...}`).
-    pub parameters: serde_json::Value,
-}
-
-/// A tool call the model asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolCall {
-    /// The provider's id for the call, echoed back with its result.
-    pub id: String,
-    /// The tool.
-    pub name: String,
-    /// Its arguments (a JSON object).
-    pub arguments: serde_json::Value,
 }
 
 /// A request to a chat model.

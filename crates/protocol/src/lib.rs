@@ -8,6 +8,7 @@
 mod event;
 mod ids;
 mod plan;
+mod tool;
 mod usage;
 
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent};
@@ -16,6 +17,7 @@ pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,
     StepStatus,
 };
+pub use tool::{FileChangeKind, ToolCall, ToolSpec};
 pub use usage::Usage;
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every record.
