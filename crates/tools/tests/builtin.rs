@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use botarmy_protocol::FileChangeKind;
 use botarmy_tools::{Toolbox, WorktreeTools, worktree_tools};
-use botarmy_workspace::{Sandbox, init_repository};
+use botarmy_workspace::{Sandbox, Toolchains, init_repository};
 use serde_json::json;
 
 struct Fixture {
@@ -19,7 +19,7 @@ async fn fixture() -> Fixture {
     std::fs::create_dir_all(&root).unwrap();
     init_repository(&root).await.unwrap();
     let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
-    let sandbox = Sandbox::new(&root, vec![home], false).unwrap();
+    let sandbox = Sandbox::new(&root, vec![home], Toolchains::from_env(), false).unwrap();
     let mut tools = Toolbox::new();
     for tool in worktree_tools(Arc::new(WorktreeTools::new(&root, sandbox))) {
         tools.insert(tool);

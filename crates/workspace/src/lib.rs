@@ -8,7 +8,8 @@
 //!   when the run ends (the branch stays), and collected once their branch is merged.
 //! - [`detect_setup`]: what to run to make a checkout ready (Cargo, npm, Python, Go, Make).
 //! - [`resolve_inside`]: the one way tools turn a path they were given into a file.
-//! - [`Sandbox`]: the `bash` tool's runner (bubblewrap, scrubbed environment, limits).
+//! - [`Sandbox`]: the `bash` tool's runner (bubblewrap, scrubbed environment, limits), with
+//!   the host's [`Toolchains`] shown read-only inside.
 //! - [`Files`]: the file tools' work (read, write, exact edit, list, search) inside one
 //!   worktree.
 
@@ -17,6 +18,7 @@ mod git;
 mod paths;
 mod sandbox;
 mod setup;
+mod toolchain;
 mod worktree;
 
 pub use files::{
@@ -26,4 +28,5 @@ pub use git::{Git, GitError};
 pub use paths::{PathError, resolve_inside};
 pub use sandbox::{CommandOutput, Isolation, Sandbox, SandboxError};
 pub use setup::{SetupCommand, detect_setup};
+pub use toolchain::{Bind, HostEnv, Toolchain, Toolchains};
 pub use worktree::{MergedWorktree, Worktree, branch_for, gc, init_repository};

@@ -1,13 +1,16 @@
 //! The `bash` tool's runner: a command in the worktree, with a scrubbed environment, a time
 //! limit and an output cap; inside bubblewrap where it is installed (the file system
 //! read-only except the worktree, other worktrees and the home folder hidden, no network),
-//! and only on explicit opt-in where it is not.
+//! and only on explicit opt-in where it is not. The host's toolchains ([`Toolchains`]) are
+//! shown read-only, so `cargo test`, `python3` or `npm test` work inside.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
+
+use crate::toolchain::Toolchains;
 
 /// How commands are confined.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +61,7 @@ pub struct CommandOutput {
 pub struct Sandbox {
     root: PathBuf,
     hidden: Vec<PathBuf>,
+    toolchains: Toolchains,
     isolation: Isolation,
     /// Time limit per command.
     pub timeout: Duration,
@@ -71,10 +75,12 @@ const KEPT_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];
 impl Sandbox {
     /// Commands in `root`, inside bubblewrap if it is installed; otherwise
     /// [`SandboxError::NoSandbox`] unless `allow_unsandboxed`. `hidden` folders (the parent of
-    /// all worktrees, the home folder) are made empty inside the sandbox.
+    /// all worktrees, the home folder) are made empty inside the sandbox, then the folders of
+    /// `toolchains` are shown in them read-only.
     pub fn new(
         root: impl Into<PathBuf>,
         hidden: Vec<PathBuf>,
+        toolchains: Toolchains,
         allow_unsandboxed: bool,
     ) -> Result<Self, SandboxError> {
         let isolation = match find_bwrap() {
@@ -85,10 +91,16 @@ impl Sandbox {
         Ok(Self {
             root: root.into(),
             hidden,
+            toolchains,
             isolation,
             timeout: Duration::from_secs(120),
             output_cap: 64 * 1024,
         })
+    }
+
+    /// The toolchains commands see.
+    pub fn toolchains(&self) -> &Toolchains {
+        &self.toolchains
     }
 
     /// How commands are confined.
@@ -103,11 +115,15 @@ impl Sandbox {
                 let mut c = tokio::process::Command::new(bwrap);
                 c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
                 c.args(["--tmpfs", "/tmp"]);
-                // Hidden folders become empty and read-only; the worktree (which may lie
-                // inside one) is bound writable on top.
+                // Hidden folders become empty and read-only; the toolchains' folders are
+                // shown read-only in them, and the worktree (which may lie inside one) is
+                // bound writable on top.
                 let hidden: Vec<&PathBuf> = self.hidden.iter().filter(|d| d.is_dir()).collect();
                 for dir in &hidden {
                     c.arg("--tmpfs").arg(dir);
+                }
+                for bind in self.toolchains.binds().filter(|b| b.source.is_dir()) {
+                    c.arg("--ro-bind").arg(&bind.source).arg(&bind.target);
                 }
                 c.arg("--bind").arg(&self.root).arg(&self.root);
                 for dir in &hidden {
@@ -135,6 +151,10 @@ impl Sandbox {
                 cmd.env(var, v);
             }
         }
+        match &self.isolation {
+            Isolation::Bubblewrap(_) => cmd.envs(self.toolchains.env()),
+            Isolation::Unsandboxed => cmd.envs(self.toolchains.direct_env()),
+        };
         cmd.env("HOME", &self.root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
