@@ -56,6 +56,7 @@ pub fn worktree_tools(tools: Arc<WorktreeTools>) -> Vec<Arc<dyn Tool>> {
                 tools: tools.clone(),
             }) as Arc<dyn Tool>
         })
+        .chain([crate::run_tests_tool(tools.clone())])
         .collect()
 }
 

@@ -16,9 +16,14 @@ use serde_json::Value;
 
 mod args;
 mod builtin;
+mod run_tests;
 
 pub use args::Args;
 pub use builtin::{WorktreeTools, worktree_tools};
+pub use run_tests::{
+    Framework, Outcome, RunTests, RunTestsError, TestCommand, TestCounts, TestReport, TestRun,
+    detect_tests, parse_report, run_tests_tool,
+};
 
 /// What a call produced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,3 +1,5 @@
 //! The tools crate's integration tests, one binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod builtin;
+mod run_tests;

@@ -98,6 +98,11 @@ impl Sandbox {
         })
     }
 
+    /// The worktree commands run in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The toolchains commands see.
     pub fn toolchains(&self) -> &Toolchains {
         &self.toolchains
