@@ -16,10 +16,15 @@ use serde_json::Value;
 
 mod args;
 mod builtin;
+mod mcp;
 mod run_tests;
 
 pub use args::Args;
 pub use builtin::{WorktreeTools, worktree_tools};
+pub use mcp::{
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_TIMEOUT_SECS, KEPT_ENV, MAX_TOOL_NAME, MCP_ENTRY_PREFIX,
+    McpError, McpSelectError, McpServer, McpServerConfig, exposed_name, select_tools, server_env,
+};
 pub use run_tests::{
     Framework, Outcome, RunTests, RunTestsError, TestCommand, TestCounts, TestReport, TestRun,
     detect_tests, parse_report, run_tests_tool,
