@@ -5,6 +5,7 @@ mod inspect;
 mod models;
 mod progress;
 mod providers;
+mod serve;
 mod usage;
 
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     Model(ModelCommand),
     /// Which provider and model answer for each agent (keys masked); `--ping` checks them.
     Providers(ProvidersArgs),
+    /// Serve the REST and WebSocket API (loopback only until auth is configured).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Args)]
@@ -276,6 +279,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => inspect::check(args.method.as_deref(), args.json),
         Command::Model(ModelCommand::Pull) => models::pull(&config).await,
         Command::Model(ModelCommand::List { json }) => models::list(&config, json),
+        Command::Serve(args) => serve::serve(&config, args).await,
     }
 }
 

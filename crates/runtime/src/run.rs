@@ -301,6 +301,40 @@ impl Runtime {
         Ok(state)
     }
 
+    /// Cancels a run for good: appends `PipelineCancelled` (steps still marked running are
+    /// interrupted by it). Pause a run this process drives first (its `cancel` token); a
+    /// run being driven elsewhere at the same moment makes this fail with
+    /// [`RuntimeError::Contended`], and its driver stops at its next append. Refused for a
+    /// finished run.
+    pub async fn cancel(&self, run_id: RunId, reason: &str) -> Result<RunState, RuntimeError> {
+        let mut state = self.load(run_id).await?;
+        if state.status.is_terminal() {
+            return Err(RuntimeError::NotResumable {
+                run_id,
+                status: state.status,
+                hint: "it has finished; there is nothing to cancel",
+            });
+        }
+        let event = Event::PipelineCancelled {
+            reason: reason.to_owned(),
+        };
+        let at = now_millis();
+        state.apply_event(at, &event)?;
+        let batch = AppendBatch {
+            events: vec![event],
+            artifacts: Vec::new(),
+        };
+        let records = self
+            .store
+            .append(run_id, state.last_seq - 1, at, batch)
+            .await
+            .map_err(|e| appending(run_id, e))?;
+        for record in records {
+            let _ = self.bus.send(LiveEvent::Event(record));
+        }
+        Ok(state)
+    }
+
     /// The folder a run writes its artifacts to.
     pub fn out_dir(&self, state: &RunState) -> PathBuf {
         state

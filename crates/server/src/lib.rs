@@ -1,0 +1,209 @@
+//! BotArmy's HTTP service: a REST API under `/api` (projects, runs, artifacts, the event
+//! log, usage), a WebSocket at `/ws` that streams a run's events, `/health` and `/ready`,
+//! and the OpenAPI document at `/api/openapi.json`.
+//!
+//! The one idea: the server only translates. Every rule lives in the store (what is
+//! stored) and the runtime (what a run does); a handler reads the request strictly, calls
+//! them, and maps the outcome, success or error, to one JSON shape. A WebSocket stream is
+//! the durable log first and the live bus second, joined by sequence number, so a client
+//! that reconnects with `since=N` misses nothing and sees nothing twice.
+//!
+//! ```text
+//! GET  /health                          process alive
+//! GET  /ready                           store reachable, migrations applied
+//! GET  /api/version
+//! GET  /api/openapi.json
+//! GET  /api/projects          POST /api/projects          GET /api/projects/{id}
+//! GET  /api/runs?project_id&status&limit&offset           POST /api/runs
+//! GET  /api/runs/{id}         POST /api/runs/{id}/pause|resume|cancel
+//! GET  /api/runs/{id}/events?since&limit                  GET /api/runs/{id}/usage
+//! GET  /api/runs/{id}/artifacts[/{artifact_id}[/raw]]
+//! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
+//! ```
+
+mod artifacts;
+mod drives;
+mod error;
+mod events;
+mod input;
+mod meta;
+mod openapi;
+mod projects;
+mod runs;
+mod views;
+mod ws;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use botarmy_runtime::Runtime;
+use botarmy_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
+pub use openapi::document as openapi_document;
+
+/// Limits and timings of the server, decided once by the binary.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How often a WebSocket client is pinged; one that has not answered anything for two
+    /// of these is disconnected.
+    pub heartbeat: Duration,
+    /// Messages a WebSocket client may have waiting to be sent before it is told it is too
+    /// slow and disconnected.
+    pub client_queue: usize,
+    /// How long a live message may wait for room in a WebSocket client's queue before the
+    /// client is declared too slow (zero: not at all). Catching up from the log waits
+    /// instead: the log keeps what the client has not taken.
+    pub slow_client: Duration,
+    /// How long streamed tokens are gathered before they are sent as one message.
+    pub token_batch: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            heartbeat: Duration::from_secs(20),
+            client_queue: 1024,
+            slow_client: Duration::from_secs(10),
+            token_batch: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Why the server refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Listening beyond this machine needs authentication, which is not configured.
+    #[error(
+        "refusing to listen on {addr}: it is reachable from other machines and no authentication is configured; \
+         listen on a loopback address (127.0.0.1, [::1]) or put an authenticating proxy in front and bind it to loopback"
+    )]
+    NotLoopback {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The address cannot be bound or the server failed while serving.
+    #[error("serving on {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Refuses an address other machines can reach while authentication is not configured
+/// (authentication comes later; until then only loopback addresses are served).
+pub fn check_address(addr: SocketAddr) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ServeError::NotLoopback { addr })
+    }
+}
+
+/// Checks `addr` with [`check_address`] and binds it.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    check_address(addr)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Io { addr, source })
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) drives: Arc<drives::Drives>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Cancelled when the server shuts down: streams say goodbye and end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The HTTP service over one runtime.
+pub struct Server {
+    state: AppState,
+}
+
+impl Server {
+    /// A server over this runtime (and its store).
+    pub fn new(runtime: Arc<Runtime>, config: ServerConfig) -> Self {
+        let store = Arc::clone(runtime.store());
+        Self {
+            state: AppState {
+                drives: Arc::new(drives::Drives::new(Arc::clone(&runtime))),
+                runtime,
+                store,
+                config: Arc::new(config),
+                shutdown: CancellationToken::new(),
+            },
+        }
+    }
+
+    /// The routes, for serving or for testing without a socket.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/version", get(meta::version))
+            .route("/openapi.json", get(meta::openapi))
+            .route("/projects", get(projects::list).post(projects::create))
+            .route("/projects/{id}", get(projects::get))
+            .route("/runs", get(runs::list).post(runs::create))
+            .route("/runs/{id}", get(runs::get))
+            .route("/runs/{id}/pause", post(runs::pause))
+            .route("/runs/{id}/resume", post(runs::resume))
+            .route("/runs/{id}/cancel", post(runs::cancel))
+            .route("/runs/{id}/events", get(events::page))
+            .route("/runs/{id}/usage", get(events::usage))
+            .route("/runs/{id}/artifacts", get(artifacts::list))
+            .route("/runs/{id}/artifacts/{artifact_id}", get(artifacts::get))
+            .route(
+                "/runs/{id}/artifacts/{artifact_id}/raw",
+                get(artifacts::raw),
+            );
+        Router::new()
+            .route("/health", get(meta::health))
+            .route("/ready", get(meta::ready))
+            .route("/ws", get(ws::upgrade))
+            .nest("/api", api)
+            .fallback(meta::no_route)
+            .method_not_allowed_fallback(meta::wrong_method)
+            .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes; then stops accepting, tells
+    /// WebSocket clients goodbye (they resume with `since`), pauses the runs it drives and
+    /// waits until their state is stored.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let addr = listener.local_addr().map_err(|source| ServeError::Io {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        let token = self.state.shutdown.clone();
+        let app = self.router();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                token.cancel();
+            })
+            .await;
+        self.state.shutdown.cancel();
+        self.state.drives.shutdown().await;
+        result.map_err(|source| ServeError::Io { addr, source })
+    }
+}

@@ -1,0 +1,62 @@
+//! The OpenAPI document of the REST API, generated from the handlers' annotations so it
+//! cannot drift from the routes' shapes.
+
+use utoipa::OpenApi;
+
+use crate::error::{ErrorBody, ErrorCode, FieldError};
+use crate::projects::CreateProject;
+use crate::runs::{CancelRun, CreateRun, ResumeRun, RunOptionsBody};
+use crate::views::{
+    ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView, ProjectPage,
+    ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView, UsageRowView, UsageView,
+    VersionView,
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "BotArmy API",
+        description = "Start, steer and read BotArmy runs. Every error has the shape \
+            `{code, message, details: [{path, message}]}`. Live events: the WebSocket \
+            `/ws?run_id=ID&since=N` streams a run's stored events after N, then live ones \
+            (see the server crate's `ws` module)."
+    ),
+    paths(
+        crate::meta::health,
+        crate::meta::ready,
+        crate::meta::version,
+        crate::meta::openapi,
+        crate::projects::create,
+        crate::projects::list,
+        crate::projects::get,
+        crate::runs::create,
+        crate::runs::list,
+        crate::runs::get,
+        crate::runs::pause,
+        crate::runs::resume,
+        crate::runs::cancel,
+        crate::events::page,
+        crate::events::usage,
+        crate::artifacts::list,
+        crate::artifacts::get,
+        crate::artifacts::raw,
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode, FieldError, CreateProject, CreateRun, RunOptionsBody, ResumeRun,
+        CancelRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
+        ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
+        UsageRowView, UsageView, VersionView,
+    )),
+    tags(
+        (name = "server", description = "health, readiness, version"),
+        (name = "projects", description = "projects; every run belongs to one"),
+        (name = "runs", description = "runs, their control, event log and usage"),
+        (name = "artifacts", description = "the documents and code runs produce"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document, as JSON.
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}

@@ -1,0 +1,49 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The server over real HTTP and WebSocket connections, on SQLite and on the PostgreSQL of
+//! this machine: every case runs against both.
+
+mod support;
+
+mod control;
+mod errors;
+mod rest;
+mod stream;
+
+/// Instantiates each case for both backends.
+macro_rules! on_both_backends {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$module::$case(crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::$module::$case(crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    rest::health_ready_version_and_openapi,
+    rest::projects_are_created_listed_and_read,
+    rest::a_finished_run_reads_back_whole,
+    rest::events_are_paged,
+    stream::a_run_is_followed_to_completion,
+    stream::a_dropped_client_resumes_without_gap_or_duplicate,
+    stream::two_clients_at_different_offsets,
+    stream::a_finished_run_streams_its_log_and_closes,
+    stream::a_slow_client_is_told_and_disconnected,
+    stream::shutdown_says_goodbye_and_pauses_runs,
+    errors::bad_bodies_name_the_field,
+    errors::bad_ids_queries_and_missing_things,
+    errors::limits_and_media_types,
+    control::pause_resume_and_cancel,
+);

@@ -1,0 +1,197 @@
+//! The WebSocket stream: the durable log then live events, no gap, no duplicate, across
+//! reconnects, several clients, slow clients and shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use botarmy_protocol::RunStatus;
+use botarmy_server::ServerConfig;
+use serde_json::Value;
+
+use crate::support::{Backend, Received, assert_log_after, start, start_with};
+
+fn last_type(received: &Received) -> &str {
+    received
+        .events
+        .last()
+        .and_then(|e| e["type"].as_str())
+        .unwrap_or("")
+}
+
+pub async fn a_run_is_followed_to_completion(backend: Backend) {
+    let mut server = start(backend).await;
+    // The model waits until the client listens, so every token is streamed to it.
+    let run = server.create_run("a todo app").await;
+    let mut ws = server.connect(run, 0).await;
+    server.model.open();
+    let received = ws.read_to_end().await;
+    assert_eq!(
+        received.close_code,
+        Some(1000),
+        "closed normally when the run ended"
+    );
+    assert!(received.goodbye.is_none());
+    let log = server.stored_log(run).await;
+    assert_log_after(&received.events, &log, 0);
+    assert_eq!(received.events[0]["type"], "pipeline_created");
+    assert_eq!(last_type(&received), "pipeline_completed");
+
+    // Every streamed piece arrived, per step in the order of the step's calls, and
+    // batched: fewer messages than pieces.
+    let mut streamed: BTreeMap<u64, String> = BTreeMap::new();
+    for token in &received.tokens {
+        assert_eq!(token["run_id"], run.to_string());
+        assert!(token["agent"].as_str().is_some_and(|a| !a.is_empty()));
+        streamed
+            .entry(token["step"].as_u64().unwrap())
+            .or_default()
+            .push_str(token["text"].as_str().unwrap());
+    }
+    let mut answered: BTreeMap<u64, String> = BTreeMap::new();
+    let mut pieces = 0;
+    for event in received
+        .events
+        .iter()
+        .filter(|e| e["type"] == "llm_call_completed")
+    {
+        let response = event["response"].as_str().unwrap();
+        pieces += if response == "yes" {
+            1
+        } else {
+            crate::support::PIECES_PER_CALL
+        };
+        answered
+            .entry(event["step"].as_u64().unwrap())
+            .or_default()
+            .push_str(response);
+    }
+    assert!(!answered.is_empty());
+    assert_eq!(streamed, answered);
+    assert!(
+        received.tokens.len() < pieces,
+        "{} token messages for {pieces} pieces",
+        received.tokens.len()
+    );
+    server.shutdown().await;
+}
+
+pub async fn a_dropped_client_resumes_without_gap_or_duplicate(backend: Backend) {
+    let mut server = start(backend).await;
+    let run = server.create_run("resume me").await;
+    let mut first = server.connect(run, 0).await;
+    server.model.release(1);
+    let mut before = Received::default();
+    first
+        .read_until(&mut before, |e| e["type"] == "llm_call_completed")
+        .await;
+    let seen = *before.seqs().last().unwrap();
+    first.drop_abruptly();
+
+    // The run goes on while the client is away, and it misses at least two events.
+    server.model.release(2);
+    server.wait_past(run, seen + 1).await;
+    server.model.open();
+
+    let mut second = server.connect(run, seen).await;
+    let after = second.read_to_end().await;
+    assert_eq!(after.close_code, Some(1000));
+    let log = server.stored_log(run).await;
+    assert_log_after(&before.events, &log[..seen as usize], 0);
+    assert_log_after(&after.events, &log, seen);
+    assert_eq!(last_type(&after), "pipeline_completed");
+    server.shutdown().await;
+}
+
+pub async fn two_clients_at_different_offsets(backend: Backend) {
+    let mut server = start(backend).await;
+    let run = server.create_run("two readers").await;
+    server.model.release(1);
+    server.wait_for_event(run, "llm_call_completed").await;
+    let mut early = server.connect(run, 0).await;
+    let mut late = server.connect(run, 3).await;
+    server.model.open();
+    let (a, b) = tokio::join!(early.read_to_end(), late.read_to_end());
+    let log = server.stored_log(run).await;
+    assert_log_after(&a.events, &log, 0);
+    assert_log_after(&b.events, &log, 3);
+    assert_eq!(last_type(&a), "pipeline_completed");
+    // Both saw the same live tokens (they were subscribed before any was streamed after
+    // the first call).
+    assert!(!a.tokens.is_empty() && !b.tokens.is_empty());
+    server.shutdown().await;
+}
+
+pub async fn a_finished_run_streams_its_log_and_closes(backend: Backend) {
+    let mut server = start(backend).await;
+    server.model.open();
+    let run = server.create_run("done already").await;
+    server.wait_for_event(run, "pipeline_completed").await;
+    let log = server.stored_log(run).await;
+    let last = log.len() as u64;
+    for since in [0, last - 3, last, last + 5] {
+        let received = server.connect(run, since).await.read_to_end().await;
+        assert_eq!(received.close_code, Some(1000), "since {since}");
+        assert_log_after(&received.events, &log, since.min(last));
+        assert!(received.tokens.is_empty());
+    }
+    server.shutdown().await;
+}
+
+pub async fn a_slow_client_is_told_and_disconnected(backend: Backend) {
+    let config = ServerConfig {
+        client_queue: 4,
+        slow_client: Duration::ZERO,
+        ..ServerConfig::default()
+    };
+    let mut server = start_with(backend, config).await;
+    // Answers of 512 KiB: far more than the socket buffers between server and client hold.
+    server.model.filler.store(512 * 1024, Ordering::SeqCst);
+    let run = server.create_run("a flood").await;
+    let mut slow = server.connect_narrow(run, 0).await;
+    server.model.open();
+    // The client reads nothing until the run has ended.
+    server.wait_for_event(run, "pipeline_completed").await;
+    let received = slow.read_to_end().await;
+    let goodbye = received.goodbye.clone().expect("a goodbye message");
+    assert_eq!(goodbye["reason"], "slow_consumer", "{goodbye}");
+    assert!(goodbye["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert_eq!(received.close_code, Some(1008));
+    let log = server.stored_log(run).await;
+    let resume = goodbye["resume_since"].as_u64().unwrap();
+    assert_eq!(Some(resume), received.seqs().last().copied().or(Some(0)));
+    assert!(resume < log.len() as u64, "it was cut off before the end");
+    assert_log_after(&received.events, &log[..resume as usize], 0);
+
+    // It resumes where it was cut off.
+    let rest = server.connect(run, resume).await.read_to_end().await;
+    assert_log_after(&rest.events, &log, resume);
+    assert_eq!(rest.close_code, Some(1000));
+    server.shutdown().await;
+}
+
+pub async fn shutdown_says_goodbye_and_pauses_runs(backend: Backend) {
+    let mut server = start(backend).await;
+    let run = server.create_run("stop the server").await;
+    let mut ws = server.connect(run, 0).await;
+    server.model.release(1);
+    let mut received = Received::default();
+    ws.read_until(&mut received, |e| e["type"] == "llm_call_completed")
+        .await;
+    server.shutdown().await;
+    ws.read_until(&mut received, |_| false).await;
+    let goodbye = received.goodbye.clone().expect("a goodbye message");
+    assert_eq!(goodbye["reason"], "server_shutdown");
+    assert_eq!(
+        goodbye["resume_since"].as_u64(),
+        received.seqs().last().copied()
+    );
+    assert_eq!(received.close_code, Some(1001));
+    // The run was paused, its state stored, before the server stopped.
+    let summary = server.store.get_run(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Paused);
+    let log = server.stored_log(run).await;
+    assert_eq!(log.last().unwrap()["type"], "pipeline_paused");
+    let received: Vec<Value> = received.events;
+    assert_log_after(&received, &log[..received.len()], 0);
+}
