@@ -45,6 +45,19 @@ pub struct FileConfig {
     /// Default spending limits of every run (`usd`, `tokens`, `[budget.phases.<phase>]`,
     /// `[budget.agents.<agent>]`).
     pub budget: Option<botarmy_protocol::Budget>,
+    /// How agents' shell commands are confined.
+    #[serde(default)]
+    pub sandbox: SandboxFile,
+}
+
+/// `[sandbox]` of `botarmy.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxFile {
+    /// Run agents' commands without bubblewrap where it is not installed (they can then
+    /// read and write whatever the user can).
+    #[serde(default)]
+    pub allow_unsandboxed: bool,
 }
 
 /// A configuration value that cannot be used.
@@ -127,6 +140,30 @@ impl Config {
             file,
             file_path,
         })
+    }
+
+    /// Where runs' repositories and worktrees are kept, and what their commands may not
+    /// see: the home folder and BotArmy's own data. `BOTARMY_ALLOW_UNSANDBOXED=1` or
+    /// `[sandbox] allow_unsandboxed = true` lets commands run where bubblewrap is missing.
+    pub fn workspace(&self) -> botarmy_runtime::WorkspaceSettings {
+        let mut settings = botarmy_runtime::WorkspaceSettings::new(self.home.join("work"));
+        settings.hidden.push(self.home.clone());
+        if let Some(home) = self.env.get("HOME").filter(|h| !h.is_empty()) {
+            settings.hidden.push(PathBuf::from(home));
+            let host = self
+                .env
+                .iter()
+                .fold(botarmy_workspace::HostEnv::new(home), |host, (k, v)| {
+                    host.with_var(k, v)
+                });
+            settings.toolchains = botarmy_workspace::Toolchains::detect(&host);
+        }
+        settings.allow_unsandboxed = self.file.sandbox.allow_unsandboxed
+            || self
+                .env
+                .get("BOTARMY_ALLOW_UNSANDBOXED")
+                .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        settings
     }
 
     /// Where downloaded models are kept.

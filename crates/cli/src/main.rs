@@ -5,6 +5,7 @@ mod inspect;
 mod models;
 mod progress;
 mod providers;
+mod repo;
 mod serve;
 mod usage;
 
@@ -109,6 +110,10 @@ struct RunArgs {
     json: bool,
     #[command(flatten)]
     budget: BudgetArgs,
+    /// A repository to work in (a registered name or a git checkout's folder); repeat for
+    /// several. None: a fresh repository of the run's own.
+    #[arg(long)]
+    repo: Vec<String>,
 }
 
 /// Spending limits on the command line (over `[budget]` in botarmy.toml).
@@ -215,6 +220,10 @@ struct ResumeArgs {
     /// New limits for a run that waits on its budget.
     #[command(flatten)]
     budget: BudgetArgs,
+    /// The answer to the question the run waits on (for the setup of its worktrees: `run`
+    /// or `skip`).
+    #[arg(long)]
+    answer: Option<String>,
 }
 
 #[derive(Args)]
@@ -293,6 +302,7 @@ async fn open_runtime(
     let (router, note) = models::router(config, record, &[]).await?;
     let settings = Settings {
         out_root: absolute(&PathBuf::from("botarmy-out")),
+        workspace: Some(config.workspace()),
         ..Settings::default()
     };
     Ok((
@@ -329,6 +339,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         budget: args
             .budget
             .over(config.file.budget.clone().unwrap_or_default())?,
+        repositories: repo::resolve_all(config, &args.repo).await?,
     };
     let request = RunRequest {
         idea: args.idea,
@@ -364,6 +375,10 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         let budget = args.budget.over(current)?;
         runtime.set_budget(run_id, budget).await?;
         eprintln!("run {run_id}: budget changed");
+    }
+    if let Some(answer) = &args.answer {
+        runtime.provide_input(run_id, answer.trim()).await?;
+        eprintln!("run {run_id}: answered `{}`", answer.trim());
     }
     eprintln!("resuming run {run_id}");
     drive(&runtime, run_id, true, args.json, &note).await

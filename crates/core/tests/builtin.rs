@@ -28,7 +28,19 @@ fn loads_and_checks_clean() {
     assert_eq!(m.default_workflow().map(|w| w.id.as_str()), Some("sdlc"));
     assert_eq!(m.check(), []);
     let coder = m.agent("coder").unwrap();
-    assert_eq!(coder.max_turns, Some(12));
+    assert_eq!(coder.max_turns, Some(40));
+    assert!(coder.tools.iter().any(|t| t == "run_tests"));
+    // The plan carries each step's tools (its agent's) and its turn bound.
+    let plan = m.plan("sdlc").unwrap();
+    let build = plan.steps.iter().find(|s| s.agent == "coder").unwrap();
+    assert_eq!(build.tools, coder.tools);
+    assert_eq!(build.max_turns, Some(40));
+    assert!(
+        plan.steps
+            .iter()
+            .filter(|s| s.agent == "analyst")
+            .all(|s| s.tools.is_empty())
+    );
     assert!(
         coder
             .persona

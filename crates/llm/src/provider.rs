@@ -105,7 +105,29 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A stable digest of everything that shapes the answer (model excluded, so a cassette
     /// recorded with one model can be replayed under another name). Hex SHA-256.
+    ///
+    /// The contents of tool results are left out: they describe the machine the run
+    /// happened on (temporary paths, timings, compiler hashes) rather than what was asked,
+    /// so a recorded tool-using session replays on another machine. Which tools were called,
+    /// with what, and in which order stays in.
     pub fn digest(&self) -> String {
+        let masked: Vec<ChatMessage>;
+        let messages: &[ChatMessage] = if self.messages.iter().any(|m| m.role == Role::Tool) {
+            masked = self
+                .messages
+                .iter()
+                .map(|m| {
+                    let mut m = m.clone();
+                    if m.role == Role::Tool {
+                        m.content.clear();
+                    }
+                    m
+                })
+                .collect();
+            &masked
+        } else {
+            &self.messages
+        };
         #[derive(Serialize)]
         struct Canon<'a> {
             messages: &'a [ChatMessage],
@@ -118,7 +140,7 @@ impl ChatRequest {
             tools: &'a [ToolSpec],
         }
         let canon = Canon {
-            messages: &self.messages,
+            messages,
             max_tokens: self.max_tokens,
             temperature_milli: (f64::from(self.temperature) * 1000.0).round() as i64,
             seed: self.seed,
@@ -314,6 +336,12 @@ pub trait Provider: Send + Sync {
     /// not known, any name is accepted).
     fn known_models(&self) -> Option<Vec<String>> {
         None
+    }
+
+    /// Whether the provider's models call tools (native function calling). Agents with
+    /// tools fall back to writing files in their answer when it does not.
+    fn supports_tools(&self) -> bool {
+        false
     }
 
     /// Checks that the provider can answer (endpoint reachable, key accepted, model file

@@ -17,6 +17,8 @@ use crate::{ChatRequest, ChatResponse, LlmError, Provider, TokenSink};
 pub struct ReplayProvider {
     path: PathBuf,
     answers: Mutex<HashMap<String, Recorded>>,
+    /// Whether the recorded session offered tools to the model.
+    tools: bool,
 }
 
 #[derive(Debug)]
@@ -30,7 +32,9 @@ impl ReplayProvider {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CassetteError> {
         let path = path.as_ref();
         let mut answers: HashMap<String, Recorded> = HashMap::new();
+        let mut tools = false;
         for exchange in read_cassette(path)? {
+            tools |= !exchange.request.tools.is_empty();
             answers
                 .entry(exchange.digest)
                 .or_insert_with(|| Recorded {
@@ -43,6 +47,7 @@ impl ReplayProvider {
         Ok(Self {
             path: path.to_owned(),
             answers: Mutex::new(answers),
+            tools,
         })
     }
 
@@ -77,6 +82,10 @@ impl Provider for ReplayProvider {
 
     fn default_model(&self) -> &str {
         "replay"
+    }
+
+    fn supports_tools(&self) -> bool {
+        self.tools
     }
 
     async fn chat(
@@ -147,6 +156,10 @@ impl Provider for RecordingProvider {
 
     fn default_model(&self) -> &str {
         self.inner.default_model()
+    }
+
+    fn supports_tools(&self) -> bool {
+        self.inner.supports_tools()
     }
 
     async fn chat(

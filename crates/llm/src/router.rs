@@ -263,6 +263,11 @@ impl Router {
         &self.chain(agent)[0]
     }
 
+    /// Whether the provider that answers first for `agent` calls tools.
+    pub fn supports_tools(&self, agent: &str) -> bool {
+        self.route(agent).provider.supports_tools()
+    }
+
     /// The provider and model that answer first for `agent`.
     pub fn for_agent(&self, agent: &str) -> (Arc<dyn Provider>, String) {
         let route = self.route(agent);

@@ -87,6 +87,9 @@ pub enum Event {
         request_hash: String,
         /// The full response text.
         response: String,
+        /// Tools the model asked to call, in order (none: the response is final).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<crate::ToolCall>,
         /// Tokens and cost.
         usage: Usage,
         /// Wall time of the call.
@@ -108,6 +111,107 @@ pub enum Event {
         error: ErrorInfo,
         /// Wall time until the failure.
         latency_ms: u64,
+    },
+    /// A tool call of an attempt began.
+    ToolCallStarted {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Tool call number within the attempt, from 0.
+        call: u32,
+        /// The model's id for the call.
+        id: String,
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        arguments: serde_json::Value,
+    },
+    /// A tool call finished; its result is recorded here and the call is never made again.
+    ToolCallCompleted {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// Tool call number within the attempt.
+        call: u32,
+        /// The model's id for the call.
+        id: String,
+        /// The tool.
+        tool: String,
+        /// Whether the tool reported a failure (the model was shown it).
+        is_error: bool,
+        /// One line saying what happened.
+        summary: String,
+        /// What the model was shown.
+        result: String,
+        /// Wall time of the call.
+        duration_ms: u64,
+    },
+    /// A tool call changed a file of the run's worktree.
+    FileChanged {
+        /// Step index.
+        step: u32,
+        /// The repository (worktree) the file belongs to.
+        repository: String,
+        /// Path relative to the worktree.
+        path: String,
+        /// What happened to it.
+        change: crate::FileChangeKind,
+    },
+    /// The run's worktrees are being made.
+    WorktreeSessionCreating {
+        /// The repositories, by name.
+        repositories: Vec<String>,
+    },
+    /// A worktree of one repository exists, on the run's branch.
+    WorktreeRepoCreated {
+        /// The worktree.
+        worktree: WorktreeInfo,
+    },
+    /// A repository's setup command began (after a human confirmed it).
+    WorktreeSetupStarted {
+        /// The repository.
+        repository: String,
+        /// The command line.
+        command: String,
+    },
+    /// A repository's setup command ended.
+    WorktreeSetupCompleted {
+        /// The repository.
+        repository: String,
+        /// The command line.
+        command: String,
+        /// Its exit code (none: killed or timed out).
+        exit_code: Option<i32>,
+        /// The end of its output.
+        output: String,
+    },
+    /// Every worktree of the run is ready for its steps.
+    WorktreeSessionReady {
+        /// The worktrees.
+        worktrees: Vec<WorktreeInfo>,
+    },
+    /// The run needs a human decision before it can go on; the run waits.
+    PipelineNeedsInput {
+        /// What is to be decided (`worktree_setup`, ...).
+        kind: String,
+        /// The question, for people.
+        question: String,
+        /// The accepted answers.
+        options: Vec<String>,
+    },
+    /// A human gave the decision the run waited for.
+    InputProvided {
+        /// What was decided (as in `PipelineNeedsInput`).
+        kind: String,
+        /// The answer, one of the options.
+        answer: String,
+    },
+    /// The run's worktrees were removed (their branches stay, with the run's commits).
+    WorktreeSessionCleaned {
+        /// Worktree folders removed.
+        removed: Vec<String>,
     },
     /// A step stored a new artifact version.
     ArtifactCreated {
@@ -206,6 +310,17 @@ impl Event {
             Self::StepStarted { .. } => "step_started",
             Self::LlmCallCompleted { .. } => "llm_call_completed",
             Self::LlmCallFailed { .. } => "llm_call_failed",
+            Self::ToolCallStarted { .. } => "tool_call_started",
+            Self::ToolCallCompleted { .. } => "tool_call_completed",
+            Self::FileChanged { .. } => "file_changed",
+            Self::WorktreeSessionCreating { .. } => "worktree_session_creating",
+            Self::WorktreeRepoCreated { .. } => "worktree_repo_created",
+            Self::WorktreeSetupStarted { .. } => "worktree_setup_started",
+            Self::WorktreeSetupCompleted { .. } => "worktree_setup_completed",
+            Self::WorktreeSessionReady { .. } => "worktree_session_ready",
+            Self::PipelineNeedsInput { .. } => "pipeline_needs_input",
+            Self::InputProvided { .. } => "input_provided",
+            Self::WorktreeSessionCleaned { .. } => "worktree_session_cleaned",
             Self::ArtifactCreated { .. } => "artifact_created",
             Self::StepCompleted { .. } => "step_completed",
             Self::StepFailed { .. } => "step_failed",
@@ -228,6 +343,9 @@ impl Event {
             Self::StepStarted { step, .. }
             | Self::LlmCallCompleted { step, .. }
             | Self::LlmCallFailed { step, .. }
+            | Self::ToolCallStarted { step, .. }
+            | Self::ToolCallCompleted { step, .. }
+            | Self::FileChanged { step, .. }
             | Self::ArtifactCreated { step, .. }
             | Self::StepCompleted { step, .. }
             | Self::StepFailed { step, .. }
@@ -238,6 +356,19 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// A run's worktree of one repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorktreeInfo {
+    /// The repository's name.
+    pub repository: String,
+    /// The repository's folder (its main checkout).
+    pub repo_path: String,
+    /// The worktree's folder.
+    pub path: String,
+    /// The run's branch.
+    pub branch: String,
 }
 
 /// An [`Event`] as stored: with its run, its gap-free per-run sequence number (from 1)

@@ -11,7 +11,7 @@ mod plan;
 mod tool;
 mod usage;
 
-pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent};
+pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent, WorktreeInfo};
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,

@@ -39,6 +39,10 @@ pub struct RunOptions {
     /// Spending limits (none by default).
     #[serde(default, skip_serializing_if = "Budget::is_empty")]
     pub budget: Budget,
+    /// Repositories the run's code work happens in (registered names or paths); none: a
+    /// fresh repository of the run's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
 }
 
 /// Spending limits of a run: for the whole run, per phase and per agent. A call that would
@@ -109,6 +113,7 @@ impl Default for RunOptions {
             run_optional: false,
             out_dir: None,
             budget: Budget::default(),
+            repositories: Vec::new(),
         }
     }
 }
@@ -165,6 +170,24 @@ pub struct PlanStep {
     /// Notes for the agent from the workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// Tools the agent may call in this step (the step's own list, else its agent's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Bound on the tool-use turns of one attempt (the runtime's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+}
+
+impl PlanStep {
+    /// Whether the step works in the run's worktree: it may call tools, or it is a Build
+    /// step whose code is written there.
+    pub fn needs_worktree(&self) -> bool {
+        !self.tools.is_empty()
+            || self
+                .phase
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case("build"))
+    }
 }
 
 /// Lifecycle state of a run.

@@ -40,6 +40,14 @@ pub enum RuntimeError {
         /// What can be done instead.
         hint: &'static str,
     },
+    /// An answer to a waiting run does not fit what it asks.
+    #[error("run {run_id}: {problem}")]
+    Answer {
+        /// The run.
+        run_id: RunId,
+        /// What is wrong.
+        problem: String,
+    },
     /// Another process is driving the run (its log moved under us).
     #[error(
         "run {run_id} is being driven by another process (its log moved on); let that one finish or stop it first"

@@ -6,12 +6,15 @@
 //! bounded channel), commits what happened whenever it would otherwise wait, and checks
 //! every event against the engine before it is stored.
 
+mod agent_loop;
 mod error;
 pub mod files;
 mod method;
 mod run;
 mod step;
+mod worktrees;
 
 pub use error::RuntimeError;
 pub use method::MethodHandle;
 pub use run::{Runtime, Settings};
+pub use worktrees::WorkspaceSettings;

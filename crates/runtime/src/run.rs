@@ -21,10 +21,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeError;
+use crate::agent_loop::{DEFAULT_MAX_TURNS, StepWorkspace};
 use crate::files::{absolute, prepare_out_dir, write_under};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
+use crate::worktrees::{self, PrepareState, Prepared, WorkspaceSettings};
 use botarmy_core::budget::Ledger;
+use botarmy_core::engine::WorkspaceState;
+use botarmy_tools::{Tool, WorktreeTools};
 
 /// Settings of the runtime, decided once by the binary.
 #[derive(Debug, Clone)]
@@ -33,6 +37,9 @@ pub struct Settings {
     pub out_root: PathBuf,
     /// Sampling temperature for document generation.
     pub temperature: f32,
+    /// Where runs' repositories and worktrees live and how commands are confined (default:
+    /// `.worktrees/` under `out_root`, sandbox required).
+    pub workspace: Option<WorkspaceSettings>,
 }
 
 impl Default for Settings {
@@ -40,7 +47,16 @@ impl Default for Settings {
         Self {
             out_root: PathBuf::from("botarmy-out"),
             temperature: 0.7,
+            workspace: None,
         }
+    }
+}
+
+impl Settings {
+    fn workspace(&self) -> WorkspaceSettings {
+        self.workspace
+            .clone()
+            .unwrap_or_else(|| WorkspaceSettings::new(self.out_root.join(".worktrees")))
     }
 }
 
@@ -54,6 +70,8 @@ pub struct Runtime {
     settings: Settings,
     /// Project ids by name, as [`Store::ensure_project`] gave them.
     projects: Mutex<HashMap<String, ProjectId>>,
+    /// Tools beyond the built-in ones (those of MCP servers), for agents that list them.
+    tools: Vec<Arc<dyn Tool>>,
 }
 
 impl Runtime {
@@ -67,7 +85,14 @@ impl Runtime {
             bus,
             settings,
             projects: Mutex::default(),
+            tools: Vec::new(),
         }
+    }
+
+    /// Adds tools (those of MCP servers) that agents may list besides the built-in ones.
+    pub fn with_tools(mut self, tools: Vec<Arc<dyn Tool>>) -> Self {
+        self.tools.extend(tools);
+        self
     }
 
     /// The store.
@@ -275,30 +300,48 @@ impl Runtime {
         run_id: RunId,
         budget: botarmy_protocol::Budget,
     ) -> Result<RunState, RuntimeError> {
-        let mut state = self.load(run_id).await?;
-        if state.status.is_terminal() {
-            return Err(RuntimeError::NotResumable {
-                run_id,
-                status: state.status,
-                hint: "it has finished; its budget no longer matters",
-            });
-        }
-        let event = Event::BudgetChanged { budget };
-        let at = now_millis();
-        state.apply_event(at, &event)?;
-        let batch = AppendBatch {
-            events: vec![event],
-            artifacts: Vec::new(),
-        };
-        let records = self
-            .store
-            .append(run_id, state.last_seq - 1, at, batch)
-            .await
-            .map_err(|e| appending(run_id, e))?;
-        for record in records {
-            let _ = self.bus.send(LiveEvent::Event(record));
-        }
-        Ok(state)
+        self.append_outside(
+            run_id,
+            "it has finished; its budget no longer matters",
+            |_| Ok(Event::BudgetChanged { budget }),
+        )
+        .await
+    }
+
+    /// Gives the decision a waiting run asks for (`PipelineNeedsInput`); [`Runtime::resume`]
+    /// then continues it. The answer must be one of the request's options.
+    pub async fn provide_input(
+        &self,
+        run_id: RunId,
+        answer: &str,
+    ) -> Result<RunState, RuntimeError> {
+        self.append_outside(
+            run_id,
+            "it has finished; nothing waits for an answer",
+            |state| {
+                let Some(request) = &state.needs_input else {
+                    return Err(RuntimeError::Answer {
+                        run_id,
+                        problem: "it does not wait for an answer".into(),
+                    });
+                };
+                if !request.options.iter().any(|o| o == answer) {
+                    return Err(RuntimeError::Answer {
+                        run_id,
+                        problem: format!(
+                            "`{answer}` is not an answer to \"{}\"; expected one of: {}",
+                            request.question,
+                            request.options.join(", ")
+                        ),
+                    });
+                }
+                Ok(Event::InputProvided {
+                    kind: request.kind.clone(),
+                    answer: answer.to_owned(),
+                })
+            },
+        )
+        .await
     }
 
     /// Cancels a run for good: appends `PipelineCancelled` (steps still marked running are
@@ -307,17 +350,35 @@ impl Runtime {
     /// [`RuntimeError::Contended`], and its driver stops at its next append. Refused for a
     /// finished run.
     pub async fn cancel(&self, run_id: RunId, reason: &str) -> Result<RunState, RuntimeError> {
+        self.append_outside(
+            run_id,
+            "it has finished; there is nothing to cancel",
+            |_| {
+                Ok(Event::PipelineCancelled {
+                    reason: reason.to_owned(),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Appends one event to a run that no driver of this call holds (a change made from
+    /// outside: a budget, an answer, a cancellation), checked against the engine first.
+    async fn append_outside(
+        &self,
+        run_id: RunId,
+        finished_hint: &'static str,
+        event: impl FnOnce(&RunState) -> Result<Event, RuntimeError>,
+    ) -> Result<RunState, RuntimeError> {
         let mut state = self.load(run_id).await?;
         if state.status.is_terminal() {
             return Err(RuntimeError::NotResumable {
                 run_id,
                 status: state.status,
-                hint: "it has finished; there is nothing to cancel",
+                hint: finished_hint,
             });
         }
-        let event = Event::PipelineCancelled {
-            reason: reason.to_owned(),
-        };
+        let event = event(&state)?;
         let at = now_millis();
         state.apply_event(at, &event)?;
         let batch = AppendBatch {
@@ -414,6 +475,10 @@ struct Driver<'a> {
     /// Contents of the artifacts this driver produced, so later steps read them without a
     /// round trip (and before they are flushed).
     produced: HashMap<ArtifactId, String>,
+    /// Whether the run's worktrees are being made (by a future among `steps`).
+    preparing: bool,
+    /// The built-in tools of the run's worktree, once it is ready and an agent calls tools.
+    worktree_tools: Option<Arc<WorktreeTools>>,
 }
 
 /// One attempt of a step, as the driver polls it.
@@ -452,6 +517,8 @@ impl<'a> Driver<'a> {
             batch_at: None,
             pending: AppendBatch::default(),
             produced: HashMap::new(),
+            preparing: false,
+            worktree_tools: None,
         })
     }
 
@@ -465,10 +532,11 @@ impl<'a> Driver<'a> {
     async fn run_inner(&mut self, cancel: &CancellationToken) -> Result<(), RuntimeError> {
         loop {
             let actions = self.state.next_actions();
-            if !actions.is_empty() {
-                for action in actions {
-                    self.perform(action).await?;
-                }
+            let mut acted = false;
+            for action in actions {
+                acted |= self.perform(action).await?;
+            }
+            if acted {
                 continue;
             }
             // Take whatever the steps have already reported before committing.
@@ -482,7 +550,7 @@ impl<'a> Driver<'a> {
                 continue;
             }
             self.flush().await?;
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && !self.preparing {
                 return Ok(());
             }
             let steps = self
@@ -517,12 +585,52 @@ impl<'a> Driver<'a> {
             ),
         });
         self.in_flight.clear();
+        self.preparing = false;
         self.stage(events, Vec::new())?;
         self.flush().await
     }
 
-    async fn perform(&mut self, action: Action) -> Result<(), RuntimeError> {
+    /// Performs an action; `false` when it was already under way (nothing happened).
+    async fn perform(&mut self, action: Action) -> Result<bool, RuntimeError> {
         match action {
+            Action::PrepareWorkspace { repositories, .. } => {
+                if self.preparing {
+                    return Ok(false);
+                }
+                self.preparing = true;
+                let job = worktrees::prepare(
+                    self.rt.settings.workspace(),
+                    self.state.run_id,
+                    repositories,
+                    PrepareState::of(&self.state),
+                    self.tx.clone(),
+                );
+                let tx = self.tx.clone();
+                self.steps().push(Box::pin(async move {
+                    let outcome = job.await;
+                    let _ = tx.send(StepMsg::Prepared(outcome)).await;
+                }));
+                return Ok(true);
+            }
+            Action::CleanWorkspace { worktrees } => {
+                // Nothing else runs now: the run is about to end.
+                self.flush().await?;
+                let event = match worktrees::clean(&worktrees).await {
+                    Ok(removed) => Event::WorktreeSessionCleaned { removed },
+                    Err(error) => Event::PipelineFailed { error, step: None },
+                };
+                self.worktree_tools = None;
+                self.stage(vec![event], Vec::new())?;
+                return Ok(true);
+            }
+            other => self.perform_step_action(other).await?,
+        }
+        Ok(true)
+    }
+
+    async fn perform_step_action(&mut self, action: Action) -> Result<(), RuntimeError> {
+        match action {
+            Action::PrepareWorkspace { .. } | Action::CleanWorkspace { .. } => Ok(()),
             Action::StartRun => {
                 let plan = self.state.plan.as_ref();
                 let event = Event::PipelineStarted {
@@ -562,6 +670,7 @@ impl<'a> Driver<'a> {
             return Ok(());
         };
         let agent = plan_step.agent.clone();
+        let plan_step_max_turns = plan_step.max_turns.unwrap_or(DEFAULT_MAX_TURNS).max(1);
         self.stage(
             vec![Event::StepStarted {
                 step,
@@ -572,6 +681,20 @@ impl<'a> Driver<'a> {
         )?;
         let inputs = self.inputs_for(&plan_step).await?;
         let model = self.rt.models.route(&agent).model.clone();
+        let tool_calling = self.rt.models.supports_tools(&agent);
+        let workspace = match self.step_workspace(&plan_step, tool_calling) {
+            Ok(ws) => ws,
+            Err(error) => {
+                return self.stage(
+                    vec![Event::StepFailed {
+                        step,
+                        attempt,
+                        error,
+                    }],
+                    Vec::new(),
+                );
+            }
+        };
         let job = StepJob {
             run_id: self.state.run_id,
             step,
@@ -580,6 +703,10 @@ impl<'a> Driver<'a> {
             idea: self.request.idea.clone(),
             method: self.method.clone(),
             recorded: self.state.steps[step as usize].calls.clone(),
+            recorded_tools: self.state.steps[step as usize].tool_calls.clone(),
+            workspace,
+            tool_calling,
+            max_turns: plan_step_max_turns,
             inputs,
             options: self.request.options.clone(),
             models: Arc::clone(&self.rt.models),
@@ -592,6 +719,49 @@ impl<'a> Driver<'a> {
         self.in_flight.insert(step, attempt);
         self.steps().push(Box::pin(execute(job)));
         Ok(())
+    }
+
+    /// The worktree a step works in, with the tools its agent may call there (only when
+    /// its model calls tools; otherwise the files of its answer are written there).
+    fn step_workspace(
+        &mut self,
+        plan_step: &PlanStep,
+        tool_calling: bool,
+    ) -> Result<Option<Arc<StepWorkspace>>, ErrorInfo> {
+        if !plan_step.needs_worktree() {
+            return Ok(None);
+        }
+        let WorkspaceState::Ready(worktrees) = &self.state.workspace else {
+            return Ok(None);
+        };
+        let Some(worktree) = worktrees.first().cloned() else {
+            return Ok(None);
+        };
+        let mut tools = botarmy_tools::Toolbox::new();
+        if tool_calling && !plan_step.tools.is_empty() {
+            let builtin = match &self.worktree_tools {
+                Some(t) => Arc::clone(t),
+                None => {
+                    let root = PathBuf::from(&worktree.path);
+                    let sandbox = self.rt.settings.workspace().sandbox(&root)?;
+                    let t = Arc::new(WorktreeTools::new(root, sandbox));
+                    self.worktree_tools = Some(Arc::clone(&t));
+                    t
+                }
+            };
+            tools = worktrees::toolbox_for(&plan_step.tools, &builtin, &self.rt.tools).map_err(
+                |problem| {
+                    ErrorInfo::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "step `{}` (agent `{}`): {problem}",
+                            plan_step.key, plan_step.agent
+                        ),
+                    )
+                },
+            )?;
+        }
+        Ok(Some(Arc::new(StepWorkspace::new(worktree, tools))))
     }
 
     /// The contents of the artifacts a step reads: those it names, or (when it names none
@@ -630,13 +800,37 @@ impl<'a> Driver<'a> {
     async fn handle(&mut self, msg: StepMsg) -> Result<(), RuntimeError> {
         match msg {
             StepMsg::Record(event) => {
-                if event
-                    .step()
-                    .is_some_and(|s| self.in_flight.contains_key(&s))
-                {
+                let live = match event.step() {
+                    Some(s) => self.in_flight.contains_key(&s),
+                    // Events of the worktree session, while it is being made.
+                    None => self.preparing,
+                };
+                if live {
                     self.stage(vec![event], Vec::new())?;
                 }
                 Ok(())
+            }
+            StepMsg::Prepared(outcome) => {
+                if !std::mem::replace(&mut self.preparing, false) {
+                    return Ok(());
+                }
+                match outcome {
+                    Ok(Prepared::Ready | Prepared::NeedsInput) => Ok(()),
+                    Err(error) => {
+                        // Steps that work without the worktree stop too: the run has failed.
+                        self.steps().clear();
+                        self.in_flight.clear();
+                        let mut events = interrupt_running(&self.state);
+                        events.push(Event::PipelineFailed {
+                            error: ErrorInfo::new(
+                                error.kind,
+                                format!("the run's worktrees could not be made: {}", error.message),
+                            ),
+                            step: None,
+                        });
+                        self.stage(events, Vec::new())
+                    }
+                }
             }
             StepMsg::Done {
                 step,

@@ -4,11 +4,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use botarmy_core::engine::RecordedCall;
-use botarmy_llm::{Attempt, ChatMessage, ChatRequest, NextStep, Router};
+use botarmy_core::engine::{RecordedCall, RecordedToolCall};
+use botarmy_llm::{Attempt, ChatMessage, ChatRequest, NextStep, Router, ToolCall};
 use botarmy_protocol::{
     ArtifactKind, ErrorInfo, ErrorKind, Event, LiveEvent, PlanStep, RunId, RunOptions,
 };
+
+use crate::agent_loop::{self, StepWorkspace};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
@@ -37,6 +39,8 @@ pub(crate) enum StepOutput {
 pub(crate) enum StepMsg {
     /// An event to append now (LLM call records), in order.
     Record(Event),
+    /// Making the run's worktrees ended (its events were sent as records before).
+    Prepared(Result<crate::worktrees::Prepared, ErrorInfo>),
     /// The attempt ended. `records` are the LLM call records not sent yet: the last call's
     /// record travels with the outcome (nothing awaits between them), so both commit in
     /// one transaction.
@@ -58,6 +62,14 @@ pub(crate) struct StepJob {
     pub idea: String,
     pub method: MethodHandle,
     pub recorded: Vec<RecordedCall>,
+    /// Tool calls the attempt completed before it was interrupted.
+    pub recorded_tools: Vec<RecordedToolCall>,
+    /// The run's worktree and the agent's tools there, for steps that work in it.
+    pub workspace: Option<Arc<StepWorkspace>>,
+    /// Whether the agent's model calls tools (otherwise files come in its answer).
+    pub tool_calling: bool,
+    /// Bound on tool-use turns.
+    pub max_turns: u32,
     pub inputs: Vec<(String, String)>,
     pub options: RunOptions,
     /// Who answers: the agent's chain of providers, with retries and failover.
@@ -87,7 +99,15 @@ pub(crate) async fn execute(job: StepJob) {
         next: 0,
         unsent: Vec::new(),
     };
-    let outcome = attempt(&job, &mut calls).await;
+    let mut outcome = attempt(&job, &mut calls).await;
+    if let (Ok(StepOutput::Produced(produced)), Some(ws)) = (&mut outcome, &job.workspace) {
+        // What the step did to the worktree becomes a commit on the run's branch, and its
+        // files artifacts of the run.
+        match ws.commit(&job.plan_step, job.step).await {
+            Ok(files) => produced.extend(files),
+            Err(error) => outcome = Err(error),
+        }
+    }
     let done = StepMsg::Done {
         step: job.step,
         attempt: job.attempt,
@@ -109,7 +129,7 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
             &job.options,
         )?;
         let request = job.request(messages, 4, calls.next, Some(YES_NO_GRAMMAR));
-        let answer = calls.chat(job, request).await?;
+        let (answer, _) = calls.chat(job, request).await?;
         if parse_condition_answer(&answer) != Some(true) {
             return Ok(StepOutput::Skipped(format!(
                 "condition `{condition}` does not hold (answered by {})",
@@ -120,23 +140,40 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
     let messages = job
         .method
         .step_prompt(&job.plan_step, &job.idea, &job.inputs, &job.options)?;
-    let request = job.request(messages, job.options.max_output_tokens, calls.next, None);
-    let text = calls.chat(job, request).await?;
+    let text = match &job.workspace {
+        Some(ws) if job.tool_calling && !ws.tools.is_empty() => {
+            agent_loop::run(job, calls, ws, messages).await?
+        }
+        _ => {
+            let request = job.request(messages, job.options.max_output_tokens, calls.next, None);
+            calls.chat(job, request).await?.0
+        }
+    };
     let document = job.method.finish_document(&job.plan_step, &job.idea, &text);
     let mut produced = Vec::new();
-    if job
+    let builds = job
         .plan_step
         .phase
         .as_deref()
-        .is_some_and(|p| p.eq_ignore_ascii_case("build"))
-    {
-        for file in extract_code_files(&document) {
-            produced.push(Produced {
-                name: format!("code/{}", file.path),
-                kind: ArtifactKind::Code,
-                content: file.content,
-            });
+        .is_some_and(|p| p.eq_ignore_ascii_case("build"));
+    match &job.workspace {
+        // Document mode: the files in the answer are written into the worktree (and
+        // become artifacts when the step's work is committed).
+        Some(ws) if !job.tool_calling || ws.tools.is_empty() => {
+            let changes = ws.apply_files(job.step, &extract_code_files(&document))?;
+            calls.unsent.extend(changes);
         }
+        Some(_) => {}
+        None if builds => {
+            for file in extract_code_files(&document) {
+                produced.push(Produced {
+                    name: format!("code/{}", file.path),
+                    kind: ArtifactKind::Code,
+                    content: file.content,
+                });
+            }
+        }
+        None => {}
     }
     produced.insert(
         0,
@@ -152,7 +189,7 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
 const YES_NO_GRAMMAR: &str = "root ::= (\"yes\" | \"no\")";
 
 impl StepJob {
-    fn request(
+    pub(crate) fn request(
         &self,
         messages: Vec<ChatMessage>,
         max_tokens: u32,
@@ -182,15 +219,15 @@ fn seed_for(key: &str, attempt: u32, call: u32) -> u64 {
 }
 
 /// Numbers the calls of an attempt and serves recorded ones instead of calling again.
-struct Calls {
-    next: u32,
+pub(crate) struct Calls {
+    pub next: u32,
     /// Records of completed calls not yet sent to the driver. A record is sent before
     /// anything else is awaited (the next call), or together with the attempt's outcome.
-    unsent: Vec<Event>,
+    pub unsent: Vec<Event>,
 }
 
 impl Calls {
-    async fn send_unsent(&mut self, job: &StepJob) -> Result<(), ErrorInfo> {
+    pub(crate) async fn send_unsent(&mut self, job: &StepJob) -> Result<(), ErrorInfo> {
         for event in self.unsent.drain(..) {
             job.tx
                 .send(StepMsg::Record(event))
@@ -200,12 +237,18 @@ impl Calls {
         Ok(())
     }
 
-    async fn chat(&mut self, job: &StepJob, request: ChatRequest) -> Result<String, ErrorInfo> {
+    /// Makes (or reuses) the attempt's next LLM call: the answer's text and the tool calls
+    /// it asks for.
+    pub(crate) async fn chat(
+        &mut self,
+        job: &StepJob,
+        request: ChatRequest,
+    ) -> Result<(String, Vec<ToolCall>), ErrorInfo> {
         let call = self.next;
         self.next += 1;
         if let Some(recorded) = job.recorded.get(call as usize) {
             // Completed calls are never made again, even if the prompt would now differ.
-            return Ok(recorded.response.clone());
+            return Ok((recorded.response.clone(), recorded.tool_calls.clone()));
         }
         self.send_unsent(job).await?;
         let agent_id = job.plan_step.agent.as_str();
@@ -288,11 +331,12 @@ impl Calls {
                     model: response.model.clone(),
                     request_hash,
                     response: response.text.clone(),
+                    tool_calls: response.tool_calls.clone(),
                     usage: response.usage,
                     latency_ms,
                 };
                 self.unsent.push(event);
-                Ok(response.text)
+                Ok((response.text, response.tool_calls))
             }
             Err(error) => Err(ErrorInfo::new(kind_of(&error), error.to_string())),
         }
@@ -316,7 +360,7 @@ fn describe(error: &botarmy_llm::LlmError, next: NextStep) -> String {
     }
 }
 
-fn cancelled() -> ErrorInfo {
+pub(crate) fn cancelled() -> ErrorInfo {
     ErrorInfo::new(
         ErrorKind::Cancelled,
         "the run stopped while the step was running",
@@ -349,6 +393,8 @@ mod tests {
             condition: None,
             instruction: None,
             notes: None,
+            tools: vec![],
+            max_turns: None,
         };
         assert_eq!(document_name(&step), "api-specification.md");
         step.creates = Some("sharded_docs".into());

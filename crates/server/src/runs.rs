@@ -162,6 +162,7 @@ impl CreateRun {
             run_optional: o.run_optional.unwrap_or(d.run_optional),
             out_dir: None,
             budget: o.budget.clone().unwrap_or_default(),
+            repositories: Vec::new(),
         }
     }
 }

@@ -352,6 +352,7 @@ async fn six_step_run(store: &Arc<dyn Store>, lat: &mut Vec<Duration>) {
                     model: "none".into(),
                     request_hash: "0123456789abcdef".into(),
                     response: content.clone(),
+                    tool_calls: Vec::new(),
                     usage: Usage {
                         input_tokens: 300,
                         output_tokens: 200,
@@ -417,6 +418,8 @@ fn created(project_id: botarmy_protocol::ProjectId) -> Event {
                     condition: None,
                     instruction: None,
                     notes: None,
+                    tools: vec![],
+                    max_turns: None,
                 })
                 .collect(),
         },

@@ -255,6 +255,19 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
     match event {
         // The budget lives in the log only (the run's state folds it).
         Event::PipelineCreated { .. } | Event::BudgetChanged { .. } => Change::None,
+        // Tool calls, file changes and the worktree session live in the log only.
+        Event::ToolCallStarted { .. }
+        | Event::ToolCallCompleted { .. }
+        | Event::FileChanged { .. }
+        | Event::WorktreeSessionCreating { .. }
+        | Event::WorktreeRepoCreated { .. }
+        | Event::WorktreeSetupStarted { .. }
+        | Event::WorktreeSetupCompleted { .. }
+        | Event::WorktreeSessionReady { .. }
+        | Event::WorktreeSessionCleaned { .. } => Change::None,
+        Event::PipelineNeedsInput { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),
+        // The answer lets a waiting run go on (as the engine folds it).
+        Event::InputProvided { .. } => Change::Run(RunChange::Start),
         Event::PipelineStarted { .. } | Event::PipelineResumed {} => Change::Run(RunChange::Start),
         Event::PipelinePaused { .. } => Change::Run(RunChange::Status(RunStatus::Paused)),
         Event::PipelineWaiting { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),

@@ -1,4 +1,4 @@
-use botarmy_protocol::{ErrorInfo, Usage};
+use botarmy_protocol::{ErrorInfo, Usage, WorktreeInfo};
 
 /// What the engine asks the runtime to do next. Each action, once performed, is reported
 /// back as one or more events; the engine never returns an action that its state shows as
@@ -36,5 +36,21 @@ pub enum Action {
         error: ErrorInfo,
         /// The step that failed.
         step: Option<u32>,
+    },
+    /// Steps need the run's worktrees and they are not ready: make them (append
+    /// `WorktreeSessionCreating`, a `WorktreeRepoCreated` per repository, and
+    /// `WorktreeSessionReady`, or `PipelineNeedsInput` when a human must confirm the setup).
+    /// Returned again while under way; the runtime performs one at a time.
+    PrepareWorkspace {
+        /// Repositories to check out (none: a fresh repository of the run's own).
+        repositories: Vec<String>,
+        /// Whether worktrees were (partly) made before: reuse what exists.
+        resume: bool,
+    },
+    /// The run is about to end: commit what is left in its worktrees to the run's branch,
+    /// remove them, and append `WorktreeSessionCleaned`.
+    CleanWorkspace {
+        /// The worktrees.
+        worktrees: Vec<WorktreeInfo>,
     },
 }

@@ -12,4 +12,6 @@ mod state;
 mod tests;
 
 pub use action::Action;
-pub use state::{EngineError, RecordedCall, RunState, StepState};
+pub use state::{
+    EngineError, InputRequest, RecordedCall, RecordedToolCall, RunState, StepState, WorkspaceState,
+};

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use botarmy_protocol::{
     ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan, ProjectId, RunId, RunRequest,
-    RunStatus, StepStatus, UnixMillis, Usage,
+    RunStatus, StepStatus, ToolCall, UnixMillis, Usage, WorktreeInfo,
 };
 
 use super::Action;
@@ -60,6 +60,58 @@ pub struct RecordedCall {
     pub model: String,
     /// Usage of the call.
     pub usage: Usage,
+    /// Tools the model asked to call.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// A completed tool call of the current attempt, reused (never made again) on resume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedToolCall {
+    /// Tool call number within the attempt.
+    pub call: u32,
+    /// The model's id for the call.
+    pub id: String,
+    /// The tool.
+    pub tool: String,
+    /// Whether the tool reported a failure.
+    pub is_error: bool,
+    /// What the model was shown.
+    pub result: String,
+}
+
+/// Where the run's worktrees are.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum WorkspaceState {
+    /// No step has needed one yet.
+    #[default]
+    Unprepared,
+    /// Being made (or made in part before the process stopped); the worktrees made so far.
+    Creating(Vec<WorktreeInfo>),
+    /// Ready for steps.
+    Ready(Vec<WorktreeInfo>),
+    /// Removed; the branches stay.
+    Cleaned(Vec<WorktreeInfo>),
+}
+
+impl WorkspaceState {
+    /// The worktrees known, whatever the state.
+    pub fn worktrees(&self) -> &[WorktreeInfo] {
+        match self {
+            Self::Unprepared => &[],
+            Self::Creating(w) | Self::Ready(w) | Self::Cleaned(w) => w,
+        }
+    }
+}
+
+/// A decision the run waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequest {
+    /// What is to be decided.
+    pub kind: String,
+    /// The question.
+    pub question: String,
+    /// The accepted answers.
+    pub options: Vec<String>,
 }
 
 /// The engine's view of one step.
@@ -71,6 +123,8 @@ pub struct StepState {
     pub attempt: u32,
     /// Completed LLM calls of the latest attempt, in call order.
     pub calls: Vec<RecordedCall>,
+    /// Completed tool calls of the latest attempt, in call order.
+    pub tool_calls: Vec<RecordedToolCall>,
     /// Totals over every attempt.
     pub usage: Usage,
     /// Artifact versions created by the step (all attempts).
@@ -89,6 +143,7 @@ impl StepState {
             status: StepStatus::Pending,
             attempt: 0,
             calls: Vec::new(),
+            tool_calls: Vec::new(),
             usage: Usage::default(),
             artifacts: Vec::new(),
             error: None,
@@ -129,6 +184,12 @@ pub struct RunState {
     pub error: Option<ErrorInfo>,
     /// Why it is paused or waiting.
     pub reason: Option<String>,
+    /// The run's worktrees.
+    pub workspace: WorkspaceState,
+    /// The decision the run waits for, if any.
+    pub needs_input: Option<InputRequest>,
+    /// Decisions given, by kind.
+    pub answers: BTreeMap<String, String>,
 }
 
 impl RunState {
@@ -149,6 +210,9 @@ impl RunState {
             finished_at: None,
             error: None,
             reason: None,
+            workspace: WorkspaceState::Unprepared,
+            needs_input: None,
+            answers: BTreeMap::new(),
         }
     }
 
@@ -225,6 +289,14 @@ impl RunState {
             .ok_or_else(|| format!("step {step} does not exist (the plan has {count} steps)"))
     }
 
+    fn running_attempt(&mut self, step: u32, attempt: u32) -> Result<&mut StepState, String> {
+        let s = self.step_mut(step)?;
+        if s.status != StepStatus::Running || s.attempt != attempt {
+            return Err(format!("step {step} attempt {attempt} is not running"));
+        }
+        Ok(s)
+    }
+
     fn require_active(&self) -> Result<(), String> {
         if self.plan.is_none() {
             return Err("the run has not been created yet".into());
@@ -277,7 +349,10 @@ impl RunState {
                 }
                 let s = self.step_mut(*step)?;
                 match s.status {
-                    StepStatus::Pending if *attempt == s.attempt + 1 => s.calls.clear(),
+                    StepStatus::Pending if *attempt == s.attempt + 1 => {
+                        s.calls.clear();
+                        s.tool_calls.clear();
+                    }
                     StepStatus::Interrupted if *attempt == s.attempt => {}
                     other => {
                         return Err(format!(
@@ -300,6 +375,7 @@ impl RunState {
                 request_hash,
                 response,
                 usage,
+                tool_calls,
                 ..
             } => {
                 self.require_active()?;
@@ -320,6 +396,7 @@ impl RunState {
                     provider: provider.clone(),
                     model: model.clone(),
                     usage: *usage,
+                    tool_calls: tool_calls.clone(),
                 });
                 let mut counted = *usage;
                 counted.calls = 1;
@@ -331,6 +408,144 @@ impl RunState {
                 let s = self.step_mut(*step)?;
                 if s.status != StepStatus::Running || s.attempt != *attempt {
                     return Err(format!("step {step} attempt {attempt} is not running"));
+                }
+            }
+            Event::ToolCallStarted {
+                step,
+                attempt,
+                call,
+                ..
+            } => {
+                self.require_active()?;
+                let s = self.running_attempt(*step, *attempt)?;
+                // A call started before an interruption starts again: the same number.
+                if *call as usize != s.tool_calls.len() {
+                    return Err(format!(
+                        "tool call {call} started but {} tool calls were completed before it",
+                        s.tool_calls.len()
+                    ));
+                }
+            }
+            Event::ToolCallCompleted {
+                step,
+                attempt,
+                call,
+                id,
+                tool,
+                is_error,
+                result,
+                ..
+            } => {
+                self.require_active()?;
+                let s = self.running_attempt(*step, *attempt)?;
+                if *call as usize != s.tool_calls.len() {
+                    return Err(format!(
+                        "tool call {call} completed but {} tool calls were completed before it",
+                        s.tool_calls.len()
+                    ));
+                }
+                s.tool_calls.push(RecordedToolCall {
+                    call: *call,
+                    id: id.clone(),
+                    tool: tool.clone(),
+                    is_error: *is_error,
+                    result: result.clone(),
+                });
+            }
+            Event::FileChanged { step, .. } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                if s.status != StepStatus::Running {
+                    return Err(format!("step {step} is {}, not running", s.status));
+                }
+            }
+            Event::WorktreeSessionCreating { .. } => {
+                self.require_active()?;
+                self.workspace = match &self.workspace {
+                    WorkspaceState::Unprepared => WorkspaceState::Creating(Vec::new()),
+                    WorkspaceState::Creating(w) | WorkspaceState::Cleaned(w) => {
+                        WorkspaceState::Creating(w.clone())
+                    }
+                    WorkspaceState::Ready(_) => {
+                        return Err("the run's worktrees are ready already".into());
+                    }
+                };
+            }
+            Event::WorktreeRepoCreated { worktree } => {
+                self.require_active()?;
+                let WorkspaceState::Creating(made) = &mut self.workspace else {
+                    return Err("no worktree session is being created".into());
+                };
+                made.retain(|w| w.repository != worktree.repository);
+                made.push(worktree.clone());
+            }
+            Event::WorktreeSetupStarted { repository, .. }
+            | Event::WorktreeSetupCompleted { repository, .. } => {
+                self.require_active()?;
+                let WorkspaceState::Creating(made) = &self.workspace else {
+                    return Err("no worktree session is being created".into());
+                };
+                if !made.iter().any(|w| &w.repository == repository) {
+                    return Err(format!("repository `{repository}` has no worktree"));
+                }
+            }
+            Event::WorktreeSessionReady { worktrees } => {
+                self.require_active()?;
+                if !matches!(self.workspace, WorkspaceState::Creating(_)) {
+                    return Err("no worktree session is being created".into());
+                }
+                self.workspace = WorkspaceState::Ready(worktrees.clone());
+            }
+            Event::WorktreeSessionCleaned { .. } => {
+                self.require_active()?;
+                self.workspace = match &self.workspace {
+                    WorkspaceState::Creating(w) | WorkspaceState::Ready(w) => {
+                        WorkspaceState::Cleaned(w.clone())
+                    }
+                    other => {
+                        return Err(format!("the run's worktrees are not there ({other:?})"));
+                    }
+                };
+            }
+            Event::PipelineNeedsInput {
+                kind,
+                question,
+                options,
+            } => {
+                self.require_active()?;
+                if options.is_empty() {
+                    return Err("a request for input needs at least one accepted answer".into());
+                }
+                self.needs_input = Some(InputRequest {
+                    kind: kind.clone(),
+                    question: question.clone(),
+                    options: options.clone(),
+                });
+                self.status = RunStatus::Waiting;
+                self.reason = Some(question.clone());
+            }
+            Event::InputProvided { kind, answer } => {
+                self.require_active()?;
+                let Some(request) = &self.needs_input else {
+                    return Err("the run does not wait for input".into());
+                };
+                if &request.kind != kind {
+                    return Err(format!(
+                        "the run waits for `{}`, not `{kind}`",
+                        request.kind
+                    ));
+                }
+                if !request.options.contains(answer) {
+                    return Err(format!(
+                        "`{answer}` is not one of the accepted answers ({})",
+                        request.options.join(", ")
+                    ));
+                }
+                self.answers.insert(kind.clone(), answer.clone());
+                self.needs_input = None;
+                if self.status == RunStatus::Waiting {
+                    self.status = RunStatus::Running;
+                    self.reason = None;
                 }
             }
             Event::ArtifactCreated { step, artifact } => {
@@ -528,6 +743,9 @@ impl RunState {
             if running > 0 {
                 return Vec::new();
             }
+            if let Some(clean) = self.clean_workspace() {
+                return vec![clean];
+            }
             let message = s
                 .error
                 .as_ref()
@@ -545,8 +763,18 @@ impl RunState {
             }];
         }
         if self.steps.iter().all(|s| s.status.satisfies_dependants()) {
+            if let Some(clean) = self.clean_workspace() {
+                return vec![clean];
+            }
             return vec![Action::CompleteRun { usage: self.usage }];
         }
+        let worktree_ready = matches!(self.workspace, WorkspaceState::Ready(_));
+        let mut wants_worktree = false;
+        // Steps that work in the worktree take turns: two agents editing one checkout at
+        // once would see and commit each other's half-done work.
+        let mut worktree_busy = self
+            .running_steps()
+            .any(|i| plan.steps[i as usize].needs_worktree());
         let mut actions = Vec::new();
         let mut slots = (request.options.max_parallel.max(1) as usize).saturating_sub(running);
         for (i, (s, p)) in self.steps.iter().zip(&plan.steps).enumerate() {
@@ -555,6 +783,20 @@ impl RunState {
                     .get(*d as usize)
                     .is_some_and(|d| d.status.satisfies_dependants())
             });
+            let startable = matches!(s.status, StepStatus::Interrupted)
+                || (s.status == StepStatus::Pending
+                    && deps_met
+                    && !(p.optional && !request.options.run_optional));
+            if startable && p.needs_worktree() {
+                if !worktree_ready {
+                    wants_worktree = true;
+                    continue;
+                }
+                if worktree_busy || slots == 0 {
+                    continue;
+                }
+                worktree_busy = true;
+            }
             match s.status {
                 StepStatus::Interrupted if slots > 0 => {
                     slots -= 1;
@@ -582,6 +824,24 @@ impl RunState {
                 _ => {}
             }
         }
+        if wants_worktree {
+            actions.push(Action::PrepareWorkspace {
+                repositories: request.options.repositories.clone(),
+                resume: !matches!(self.workspace, WorkspaceState::Unprepared),
+            });
+        }
         actions
+    }
+
+    /// Removing the worktrees, if the run has some: the last thing before it ends.
+    fn clean_workspace(&self) -> Option<Action> {
+        match &self.workspace {
+            WorkspaceState::Creating(w) | WorkspaceState::Ready(w) => {
+                Some(Action::CleanWorkspace {
+                    worktrees: w.clone(),
+                })
+            }
+            WorkspaceState::Unprepared | WorkspaceState::Cleaned(_) => None,
+        }
     }
 }

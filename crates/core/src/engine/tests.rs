@@ -4,11 +4,12 @@
 
 use botarmy_protocol::{
     ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan,
-    PlanStep, ProjectId, RunId, RunOptions, RunRequest, RunStatus, StepStatus, Usage,
+    PlanStep, ProjectId, RunId, RunOptions, RunRequest, RunStatus, StepStatus, ToolCall, Usage,
+    WorktreeInfo,
 };
 use proptest::prelude::*;
 
-use super::{Action, RunState};
+use super::{Action, RunState, WorkspaceState};
 
 fn plan(deps: &[&[u32]], optional: &[bool]) -> Plan {
     Plan {
@@ -32,8 +33,30 @@ fn plan(deps: &[&[u32]], optional: &[bool]) -> Plan {
                 condition: None,
                 instruction: None,
                 notes: None,
+                tools: Vec::new(),
+                max_turns: None,
             })
             .collect(),
+    }
+}
+
+/// A plan whose steps marked `true` call tools (and so work in the run's worktree).
+fn plan_with_tools(deps: &[&[u32]], tools: &[bool]) -> Plan {
+    let mut plan = plan(deps, &[]);
+    for (step, uses) in plan.steps.iter_mut().zip(tools) {
+        if *uses {
+            step.tools = vec!["file_write".into()];
+        }
+    }
+    plan
+}
+
+fn worktree() -> WorktreeInfo {
+    WorktreeInfo {
+        repository: "project".into(),
+        repo_path: "/repos/r".into(),
+        path: "/worktrees/r/project".into(),
+        branch: "botarmy/r".into(),
     }
 }
 
@@ -101,8 +124,72 @@ impl Log {
                 error: error.clone(),
                 step: *step,
             },
+            Action::PrepareWorkspace { repositories, .. } => {
+                self.push(Event::WorktreeSessionCreating {
+                    repositories: repositories.clone(),
+                })
+                .unwrap();
+                self.push(Event::WorktreeRepoCreated {
+                    worktree: worktree(),
+                })
+                .unwrap();
+                Event::WorktreeSessionReady {
+                    worktrees: vec![worktree()],
+                }
+            }
+            Action::CleanWorkspace { worktrees } => Event::WorktreeSessionCleaned {
+                removed: worktrees.iter().map(|w| w.path.clone()).collect(),
+            },
         };
         self.push(event).unwrap();
+    }
+
+    /// The step's model asks for a tool call (one LLM call), which completes.
+    fn call_tool(&mut self, step: u32) {
+        let s = &self.state.steps[step as usize];
+        let (attempt, call, tool_call) =
+            (s.attempt, s.calls.len() as u32, s.tool_calls.len() as u32);
+        let asked = ToolCall {
+            id: format!("call-{call}"),
+            name: "file_write".into(),
+            arguments: serde_json::json!({"path": "a.txt", "content": "a"}),
+        };
+        self.push(Event::LlmCallCompleted {
+            step,
+            attempt,
+            call,
+            provider: "p".into(),
+            model: "m".into(),
+            request_hash: "h".into(),
+            response: String::new(),
+            tool_calls: vec![asked.clone()],
+            usage: Usage::default(),
+            latency_ms: 1,
+        })
+        .unwrap();
+        for event in [
+            Event::ToolCallStarted {
+                step,
+                attempt,
+                call: tool_call,
+                id: asked.id.clone(),
+                tool: asked.name.clone(),
+                arguments: asked.arguments.clone(),
+            },
+            Event::ToolCallCompleted {
+                step,
+                attempt,
+                call: tool_call,
+                id: asked.id,
+                tool: asked.name,
+                is_error: false,
+                summary: "created a.txt".into(),
+                result: "created a.txt (1 bytes)".into(),
+                duration_ms: 1,
+            },
+        ] {
+            self.push(event).unwrap();
+        }
     }
 
     fn complete_step(&mut self, step: u32, calls: u32) {
@@ -117,6 +204,7 @@ impl Log {
                 model: "m".into(),
                 request_hash: format!("h{step}-{call}"),
                 response: "text".into(),
+                tool_calls: Vec::new(),
                 usage: Usage {
                     input_tokens: 10,
                     output_tokens: 5,
@@ -355,6 +443,7 @@ fn an_interrupted_step_resumes_with_its_recorded_calls() {
         model: "m".into(),
         request_hash: "h".into(),
         response: "first".into(),
+        tool_calls: Vec::new(),
         usage: Usage::default(),
         latency_ms: 1,
     })
@@ -569,7 +658,10 @@ fn outcome() -> impl Strategy<Value = Outcome> {
     ]
 }
 
-fn random_plan() -> impl Strategy<Value = (Vec<Vec<u32>>, Vec<bool>)> {
+/// Dependencies, optional flags, and which steps call tools (work in the worktree).
+type RandomPlan = (Vec<Vec<u32>>, Vec<bool>, Vec<bool>);
+
+fn random_plan() -> impl Strategy<Value = RandomPlan> {
     (1usize..8)
         .prop_flat_map(|n| {
             let deps = (0..n)
@@ -578,29 +670,33 @@ fn random_plan() -> impl Strategy<Value = (Vec<Vec<u32>>, Vec<bool>)> {
             (
                 deps,
                 proptest::collection::vec(proptest::bool::weighted(0.2), n),
+                proptest::collection::vec(proptest::bool::weighted(0.3), n),
             )
         })
-        .prop_map(|(mut deps, optional)| {
+        .prop_map(|(mut deps, optional, tools)| {
             for (i, d) in deps.iter_mut().enumerate() {
                 d.retain(|x| (*x as usize) < i);
                 d.sort_unstable();
                 d.dedup();
             }
-            (deps, optional)
+            (deps, optional, tools)
         })
 }
 
 /// Simulates a runtime with random outcomes; returns the log and, for every prefix length,
 /// the actions the live state asked for.
 fn simulate(
-    deps: &[Vec<u32>],
-    optional: &[bool],
+    (deps, optional, tools): &RandomPlan,
     options: RunOptions,
     outcomes: &[Outcome],
 ) -> (Log, Vec<(u64, Vec<Action>)>) {
     let deps: Vec<&[u32]> = deps.iter().map(Vec::as_slice).collect();
     let max_parallel = options.max_parallel as usize;
-    let mut log = Log::new(plan(&deps, optional), options);
+    let mut plan = plan_with_tools(&deps, tools);
+    for (step, opt) in plan.steps.iter_mut().zip(optional) {
+        step.optional = *opt;
+    }
+    let mut log = Log::new(plan, options);
     let mut asked = Vec::new();
     // After the random outcomes, every step succeeds, so every run must end.
     let settle = Outcome::Complete { calls: 1 };
@@ -619,13 +715,32 @@ fn simulate(
                 log.perform(action);
             }
             assert!(log.state.running_steps().count() <= max_parallel);
+            let steps = &log.state.plan.as_ref().unwrap().steps;
+            assert!(
+                log.state
+                    .running_steps()
+                    .filter(|s| steps[*s as usize].needs_worktree())
+                    .count()
+                    <= 1,
+                "steps in the worktree take turns"
+            );
             continue;
         }
         let Some(step) = log.state.running_steps().next() else {
             break;
         };
         let attempt = log.state.steps[step as usize].attempt;
+        if tools[step as usize] {
+            assert!(
+                matches!(log.state.workspace, WorkspaceState::Ready(_)),
+                "a step in the worktree runs only once it is ready"
+            );
+        }
         match outcomes.next().unwrap() {
+            Outcome::Complete { calls } if tools[step as usize] => {
+                log.call_tool(step);
+                log.complete_step(step, *calls + 1);
+            }
             Outcome::Complete { calls } => log.complete_step(step, *calls),
             Outcome::Fail { retryable } => {
                 let kind = if *retryable {
@@ -667,21 +782,26 @@ proptest! {
 
     #[test]
     fn folding_a_log_gives_the_same_state_and_the_same_next_actions(
-        (deps, optional) in random_plan(),
+        random in random_plan(),
         max_parallel in 1u32..4,
         max_attempts in 1u32..4,
         run_optional in any::<bool>(),
         outcomes in proptest::collection::vec(outcome(), 1..20),
     ) {
         let options = RunOptions { max_parallel, max_attempts, run_optional, ..RunOptions::default() };
-        let (log, asked) = simulate(&deps, &optional, options, &outcomes);
+        let (log, asked) = simulate(&random, options, &outcomes);
+        let optional = &random.1;
 
         // The run always ends, and ends consistently.
         prop_assert!(log.state.status.is_terminal(), "run ended {:?}", log.state.status);
         if log.state.status == RunStatus::Succeeded {
             prop_assert!(log.state.steps.iter().all(|s| s.status.satisfies_dependants()));
         }
-        for (s, opt) in log.state.steps.iter().zip(&optional) {
+        // A run whose worktrees were made removes them before it ends.
+        if log.records.iter().any(|r| r.event.name() == "worktree_session_ready") {
+            prop_assert!(matches!(log.state.workspace, WorkspaceState::Cleaned(_)));
+        }
+        for (s, opt) in log.state.steps.iter().zip(optional) {
             prop_assert!(s.attempt <= max_attempts);
             if *opt && !run_optional {
                 prop_assert_ne!(s.status, StepStatus::Succeeded);
@@ -704,14 +824,14 @@ proptest! {
 
     #[test]
     fn a_rejected_event_never_changes_the_state(
-        (deps, optional) in random_plan(),
+        random in random_plan(),
         outcomes in proptest::collection::vec(outcome(), 1..10),
         cut in 0usize..1000,
         step in 0u32..10,
         attempt in 0u32..4,
-        kind in 0u8..5,
+        kind in 0u8..9,
     ) {
-        let (log, _) = simulate(&deps, &optional, RunOptions::default(), &outcomes);
+        let (log, _) = simulate(&random, RunOptions::default(), &outcomes);
         let cut = 1 + cut % log.records.len();
         let mut state = RunState::from_events(log.run_id, &log.records[..cut]).unwrap();
         let event = match kind {
@@ -719,6 +839,10 @@ proptest! {
             1 => Event::StepCompleted { step, attempt, usage: Usage::default(), duration_ms: 0 },
             2 => Event::StepInterrupted { step, attempt },
             3 => Event::StepSkipped { step, reason: "r".into() },
+            4 => Event::ToolCallCompleted { step, attempt, call: attempt, id: "c".into(), tool: "t".into(), is_error: false, summary: "s".into(), result: "r".into(), duration_ms: 0 },
+            5 => Event::WorktreeSessionReady { worktrees: vec![worktree()] },
+            6 => Event::InputProvided { kind: "worktree_setup".into(), answer: "run".into() },
+            7 => Event::WorktreeSessionCleaned { removed: vec![] },
             _ => Event::PipelineStarted { cycle_type: "x".into(), workflow: "y".into() },
         };
         let before = state.clone();
@@ -727,4 +851,198 @@ proptest! {
             prop_assert_eq!(state, before);
         }
     }
+}
+
+#[test]
+fn steps_in_the_worktree_wait_for_it_take_turns_and_it_is_removed_before_the_end() {
+    // Steps 1 and 2 call tools; step 0 does not and starts at once.
+    let mut log = Log::new(
+        plan_with_tools(&[&[], &[], &[]], &[false, true, true]),
+        RunOptions::default(),
+    );
+    log.perform(&Action::StartRun);
+    let actions = log.state.next_actions();
+    assert_eq!(
+        actions,
+        vec![
+            Action::StartStep {
+                step: 0,
+                attempt: 1,
+                resume: false
+            },
+            Action::PrepareWorkspace {
+                repositories: vec![],
+                resume: false
+            },
+        ]
+    );
+    log.perform(&actions[0]);
+    // While the worktrees are made, the action is asked for again (marked as a resume):
+    // the runtime performs one at a time.
+    log.push(Event::WorktreeSessionCreating {
+        repositories: vec![],
+    })
+    .unwrap();
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::PrepareWorkspace {
+            repositories: vec![],
+            resume: true
+        }]
+    );
+    log.push(Event::WorktreeRepoCreated {
+        worktree: worktree(),
+    })
+    .unwrap();
+    log.push(Event::WorktreeSessionReady {
+        worktrees: vec![worktree()],
+    })
+    .unwrap();
+    // Ready: one worktree step at a time, though slots are free.
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 1,
+            attempt: 1,
+            resume: false
+        }]
+    );
+    log.perform(&Action::StartStep {
+        step: 1,
+        attempt: 1,
+        resume: false,
+    });
+    assert!(log.state.next_actions().is_empty());
+    log.call_tool(1);
+    assert_eq!(log.state.steps[1].tool_calls.len(), 1);
+    log.complete_step(1, 2);
+    log.complete_step(0, 1);
+    log.perform(&log.state.next_actions()[0].clone());
+    log.complete_step(2, 1);
+    // Everything done: the worktrees go first, then the run completes.
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::CleanWorkspace {
+            worktrees: vec![worktree()]
+        }]
+    );
+    log.drive_to_end();
+    assert_eq!(log.state.status, RunStatus::Succeeded);
+    assert!(matches!(log.state.workspace, WorkspaceState::Cleaned(_)));
+}
+
+#[test]
+fn tool_calls_are_kept_across_an_interruption_and_dropped_by_a_new_attempt() {
+    let options = RunOptions {
+        max_attempts: 2,
+        ..RunOptions::default()
+    };
+    let mut log = Log::new(plan_with_tools(&[&[]], &[true]), options);
+    log.perform(&Action::StartRun);
+    log.perform(&log.state.next_actions()[0].clone());
+    log.perform(&log.state.next_actions()[0].clone());
+    log.call_tool(0);
+    // A tool call numbered out of order is refused.
+    let wrong = Event::ToolCallCompleted {
+        step: 0,
+        attempt: 1,
+        call: 5,
+        id: "x".into(),
+        tool: "bash".into(),
+        is_error: false,
+        summary: String::new(),
+        result: String::new(),
+        duration_ms: 0,
+    };
+    let err = log.push(wrong).unwrap_err().to_string();
+    assert!(
+        err.contains("tool call 5 completed but 1 tool calls"),
+        "{err}"
+    );
+    log.push(Event::StepInterrupted {
+        step: 0,
+        attempt: 1,
+    })
+    .unwrap();
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 1,
+        resume: true,
+    });
+    assert_eq!(
+        log.state.steps[0].tool_calls.len(),
+        1,
+        "kept for the resume"
+    );
+    assert_eq!(log.state.steps[0].calls[0].tool_calls.len(), 1);
+    log.push(Event::StepFailed {
+        step: 0,
+        attempt: 1,
+        error: ErrorInfo::new(ErrorKind::Transient, "flaky"),
+    })
+    .unwrap();
+    log.perform(&Action::StartStep {
+        step: 0,
+        attempt: 2,
+        resume: false,
+    });
+    assert!(
+        log.state.steps[0].tool_calls.is_empty(),
+        "a new attempt starts afresh"
+    );
+}
+
+#[test]
+fn a_run_that_needs_input_waits_and_takes_only_an_accepted_answer() {
+    let mut log = Log::new(plan_with_tools(&[&[]], &[true]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.push(Event::WorktreeSessionCreating {
+        repositories: vec![],
+    })
+    .unwrap();
+    log.push(Event::WorktreeRepoCreated {
+        worktree: worktree(),
+    })
+    .unwrap();
+    log.push(Event::PipelineNeedsInput {
+        kind: "worktree_setup".into(),
+        question: "run `cargo fetch`?".into(),
+        options: vec!["run".into(), "skip".into()],
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    assert!(log.state.next_actions().is_empty());
+    let err = log
+        .push(Event::InputProvided {
+            kind: "worktree_setup".into(),
+            answer: "maybe".into(),
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`maybe` is not one of the accepted answers (run, skip)"),
+        "{err}"
+    );
+    log.push(Event::InputProvided {
+        kind: "worktree_setup".into(),
+        answer: "skip".into(),
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Running);
+    assert_eq!(log.state.answers["worktree_setup"], "skip");
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::PrepareWorkspace {
+            repositories: vec![],
+            resume: true
+        }]
+    );
+    assert!(
+        log.push(Event::InputProvided {
+            kind: "worktree_setup".into(),
+            answer: "run".into(),
+        })
+        .is_err(),
+        "nothing is asked any more"
+    );
 }

@@ -326,6 +326,12 @@ impl Method {
             } else {
                 Some(notes.join("\n\n"))
             },
+            tools: if item.tools.is_empty() {
+                agent_def.map(|a| a.tools.clone()).unwrap_or_default()
+            } else {
+                item.tools.clone()
+            },
+            max_turns: item.max_turns.or(agent_def.and_then(|a| a.max_turns)),
         };
         Ok(Draft {
             item,

@@ -305,6 +305,10 @@ impl Provider for CloudProvider {
         &self.config.id
     }
 
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
     fn default_model(&self) -> &str {
         &self.config.default_model
     }

@@ -147,6 +147,8 @@ pub fn plan(n: usize) -> Plan {
                 condition: None,
                 instruction: None,
                 notes: None,
+                tools: Vec::new(),
+                max_turns: None,
             })
             .collect(),
     }
@@ -232,6 +234,7 @@ pub fn llm_ok(step: u32, attempt: u32, call: u32, usage: Usage) -> Event {
         model: "smollm2".into(),
         request_hash: format!("h{step}{attempt}{call}"),
         response: "a response".into(),
+        tool_calls: Vec::new(),
         usage,
         latency_ms: 40,
     }

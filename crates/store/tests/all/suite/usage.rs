@@ -23,6 +23,7 @@ fn ok_call(
         model: model.into(),
         request_hash: format!("h{step}-{call}"),
         response: "ok".into(),
+        tool_calls: Vec::new(),
         usage,
         latency_ms,
     }

@@ -1,0 +1,229 @@
+//! Agents that build, end to end: a coder writes a small Rust crate in the run's worktree
+//! with tools, a tester runs its tests with `run_tests` (real `cargo test` in the sandbox,
+//! real counts), the failing test goes back to the coder, who fixes it, and the tests are
+//! green at Validate; the run's branch holds the commits.
+//!
+//! The session is recorded: a local server speaking OpenAI's streaming wire format plays a
+//! model that calls tools (the script below), and the run records its exchanges into a
+//! cassette. The committed cassette (`cassettes/tools-fix-loop.jsonl`) is then replayed by
+//! the replay provider, as a user would debug a run. `BOTARMY_RERECORD=1` rewrites it when
+//! prompts change.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use botarmy_testkit::{MockServer, Recorded, Reply};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const IDEA: &str = "a tiny arithmetic crate";
+
+/// The tool calls (or final answer) of each step, turn by turn.
+fn script(step: &str, turn: usize) -> Turn {
+    let write = |path: &str, content: &str| call("file_write", json!({"path": path, "content": content}));
+    match (step, turn) {
+        ("code", 0) => Turn::Calls(vec![
+            write(
+                "Cargo.toml",
+                "[package]\nname = \"arith\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n",
+            ),
+            write("src/lib.rs", LIB_WITH_BUG),
+        ]),
+        ("code", 1) => Turn::Calls(vec![call("git", json!({"command": "status", "args": ["--short"]}))]),
+        ("code", _) => Turn::Answer(
+            "## Build notes\n\nWrote `arith` with `add` and two unit tests in src/lib.rs.\n",
+        ),
+        ("test", 0) | ("retest", 0) => Turn::Calls(vec![call("run_tests", json!({}))]),
+        ("test", _) => Turn::Answer(
+            "## Test report\n\n1 passed, 1 failed. Failing: `tests::adds_positive_numbers` (add(2, 3) returned -1, expected 5).\n",
+        ),
+        ("fix", 0) => Turn::Calls(vec![call("file_read", json!({"path": "src/lib.rs"}))]),
+        ("fix", 1) => Turn::Calls(vec![call(
+            "file_write",
+            json!({"path": "src/lib.rs", "old": "a - b", "new": "a + b"}),
+        )]),
+        ("fix", 2) => Turn::Calls(vec![call("run_tests", json!({}))]),
+        ("fix", _) => Turn::Answer("## Fix notes\n\n`add` subtracted; it adds now. Tests pass.\n"),
+        ("retest", _) => Turn::Answer("## Final test report\n\n2 passed, 0 failed.\n"),
+        (other, _) => panic!("no script for step `{other}`"),
+    }
+}
+
+const LIB_WITH_BUG: &str = "/// The sum of two numbers.\npub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[cfg(test)]\nmod tests {\n    use super::*;\n\n    #[test]\n    fn adds_positive_numbers() {\n        assert_eq!(add(2, 3), 5);\n    }\n\n    #[test]\n    fn adding_zero_changes_nothing() {\n        assert_eq!(add(4, 0), 4);\n    }\n}\n";
+
+enum Turn {
+    Calls(Vec<(String, Value)>),
+    Answer(&'static str),
+}
+
+fn call(name: &str, arguments: Value) -> (String, Value) {
+    (name.to_string(), arguments)
+}
+
+/// The step a request belongs to (its instruction carries `[step:<name>]`) and how many
+/// tool-call turns the conversation has had.
+fn step_and_turn(body: &Value) -> (String, usize) {
+    let messages = body["messages"].as_array().expect("messages");
+    let step = messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .find_map(|c| {
+            let at = c.find("[step:")? + 6;
+            let end = c[at..].find(']')? + at;
+            Some(c[at..end].to_string())
+        })
+        .expect("a step marker in the prompt");
+    let turn = messages
+        .iter()
+        .filter(|m| m["role"] == "assistant" && m.get("tool_calls").is_some())
+        .count();
+    (step, turn)
+}
+
+/// OpenAI's streaming chat-completion chunks for one turn.
+fn reply(request: &Recorded, index: usize) -> Reply {
+    let body = request.json();
+    assert!(
+        body["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "tool-using agents send their tools"
+    );
+    let (step, turn) = step_and_turn(&body);
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    let mut events = Vec::new();
+    let finish = match script(&step, turn) {
+        Turn::Calls(calls) => {
+            for (i, (name, args)) in calls.iter().enumerate() {
+                events.push(chunk(
+                    json!({"role": "assistant", "content": null, "tool_calls": [{"index": i, "id": format!("call_{step}_{turn}_{i}"), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                ));
+                events.push(chunk(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": args.to_string()}}]}),
+                    Value::Null,
+                ));
+            }
+            "tool_calls"
+        }
+        Turn::Answer(text) => {
+            events.push(chunk(json!({"role": "assistant", "content": text}), Value::Null));
+            "stop"
+        }
+    };
+    events.push(chunk(json!({}), json!(finish)));
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06", "choices": [],
+               "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340}})
+    ));
+    events.push("data: [DONE]\n\n".to_string());
+    Reply::Sse {
+        events,
+        end: botarmy_testkit::End::Close,
+    }
+}
+
+fn method() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
+}
+
+fn run_cmd(cmd: &mut Command) -> &mut Command {
+    cmd.args(["run", IDEA, "--workflow", "fix-loop", "--yes", "--json", "--method"])
+        .arg(method())
+}
+
+/// Everything the run must show, whichever way its model answered.
+fn check_run(s: &Sandbox, summary: &Value) {
+    assert_eq!(summary["status"], "succeeded", "{summary:#}");
+    let run = summary["run_id"].as_str().unwrap().to_string();
+    let events: Vec<Value> = stdout(&ok(s.cmd().args(["events", &run])))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> { events.iter().filter(|e| e["type"] == kind).collect() };
+
+    // The tester's runs of the tests report the real counts: one failure, then none.
+    let test_runs: Vec<&str> = of("tool_call_completed")
+        .into_iter()
+        .filter(|e| e["tool"] == "run_tests")
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(test_runs.len(), 3, "{test_runs:?}");
+    assert!(test_runs[0].contains("1 passed") && test_runs[0].contains("1 failed"), "{test_runs:?}");
+    for green in &test_runs[1..] {
+        assert!(green.contains("2 passed") && green.contains("0 failed"), "{test_runs:?}");
+    }
+    // Each tool call was announced, then completed; writes are file_changed events.
+    assert_eq!(of("tool_call_started").len(), of("tool_call_completed").len());
+    let changed: Vec<(&str, &str)> = of("file_changed")
+        .iter()
+        .map(|e| (e["path"].as_str().unwrap(), e["change"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changed,
+        [("Cargo.toml", "created"), ("src/lib.rs", "created"), ("src/lib.rs", "modified")]
+    );
+    // The worktree session: made, ready, cleaned.
+    for kind in ["worktree_session_creating", "worktree_repo_created", "worktree_session_ready", "worktree_session_cleaned"] {
+        assert_eq!(of(kind).len(), 1, "{kind}");
+    }
+    let worktree = &of("worktree_repo_created")[0]["worktree"];
+    let repo = PathBuf::from(worktree["repo_path"].as_str().unwrap());
+    let branch = worktree["branch"].as_str().unwrap();
+    assert_eq!(branch, format!("botarmy/{run}"));
+    assert!(!Path::new(worktree["path"].as_str().unwrap()).exists(), "the worktree is removed at the end");
+
+    // The branch holds the commits: the crate, then the fix.
+    let git = |args: &[&str]| {
+        let o = Command::new("git").args(args).current_dir(&repo).output().unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let log = git(&["log", "--format=%s", branch]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(subjects[0], "coder: Fix what failed", "{log}");
+    assert_eq!(subjects[1], "coder: Write the crate", "{log}");
+    let fixed = git(&["show", &format!("{branch}:src/lib.rs")]);
+    assert!(fixed.contains("a + b") && !fixed.contains("a - b"), "{fixed}");
+    // Nothing the build produced was committed.
+    assert!(!git(&["ls-tree", "-r", "--name-only", branch]).contains("target/"));
+}
+
+#[test]
+fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
+    let cassette = cassette("tools-fix-loop.jsonl");
+
+    // 1. The model over the wire, recorded.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start(reply));
+    let s = Sandbox::new();
+    let recorded = s.out("recorded.jsonl");
+    let out = ok(run_cmd(
+        s.cmd()
+            .env("BOTARMY_PROVIDER", "openai")
+            .env("BOTARMY_MODEL", "gpt-4o")
+            .env("OPENAI_API_KEY", "sk-test-tools")
+            .env("OPENAI_BASE_URL", &server.base)
+            .args(["--record"])
+            .arg(&recorded),
+    ));
+    check_run(&s, &json(&out));
+    if std::env::var("BOTARMY_RERECORD").is_ok_and(|v| v == "1") {
+        std::fs::copy(&recorded, &cassette).unwrap();
+    }
+
+    // 2. The committed recording, replayed: the same run, from the cassette alone.
+    let s = Sandbox::new();
+    let out = ok(run_cmd(&mut s.replay(&cassette)));
+    check_run(&s, &json(&out));
+}
