@@ -8,4 +8,5 @@ mod crash;
 mod providers_e2e;
 mod replay;
 mod support;
+mod tools_e2e;
 mod usage;
