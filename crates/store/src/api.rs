@@ -20,6 +20,14 @@ pub enum StoreError {
         /// The id or prefix looked up.
         id: String,
     },
+    /// Something with this unique name exists already (a registered repository).
+    #[error("{what} `{id}` already exists")]
+    AlreadyExists {
+        /// Kind of thing (`repository`).
+        what: &'static str,
+        /// The name taken.
+        id: String,
+    },
     /// A run id prefix matches more than one run.
     #[error("run id prefix `{prefix}` is ambiguous: it matches {count} runs; give more characters")]
     Ambiguous {
@@ -116,6 +124,48 @@ pub struct ProjectRecord {
     pub status: String,
     /// Creation time.
     pub created_at: UnixMillis,
+}
+
+/// A repository registered with BotArmy: runs name it to work in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepositoryRecord {
+    /// Unique name (see [`check_repository_name`]).
+    pub name: String,
+    /// Where it came from, as registered: a URL, or the checkout's folder.
+    pub location: String,
+    /// The local checkout BotArmy uses (absolute).
+    pub path: String,
+    /// When it was registered.
+    pub added_at: UnixMillis,
+}
+
+/// Longest repository name accepted.
+pub const MAX_REPOSITORY_NAME: usize = 100;
+
+/// Checks a repository name: 1 to [`MAX_REPOSITORY_NAME`] characters of `A-Z a-z 0-9 . _ -`,
+/// not `.` or `..` (it names a folder). The error says what is wrong.
+pub fn check_repository_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_REPOSITORY_NAME {
+        return Err(format!(
+            "must be at most {MAX_REPOSITORY_NAME} characters, not {}",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "may only contain letters, digits, `.`, `_` and `-`, not {bad:?}"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("must not be `{name}`"));
+    }
+    Ok(())
 }
 
 /// The body of an artifact version, stored beside its `ArtifactCreated` event.
@@ -269,9 +319,10 @@ pub struct LlmCallRecord {
 
 /// BotArmy's durable state. Implementations: SQLite (embedded default) and PostgreSQL.
 ///
-/// Every method is safe to call from many tasks and processes at once. All writes go
-/// through [`Store::create_run`] and [`Store::append`]; the read tables are projections of
-/// the event log maintained in the same transaction.
+/// Every method is safe to call from many tasks and processes at once. All writes about
+/// runs go through [`Store::create_run`] and [`Store::append`]; the read tables are
+/// projections of the event log maintained in the same transaction. Projects and
+/// registered repositories are plain rows beside them.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Where the data lives, for messages (never contains a password).
@@ -282,6 +333,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// All projects, newest first.
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// Registers a repository. [`StoreError::AlreadyExists`] if its name is taken,
+    /// [`StoreError::InvalidInput`] if the name breaks [`check_repository_name`]; nothing is
+    /// written then.
+    async fn add_repository(
+        &self,
+        repository: RepositoryRecord,
+    ) -> Result<RepositoryRecord, StoreError>;
+
+    /// Every registered repository, by name.
+    async fn list_repositories(&self) -> Result<Vec<RepositoryRecord>, StoreError>;
+
+    /// The repository with this name; [`StoreError::NotFound`] if none.
+    async fn get_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError>;
+
+    /// Forgets a repository (its folder is left alone) and returns what was registered;
+    /// [`StoreError::NotFound`] if none has this name.
+    async fn remove_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError>;
 
     /// Creates a run from its `PipelineCreated` event (sequence number 1) in one
     /// transaction, with one `pending` step row per plan step.

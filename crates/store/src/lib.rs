@@ -1,6 +1,6 @@
 //! BotArmy's durable state: projects, runs, steps and attempts, versioned artifacts, LLM
-//! calls and the per-run event log, behind one [`Store`] trait with SQLite and PostgreSQL
-//! implementations.
+//! calls, the per-run event log and the registered repositories, behind one [`Store`] trait
+//! with SQLite and PostgreSQL implementations.
 //!
 //! The one idea: the event log is the only write path. [`Store::append`] appends a batch of
 //! events to a run's log with gap-free sequence numbers *and* updates the read tables

@@ -7,6 +7,7 @@
 
 mod listen;
 mod read;
+mod repositories;
 mod schema;
 mod usage;
 mod write;
@@ -24,7 +25,8 @@ use crate::projection::{self, PreparedEvent};
 use crate::watch::{self, Watchers};
 use crate::{
     AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
-    ProjectUsage, RunFilter, RunSummary, StatsFilter, StepRecord, Store, StoreError, UsageRow,
+    ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord, Store,
+    StoreError, UsageRow,
 };
 
 /// Connections in the pool.
@@ -207,6 +209,31 @@ impl Store for PgStore {
 
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
         self.with(async |c| read::list_projects(c).await).await
+    }
+
+    async fn add_repository(
+        &self,
+        repository: RepositoryRecord,
+    ) -> Result<RepositoryRecord, StoreError> {
+        crate::check_repository_name(&repository.name).map_err(|problem| {
+            projection::invalid(format!("repository name `{}` {problem}", repository.name))
+        })?;
+        self.with(async |c| repositories::add(c, &repository).await)
+            .await?;
+        Ok(repository)
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<RepositoryRecord>, StoreError> {
+        self.with(async |c| repositories::list(c).await).await
+    }
+
+    async fn get_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError> {
+        self.with(async |c| repositories::get(c, name).await).await
+    }
+
+    async fn remove_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError> {
+        self.with(async |c| repositories::remove(c, name).await)
+            .await
     }
 
     async fn create_run_with(

@@ -13,6 +13,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage indexes",
         include_str!("migrations/0002_usage_indexes.sql"),
     ),
+    (
+        3,
+        "repositories",
+        include_str!("migrations/0003_repositories.sql"),
+    ),
 ];
 
 /// Key of the advisory lock held while migrating ("botarmy" in ASCII).

@@ -16,6 +16,7 @@
 mod checkpoint;
 mod poll;
 mod read;
+mod repositories;
 mod schema;
 mod usage;
 mod writer;
@@ -34,7 +35,8 @@ use crate::target::SqliteTarget;
 use crate::watch::{self, Watchers, lock};
 use crate::{
     AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
-    ProjectUsage, RunFilter, RunSummary, StatsFilter, StepRecord, Store, StoreError, UsageRow,
+    ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord, Store,
+    StoreError, UsageRow,
 };
 use writer::{Job, Write};
 
@@ -354,6 +356,32 @@ impl Store for SqliteStore {
 
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
         self.read(read::list_projects).await
+    }
+
+    async fn add_repository(
+        &self,
+        repository: RepositoryRecord,
+    ) -> Result<RepositoryRecord, StoreError> {
+        crate::check_repository_name(&repository.name).map_err(|problem| {
+            projection::invalid(format!("repository name `{}` {problem}", repository.name))
+        })?;
+        self.write(|reply| Write::AddRepository { repository, reply })
+            .await
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<RepositoryRecord>, StoreError> {
+        self.read(repositories::list).await
+    }
+
+    async fn get_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| repositories::get(c, &name)).await
+    }
+
+    async fn remove_repository(&self, name: &str) -> Result<RepositoryRecord, StoreError> {
+        let name = name.to_string();
+        self.write(|reply| Write::RemoveRepository { name, reply })
+            .await
     }
 
     async fn create_run_with(

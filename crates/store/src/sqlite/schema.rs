@@ -14,6 +14,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage indexes",
         include_str!("migrations/0002_usage_indexes.sql"),
     ),
+    (
+        3,
+        "repositories",
+        include_str!("migrations/0003_repositories.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

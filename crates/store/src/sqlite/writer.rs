@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Fail, sql_error};
 use crate::projection::{self, Change, PreparedEvent, RunDelta, invalid, sql_int, unknown_step};
 use crate::watch::Watchers;
-use crate::{ProjectRecord, StoreError};
+use crate::{ProjectRecord, RepositoryRecord, StoreError};
 
 /// At most this many requests share one transaction.
 const MAX_GROUP: usize = 256;
@@ -55,6 +55,16 @@ pub(crate) enum Write {
         events: Vec<PreparedEvent>,
         reply: Reply<Vec<EventRecord>>,
     },
+    /// Register a repository.
+    AddRepository {
+        repository: RepositoryRecord,
+        reply: Reply<RepositoryRecord>,
+    },
+    /// Forget a repository.
+    RemoveRepository {
+        name: String,
+        reply: Reply<RepositoryRecord>,
+    },
 }
 
 impl Write {
@@ -64,6 +74,9 @@ impl Write {
             Self::Project { reply, .. } => drop(reply.send(Err(err))),
             Self::Create { reply, .. } => drop(reply.send(Err(err))),
             Self::Append { reply, .. } => drop(reply.send(Err(err))),
+            Self::AddRepository { reply, .. } | Self::RemoveRepository { reply, .. } => {
+                drop(reply.send(Err(err)));
+            }
         }
     }
 }
@@ -80,6 +93,10 @@ enum Outcome {
         Reply<Vec<EventRecord>>,
         Result<Vec<EventRecord>, StoreError>,
     ),
+    Repository(
+        Reply<RepositoryRecord>,
+        Result<RepositoryRecord, StoreError>,
+    ),
 }
 
 impl Outcome {
@@ -89,6 +106,7 @@ impl Outcome {
             Self::Project(r, Ok(_)) => Self::Project(r, Err(err())),
             Self::Create(r, Ok(_)) => Self::Create(r, Err(err())),
             Self::Append(id, r, Ok(_)) => Self::Append(id, r, Err(err())),
+            Self::Repository(r, Ok(_)) => Self::Repository(r, Err(err())),
             other => other,
         }
     }
@@ -98,6 +116,9 @@ impl Outcome {
     fn deliver(self, watchers: &Watchers) {
         match self {
             Self::Project(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Self::Repository(reply, result) => {
                 let _ = reply.send(result);
             }
             Self::Create(reply, result) => {
@@ -164,6 +185,7 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers
                 Outcome::Project(_, Err(_))
                     | Outcome::Create(_, Err(_))
                     | Outcome::Append(_, _, Err(_))
+                    | Outcome::Repository(_, Err(_))
             );
             if failed && !single {
                 conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
@@ -252,6 +274,16 @@ fn execute(conn: &Connection, job: Write, location: &str) -> Outcome {
                 .map(|first| projection::records(run_id, first, at, events))
                 .map_err(|e| e.into_store(location));
             Outcome::Append(run_id, reply, r)
+        }
+        Write::AddRepository { repository, reply } => {
+            let r = super::repositories::add(conn, &repository)
+                .map(|()| repository)
+                .map_err(|e| e.into_store(location));
+            Outcome::Repository(reply, r)
+        }
+        Write::RemoveRepository { name, reply } => {
+            let r = super::repositories::remove(conn, &name).map_err(|e| e.into_store(location));
+            Outcome::Repository(reply, r)
         }
     }
 }

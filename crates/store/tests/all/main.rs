@@ -51,4 +51,7 @@ for_both_backends!(
     usage_breakdown_splits_a_run_and_sums_to_it,
     project_usage_totals_each_project,
     model_stats_per_agent_and_model_with_filters,
+    repositories_are_added_listed_read_and_removed,
+    a_taken_repository_name_is_refused,
+    bad_repository_names_are_refused,
 );

@@ -3,6 +3,7 @@
 mod log;
 mod projection;
 mod query;
+mod repositories;
 mod usage;
 mod wait;
 
@@ -14,6 +15,7 @@ use botarmy_store::Store;
 pub use log::*;
 pub use projection::*;
 pub use query::*;
+pub use repositories::*;
 pub use usage::*;
 pub use wait::*;
 

@@ -1,0 +1,8 @@
+-- BotArmy schema v3 (PostgreSQL): repositories registered with BotArmy (`botarmy repo add`),
+-- which runs name to work in.
+CREATE TABLE repositories (
+    name      TEXT PRIMARY KEY,
+    location  TEXT NOT NULL,
+    path      TEXT NOT NULL,
+    added_at  BIGINT NOT NULL
+);
