@@ -48,6 +48,36 @@ pub struct FileConfig {
     /// How agents' shell commands are confined.
     #[serde(default)]
     pub sandbox: SandboxFile,
+    /// How much this process does at once.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// MCP servers whose tools agents may list (`mcp:<name>`), by name.
+    #[serde(default)]
+    pub mcp: BTreeMap<String, botarmy_tools::McpServerConfig>,
+}
+
+/// `[limits]` of `botarmy.toml`: per-process bounds; work beyond them queues.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Attempts of steps executing at once, over every run.
+    pub steps: Option<usize>,
+    /// LLM calls in flight at once.
+    pub llm_calls: Option<usize>,
+    /// Tool calls running a process (bash, git, run_tests) at once.
+    pub tool_processes: Option<usize>,
+}
+
+impl LimitsFile {
+    /// The limits, the defaults where not given.
+    pub fn limits(&self) -> botarmy_runtime::Limits {
+        let d = botarmy_runtime::Limits::default();
+        botarmy_runtime::Limits {
+            steps: self.steps.unwrap_or(d.steps).max(1),
+            llm_calls: self.llm_calls.unwrap_or(d.llm_calls).max(1),
+            tool_processes: self.tool_processes.unwrap_or(d.tool_processes).max(1),
+        }
+    }
 }
 
 /// `[sandbox]` of `botarmy.toml`.
@@ -240,10 +270,28 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         message: format!("cannot read it: {e}"),
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::File {
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })
+    })?;
+    // Each MCP server is named by its table's key, and checked before anything starts; a
+    // relative working folder is relative to this file.
+    let base = path.parent().unwrap_or(Path::new("."));
+    file.mcp = std::mem::take(&mut file.mcp)
+        .into_iter()
+        .map(|(name, server)| {
+            let mut server = server.named(name.clone());
+            if let Some(cwd) = server.cwd.as_mut().filter(|c| c.is_relative()) {
+                *cwd = base.join(&*cwd);
+            }
+            server.validate().map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!("[mcp.{name}]: {e}"),
+            })?;
+            Ok((name, server))
+        })
+        .collect::<Result<_, ConfigError>>()?;
+    Ok(file)
 }
 
 fn default_home() -> Option<PathBuf> {

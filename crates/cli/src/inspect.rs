@@ -103,10 +103,27 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     let attempts = store.attempts(run_id).await?;
     let artifacts = store.artifacts(run_id).await?;
     let calls = store.llm_calls(run_id).await?;
+    // What only the log tells: steps queued for a slot, the worktrees, a pending question.
+    let state = botarmy_core::engine::RunState::from_events(
+        run_id,
+        &store.read_events(run_id, 0, 0).await?,
+    )?;
+    let queued: std::collections::BTreeMap<u32, &str> = state
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i as u32, s.queued.as_deref()?)))
+        .collect();
+    let worktrees = state.workspace.worktrees();
     let mut w = out();
     if json {
+        let needs_input = state
+            .needs_input
+            .as_ref()
+            .map(|r| json!({"kind": r.kind, "question": r.question, "options": r.options}));
         let value = json!({
             "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
+            "queued": queued, "worktrees": worktrees, "needs_input": needs_input,
         });
         serde_json::to_writer_pretty(&mut w, &value)?;
         writeln!(w)?;
@@ -130,6 +147,16 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     )?;
     if let Some(e) = &summary.error {
         writeln!(w, "error     {e}")?;
+    }
+    if let Some(r) = &state.needs_input {
+        writeln!(w, "waiting   {} ({})", r.question, r.options.join(" / "))?;
+    }
+    for t in worktrees {
+        writeln!(
+            w,
+            "worktree  {} on {} ({})",
+            t.repository, t.branch, t.repo_path
+        )?;
     }
     let mut phase = None;
     for s in &steps {
@@ -158,6 +185,13 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             && s.status.as_str() != "succeeded"
         {
             writeln!(w, "        {e}")?;
+        }
+        if let Some(resource) = queued.get(&s.step) {
+            writeln!(
+                w,
+                "        queued: waiting for a free {} slot (limits in botarmy.toml [limits])",
+                resource.replace('_', " ")
+            )?;
         }
     }
     if !artifacts.is_empty() {

@@ -303,12 +303,17 @@ async fn open_runtime(
     let settings = Settings {
         out_root: absolute(&PathBuf::from("botarmy-out")),
         workspace: Some(config.workspace()),
+        limits: config.file.limits.limits(),
         ..Settings::default()
     };
-    Ok((
-        Arc::new(Runtime::new(store, Arc::new(router), settings)),
-        note,
-    ))
+    let mut runtime = Runtime::new(store, Arc::new(router), settings);
+    if !config.file.mcp.is_empty() {
+        let servers = botarmy_tools::McpServer::connect_all(config.file.mcp.values().cloned())
+            .await
+            .context("connecting the MCP servers of botarmy.toml")?;
+        runtime = runtime.with_mcp(servers);
+    }
+    Ok((Arc::new(runtime), note))
 }
 
 async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {

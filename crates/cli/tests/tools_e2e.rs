@@ -50,6 +50,8 @@ fn script(step: &str, turn: usize) -> Turn {
         ("fix", 2) => Turn::Calls(vec![call("run_tests", json!({}))]),
         ("fix", _) => Turn::Answer("## Fix notes\n\n`add` subtracted; it adds now. Tests pass.\n"),
         ("retest", _) => Turn::Answer("## Final test report\n\n2 passed, 0 failed.\n"),
+        ("mcp", 0) => Turn::Calls(vec![call("calc_add", json!({"a": 2, "b": 3}))]),
+        ("mcp", _) => Turn::Answer("## Answer\n\n2 + 3 = 5, says the calculator.\n"),
         (other, _) => panic!("no script for step `{other}`"),
     }
 }
@@ -285,4 +287,71 @@ fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
     let s = Sandbox::new();
     let out = ok(run_cmd(&mut s.replay(&cassette)));
     check_run(&s, &json(&out));
+}
+
+#[test]
+fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start(reply));
+    let s = Sandbox::new();
+    let python = std::env::var("BOTARMY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/tests/mcp_server.py");
+    std::fs::write(
+        s.dir.path().join("botarmy.toml"),
+        format!(
+            "[mcp.calc]\ncommand = {}\nargs = [{}, \"stdio\"]\n",
+            toml_string(&python),
+            toml_string(&script.display().to_string())
+        ),
+    )
+    .unwrap();
+    let out = ok(s
+        .cmd()
+        .env("BOTARMY_PROVIDER", "openai")
+        .env("BOTARMY_MODEL", "gpt-4o")
+        .env("OPENAI_API_KEY", "sk-test-tools")
+        .env("OPENAI_BASE_URL", &server.base)
+        .args([
+            "run",
+            IDEA,
+            "--workflow",
+            "mcp-lookup",
+            "--yes",
+            "--json",
+            "--method",
+        ])
+        .arg(method()));
+    let summary = json(&out);
+    assert_eq!(summary["status"], "succeeded", "{summary:#}");
+    let run = summary["run_id"].as_str().unwrap();
+    let events = stdout(&ok(s.cmd().args(["events", run])));
+    let done: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "tool_call_completed")
+        .collect();
+    assert_eq!(done.len(), 1, "{events}");
+    assert_eq!(done[0]["tool"], "calc_add");
+    assert_eq!(done[0]["is_error"], false);
+    assert_eq!(done[0]["result"], "5");
+    // The model was offered the server's tools, named after the server.
+    let offered: Vec<String> = server.requests()[0].json()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        offered.iter().all(|n| n.starts_with("calc_")),
+        "{offered:?}"
+    );
+    assert!(offered.contains(&"calc_add".to_string()), "{offered:?}");
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }

@@ -112,6 +112,16 @@ pub enum Event {
         /// Wall time until the failure.
         latency_ms: u64,
     },
+    /// A running attempt waits for one of the process's shared slots (steps, LLM calls,
+    /// tool processes) because others hold them all; it goes on when one frees up.
+    StepQueued {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// What it waits for: `step`, `llm_call` or `tool_process`.
+        resource: String,
+    },
     /// A tool call of an attempt began.
     ToolCallStarted {
         /// Step index.
@@ -310,6 +320,7 @@ impl Event {
             Self::StepStarted { .. } => "step_started",
             Self::LlmCallCompleted { .. } => "llm_call_completed",
             Self::LlmCallFailed { .. } => "llm_call_failed",
+            Self::StepQueued { .. } => "step_queued",
             Self::ToolCallStarted { .. } => "tool_call_started",
             Self::ToolCallCompleted { .. } => "tool_call_completed",
             Self::FileChanged { .. } => "file_changed",
@@ -343,6 +354,7 @@ impl Event {
             Self::StepStarted { step, .. }
             | Self::LlmCallCompleted { step, .. }
             | Self::LlmCallFailed { step, .. }
+            | Self::StepQueued { step, .. }
             | Self::ToolCallStarted { step, .. }
             | Self::ToolCallCompleted { step, .. }
             | Self::FileChanged { step, .. }

@@ -16,7 +16,11 @@ use botarmy_protocol::{
 use botarmy_tools::{ToolOutput, Toolbox};
 use botarmy_workspace::{ChangeKind, Files, Git};
 
+use crate::limits::Resource;
 use crate::step::{Calls, Produced, StepJob, StepMsg, cancelled};
+
+/// Tools whose calls start a process, and so take a tool-process slot.
+const PROCESS_TOOLS: &[&str] = &["bash", "git", "run_tests"];
 
 /// Default bound on tool-use turns of one attempt, when neither the step nor its agent
 /// names one.
@@ -209,6 +213,11 @@ async fn call_tool(
         });
     }
     calls.send_unsent(job).await?;
+    let _slot = if PROCESS_TOOLS.contains(&call.name.as_str()) {
+        Some(job.slots.take(Resource::ToolProcess, job).await?)
+    } else {
+        None
+    };
     job.tx
         .send(StepMsg::Record(Event::ToolCallStarted {
             step: job.step,

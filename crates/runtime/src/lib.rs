@@ -9,12 +9,14 @@
 mod agent_loop;
 mod error;
 pub mod files;
+mod limits;
 mod method;
 mod run;
 mod step;
 mod worktrees;
 
 pub use error::RuntimeError;
+pub use limits::Limits;
 pub use method::MethodHandle;
 pub use run::{Runtime, Settings};
 pub use worktrees::WorkspaceSettings;

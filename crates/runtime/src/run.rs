@@ -23,12 +23,13 @@ use tokio_util::sync::CancellationToken;
 use crate::RuntimeError;
 use crate::agent_loop::{DEFAULT_MAX_TURNS, StepWorkspace};
 use crate::files::{absolute, prepare_out_dir, write_under};
+use crate::limits::{Limits, Slots};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
 use crate::worktrees::{self, PrepareState, Prepared, WorkspaceSettings};
 use botarmy_core::budget::Ledger;
 use botarmy_core::engine::WorkspaceState;
-use botarmy_tools::{Tool, WorktreeTools};
+use botarmy_tools::{McpServer, WorktreeTools};
 
 /// Settings of the runtime, decided once by the binary.
 #[derive(Debug, Clone)]
@@ -40,6 +41,8 @@ pub struct Settings {
     /// Where runs' repositories and worktrees live and how commands are confined (default:
     /// `.worktrees/` under `out_root`, sandbox required).
     pub workspace: Option<WorkspaceSettings>,
+    /// How many attempts, LLM calls and tool processes may run at once in this process.
+    pub limits: Limits,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             out_root: PathBuf::from("botarmy-out"),
             temperature: 0.7,
             workspace: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -70,28 +74,33 @@ pub struct Runtime {
     settings: Settings,
     /// Project ids by name, as [`Store::ensure_project`] gave them.
     projects: Mutex<HashMap<String, ProjectId>>,
-    /// Tools beyond the built-in ones (those of MCP servers), for agents that list them.
-    tools: Vec<Arc<dyn Tool>>,
+    /// MCP servers whose tools agents may list (`mcp:<server>`), connected by the binary.
+    mcp: Vec<McpServer>,
+    /// The process's shared slots.
+    slots: Slots,
 }
 
 impl Runtime {
     /// A runtime over this store and these models.
     pub fn new(store: Arc<dyn Store>, models: Arc<Router>, settings: Settings) -> Self {
         let (bus, _) = broadcast::channel(4_096);
+        let slots = Slots::new(settings.limits);
         Self {
+            slots,
             store,
             models,
             methods: MethodCache::default(),
             bus,
             settings,
             projects: Mutex::default(),
-            tools: Vec::new(),
+            mcp: Vec::new(),
         }
     }
 
-    /// Adds tools (those of MCP servers) that agents may list besides the built-in ones.
-    pub fn with_tools(mut self, tools: Vec<Arc<dyn Tool>>) -> Self {
-        self.tools.extend(tools);
+    /// Gives agents the tools of these MCP servers (an agent lists `mcp:<server>` or
+    /// `mcp:<server>/<tool>`). The runtime keeps the connections for its lifetime.
+    pub fn with_mcp(mut self, servers: Vec<McpServer>) -> Self {
+        self.mcp.extend(servers);
         self
     }
 
@@ -707,6 +716,7 @@ impl<'a> Driver<'a> {
             workspace,
             tool_calling,
             max_turns: plan_step_max_turns,
+            slots: self.rt.slots.clone(),
             inputs,
             options: self.request.options.clone(),
             models: Arc::clone(&self.rt.models),
@@ -749,7 +759,7 @@ impl<'a> Driver<'a> {
                     t
                 }
             };
-            tools = worktrees::toolbox_for(&plan_step.tools, &builtin, &self.rt.tools).map_err(
+            tools = worktrees::toolbox_for(&plan_step.tools, &builtin, &self.rt.mcp).map_err(
                 |problem| {
                     ErrorInfo::new(
                         ErrorKind::InvalidInput,

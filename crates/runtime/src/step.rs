@@ -11,6 +11,7 @@ use botarmy_protocol::{
 };
 
 use crate::agent_loop::{self, StepWorkspace};
+use crate::limits::{Resource, Slots};
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
@@ -70,6 +71,8 @@ pub(crate) struct StepJob {
     pub tool_calling: bool,
     /// Bound on tool-use turns.
     pub max_turns: u32,
+    /// The process's shared slots (steps, LLM calls, tool processes).
+    pub slots: Slots,
     pub inputs: Vec<(String, String)>,
     pub options: RunOptions,
     /// Who answers: the agent's chain of providers, with retries and failover.
@@ -99,7 +102,10 @@ pub(crate) async fn execute(job: StepJob) {
         next: 0,
         unsent: Vec::new(),
     };
-    let mut outcome = attempt(&job, &mut calls).await;
+    let mut outcome = match job.slots.take(Resource::Step, &job).await {
+        Ok(_slot) => attempt(&job, &mut calls).await,
+        Err(error) => Err(error),
+    };
     if let (Ok(StepOutput::Produced(produced)), Some(ws)) = (&mut outcome, &job.workspace) {
         // What the step did to the worktree becomes a commit on the run's branch, and its
         // files artifacts of the run.
@@ -264,6 +270,8 @@ impl Calls {
         } else {
             None
         };
+        // Held until the call ends (streamed, retried or failed over).
+        let _slot = job.slots.take(Resource::LlmCall, job).await?;
         let request_hash = request.digest();
         let started = Instant::now();
         let bus = job.bus.clone();

@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use botarmy_core::engine::RunState;
 use botarmy_protocol::{ErrorInfo, ErrorKind, Event, RunId, WorktreeInfo};
-use botarmy_tools::{Tool, Toolbox, WorktreeTools, worktree_tools};
+use botarmy_tools::{
+    MCP_ENTRY_PREFIX, McpServer, Toolbox, WorktreeTools, select_tools, worktree_tools,
+};
 use botarmy_workspace::{
     Git, Sandbox, Toolchains, Worktree, branch_for, detect_setup, init_repository,
 };
@@ -360,43 +362,31 @@ pub(crate) async fn clean(worktrees: &[WorktreeInfo]) -> Result<Vec<String>, Err
     Ok(removed)
 }
 
-/// The tools of the run's worktree (the first repository's) that a step's agent may use:
-/// its `tools` list picks built-in tools by name and the runtime's other tools (MCP) by
-/// name or `mcp:<server>` prefix. An unknown name is an error naming what exists.
+/// The tools a step's agent may use in the run's worktree: its `tools` list names built-in
+/// tools, and MCP servers' tools as `mcp:<server>` or `mcp:<server>/<tool>`. An unknown
+/// name is an error naming what exists.
 pub(crate) fn toolbox_for(
     wanted: &[String],
     builtin: &Arc<WorktreeTools>,
-    extra: &[Arc<dyn Tool>],
+    mcp: &[McpServer],
 ) -> Result<Toolbox, String> {
     let mut available = Toolbox::new();
     for tool in worktree_tools(Arc::clone(builtin)) {
         available.insert(tool);
     }
-    for tool in extra {
-        available.insert(Arc::clone(tool));
-    }
     let mut chosen = Toolbox::new();
-    for name in wanted {
-        if let Some(server) = name.strip_prefix("mcp:") {
-            let prefix = format!(
-                "{}_",
-                server.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
-            );
-            let mut any = false;
-            for tool in extra.iter().filter(|t| t.spec().name.starts_with(&prefix)) {
-                chosen.insert(Arc::clone(tool));
-                any = true;
+    for tool in select_tools(mcp, wanted).map_err(|e| e.to_string())? {
+        chosen.insert(tool);
+    }
+    for name in wanted.iter().filter(|n| !n.starts_with(MCP_ENTRY_PREFIX)) {
+        match available.get(name) {
+            Some(tool) => chosen.insert(Arc::clone(tool)),
+            None => {
+                return Err(format!(
+                    "there is no tool `{name}`; tools are: {}",
+                    available.names().collect::<Vec<_>>().join(", ")
+                ));
             }
-            if !any {
-                return Err(format!("no MCP server `{server}` with tools is configured"));
-            }
-        } else if let Some(tool) = available.get(name) {
-            chosen.insert(Arc::clone(tool));
-        } else {
-            return Err(format!(
-                "there is no tool `{name}`; tools are: {}",
-                available.names().collect::<Vec<_>>().join(", ")
-            ));
         }
     }
     Ok(chosen)

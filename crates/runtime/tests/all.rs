@@ -4,5 +4,6 @@
 mod support;
 
 mod budget;
+mod limits;
 mod start;
 mod tools;

@@ -256,7 +256,8 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
         // The budget lives in the log only (the run's state folds it).
         Event::PipelineCreated { .. } | Event::BudgetChanged { .. } => Change::None,
         // Tool calls, file changes and the worktree session live in the log only.
-        Event::ToolCallStarted { .. }
+        Event::StepQueued { .. }
+        | Event::ToolCallStarted { .. }
         | Event::ToolCallCompleted { .. }
         | Event::FileChanged { .. }
         | Event::WorktreeSessionCreating { .. }

@@ -135,6 +135,8 @@ pub struct StepState {
     pub skip_reason: Option<String>,
     /// When the latest attempt started.
     pub started_at: Option<UnixMillis>,
+    /// What the running attempt waits for (a shared slot), until its next event.
+    pub queued: Option<String>,
 }
 
 impl StepState {
@@ -149,6 +151,7 @@ impl StepState {
             error: None,
             skip_reason: None,
             started_at: None,
+            queued: None,
         }
     }
 }
@@ -308,6 +311,18 @@ impl RunState {
     }
 
     fn fold(&mut self, seq: u64, at: UnixMillis, event: &Event) -> Result<(), String> {
+        self.fold_event(seq, at, event)?;
+        // Any later event of a queued step means it got what it waited for.
+        if let Some(step) = event.step()
+            && !matches!(event, Event::StepQueued { .. })
+            && let Some(s) = self.steps.get_mut(step as usize)
+        {
+            s.queued = None;
+        }
+        Ok(())
+    }
+
+    fn fold_event(&mut self, seq: u64, at: UnixMillis, event: &Event) -> Result<(), String> {
         match event {
             Event::PipelineCreated {
                 project_id,
@@ -451,6 +466,15 @@ impl RunState {
                     is_error: *is_error,
                     result: result.clone(),
                 });
+            }
+            Event::StepQueued {
+                step,
+                attempt,
+                resource,
+            } => {
+                self.require_active()?;
+                let s = self.running_attempt(*step, *attempt)?;
+                s.queued = Some(resource.clone());
             }
             Event::FileChanged { step, .. } => {
                 self.require_active()?;
