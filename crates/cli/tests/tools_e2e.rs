@@ -355,3 +355,87 @@ fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
 fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+#[test]
+fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start(reply));
+    let s = Sandbox::new();
+    // The user's repository: a crate (so `cargo fetch` is proposed) with one commit.
+    let repo = s.out("arith");
+    std::fs::create_dir_all(repo.join("src")).unwrap();
+    std::fs::write(
+        repo.join("Cargo.toml"),
+        "[package]\nname = \"arith\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("src/lib.rs"), "").unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "user.name=T", "-c", "user.email=t@localhost"])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    git(&["init", "--quiet", "--initial-branch=main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", "start"]);
+    let openai = |cmd: &mut Command| {
+        cmd.env("BOTARMY_PROVIDER", "openai")
+            .env("BOTARMY_MODEL", "gpt-4o")
+            .env("OPENAI_API_KEY", "sk-test-tools")
+            .env("OPENAI_BASE_URL", &server.base);
+    };
+
+    let mut first = s.cmd();
+    openai(&mut first);
+    first
+        .args(["run", IDEA, "--workflow", "fix-loop", "--json", "--repo"])
+        .arg(&repo)
+        .arg("--method")
+        .arg(method());
+    let out = run(&mut first);
+    assert_eq!(out.status.code(), Some(75), "waiting: {}", stderr(&out));
+    let summary = json(&out);
+    assert_eq!(summary["status"], "waiting");
+    let reason = summary["reason"].as_str().unwrap();
+    assert!(reason.contains("arith: cargo fetch") && reason.contains("--answer run"), "{reason}");
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    // Nothing was asked of the model yet; `show` says what the run waits for.
+    assert!(server.requests().is_empty());
+    let shown = stdout(&ok(s.cmd().args(["show", &run_id])));
+    assert!(shown.contains("waiting   run the setup") && shown.contains("(run / skip)"), "{shown}");
+
+    // A wrong answer is refused, naming the accepted ones; the right one continues it.
+    let wrong = run(s.cmd().args(["resume", &run_id, "--answer", "maybe"]));
+    assert!(!wrong.status.success());
+    assert!(stderr(&wrong).contains("expected one of: run, skip"), "{}", stderr(&wrong));
+    let mut resume = s.cmd();
+    openai(&mut resume);
+    let out = ok(resume.args(["resume", &run_id, "--answer", "run", "--json"]));
+    assert_eq!(json(&out)["status"], "succeeded", "{}", stderr(&out));
+
+    let events: Vec<Value> = stdout(&ok(s.cmd().args(["events", &run_id])))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name}: {names:?}"));
+    assert!(at("worktree_repo_created") < at("pipeline_needs_input"));
+    assert!(at("pipeline_needs_input") < at("input_provided"));
+    assert!(at("input_provided") < at("worktree_setup_started"));
+    assert!(at("worktree_setup_completed") < at("worktree_session_ready"));
+    let setup = &events[at("worktree_setup_completed")];
+    assert_eq!(setup["command"], "cargo fetch");
+    assert_eq!(setup["exit_code"], 0, "{setup}");
+    // The user's repository has the run's branch; its own branch is untouched.
+    assert!(git(&["branch", "--list", &format!("botarmy/{run_id}")]).contains(&run_id));
+    assert_eq!(git(&["log", "--format=%s", "main"]).trim(), "start");
+}

@@ -151,7 +151,11 @@ pub(crate) async fn prepare(
             }
             Some(SETUP_RUN) => {
                 for (repository, path, commands) in &setups {
-                    let sandbox = settings.sandbox(path)?;
+                    // Setup downloads dependencies: the network is open, the file system
+                    // is confined as for any command; a longer time limit.
+                    let mut sandbox = settings.sandbox(path)?;
+                    sandbox.network = true;
+                    sandbox.timeout = std::time::Duration::from_secs(900);
                     for command in commands {
                         send(Event::WorktreeSetupStarted {
                             repository: repository.clone(),

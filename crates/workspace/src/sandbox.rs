@@ -67,6 +67,9 @@ pub struct Sandbox {
     pub timeout: Duration,
     /// Bytes kept of each of stdout and stderr.
     pub output_cap: usize,
+    /// Whether commands reach the network (only a setup command a human confirmed does;
+    /// agents' commands never).
+    pub network: bool,
 }
 
 /// Variables a command keeps; everything else (API keys above all) is dropped.
@@ -95,6 +98,7 @@ impl Sandbox {
             isolation,
             timeout: Duration::from_secs(120),
             output_cap: 64 * 1024,
+            network: false,
         })
     }
 
@@ -135,8 +139,10 @@ impl Sandbox {
                     c.arg("--remount-ro").arg(dir);
                 }
                 c.arg("--chdir").arg(&self.root);
+                if !self.network {
+                    c.arg("--unshare-net");
+                }
                 c.args([
-                    "--unshare-net",
                     "--unshare-pid",
                     "--die-with-parent",
                     "--new-session",

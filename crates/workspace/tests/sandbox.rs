@@ -104,6 +104,15 @@ async fn commands_run_in_the_worktree_and_every_escape_fails() {
         .await
         .unwrap();
     assert_ne!(o.code, Some(0), "{o:?}");
+    // The same connection (to the PostgreSQL server `.ci/run` starts) works where the
+    // network is opened, as for a confirmed setup command.
+    let mut open = sb.clone();
+    open.network = true;
+    let o = open
+        .run("python3 -c \"import socket; socket.create_connection(('127.0.0.1', 5432), 2)\"")
+        .await
+        .unwrap();
+    assert_eq!(o.code, Some(0), "{o:?}");
 }
 
 #[tokio::test]
