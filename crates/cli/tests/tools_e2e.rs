@@ -381,7 +381,11 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
             .current_dir(&repo)
             .output()
             .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     git(&["init", "--quiet", "--initial-branch=main"]);
@@ -406,17 +410,27 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
     let summary = json(&out);
     assert_eq!(summary["status"], "waiting");
     let reason = summary["reason"].as_str().unwrap();
-    assert!(reason.contains("arith: cargo fetch") && reason.contains("--answer run"), "{reason}");
+    assert!(
+        reason.contains("arith: cargo fetch") && reason.contains("--answer run"),
+        "{reason}"
+    );
     let run_id = summary["run_id"].as_str().unwrap().to_string();
     // Nothing was asked of the model yet; `show` says what the run waits for.
     assert!(server.requests().is_empty());
     let shown = stdout(&ok(s.cmd().args(["show", &run_id])));
-    assert!(shown.contains("waiting   run the setup") && shown.contains("(run / skip)"), "{shown}");
+    assert!(
+        shown.contains("waiting   run the setup") && shown.contains("(run / skip)"),
+        "{shown}"
+    );
 
     // A wrong answer is refused, naming the accepted ones; the right one continues it.
     let wrong = run(s.cmd().args(["resume", &run_id, "--answer", "maybe"]));
     assert!(!wrong.status.success());
-    assert!(stderr(&wrong).contains("expected one of: run, skip"), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("expected one of: run, skip"),
+        "{}",
+        stderr(&wrong)
+    );
     let mut resume = s.cmd();
     openai(&mut resume);
     let out = ok(resume.args(["resume", &run_id, "--answer", "run", "--json"]));
@@ -427,7 +441,12 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let names: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    let at = |name: &str| names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("no {name}: {names:?}"));
+    let at = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no {name}: {names:?}"))
+    };
     assert!(at("worktree_repo_created") < at("pipeline_needs_input"));
     assert!(at("pipeline_needs_input") < at("input_provided"));
     assert!(at("input_provided") < at("worktree_setup_started"));
