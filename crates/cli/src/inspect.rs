@@ -330,6 +330,7 @@ pub async fn summary(
         let value = json!({
             "run_id": state.run_id, "status": state.status, "usage": state.usage, "duration_ms": duration_ms,
             "out_dir": out_dir, "artifacts": latest, "error": state.error, "reason": state.reason,
+            "worktrees": state.workspace.worktrees(),
         });
         let mut w = out();
         serde_json::to_writer_pretty(&mut w, &value)?;
@@ -383,6 +384,13 @@ pub async fn summary(
             } else {
                 String::new()
             }
+        )?;
+    }
+    for w in state.workspace.worktrees() {
+        writeln!(
+            e,
+            "code: branch {} of {} (`git -C {} log {}`)",
+            w.branch, w.repo_path, w.repo_path, w.branch
         )?;
     }
     writeln!(

@@ -179,14 +179,10 @@ pub struct PlanStep {
 }
 
 impl PlanStep {
-    /// Whether the step works in the run's worktree: it may call tools, or it is a Build
-    /// step whose code is written there.
+    /// Whether the step works in the run's worktree: its agent has tools (with a model that
+    /// does not call them, the files of its answer are written there instead).
     pub fn needs_worktree(&self) -> bool {
         !self.tools.is_empty()
-            || self
-                .phase
-                .as_deref()
-                .is_some_and(|p| p.eq_ignore_ascii_case("build"))
     }
 }
 

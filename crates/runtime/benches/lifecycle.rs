@@ -162,6 +162,17 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
         std::fs::write(target, text).unwrap();
     }
     std::fs::write(method.join("workflows/six.yaml"), SIX_STEPS).unwrap();
+    // The engine's own cost: agents without tools, so no run makes a git worktree (that
+    // cost is measured on its own at the end).
+    let with_worktrees = method.with_file_name("method-worktrees");
+    copy_dir(&method, &with_worktrees);
+    for agent in ["coder", "tester"] {
+        let file = method.join(format!("agents/{agent}.md"));
+        let text = std::fs::read_to_string(&file).unwrap();
+        let start = text.find("\ntools:").unwrap();
+        let end = text[start..].find("\n```").unwrap() + start;
+        std::fs::write(&file, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    }
     let method = method.display().to_string();
     let db = dir.join(format!("bench-{}.db", label.len()));
     let store = botarmy_store::open(&format!("sqlite://{}", db.display()))
@@ -199,6 +210,23 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
         percentile(&times, 0.99).as_secs_f64() * 1e3,
     );
 
+    // The same runs with the coder's and tester's tools: each run makes a fresh repository
+    // and a worktree, commits the steps' work and removes the worktree (git's cost).
+    let git_runs = 20;
+    let worktree_method = with_worktrees.display().to_string();
+    let mut times = Vec::with_capacity(git_runs);
+    let cpu = cpu_time();
+    for i in 0..git_runs {
+        times.push(one_run(&rt, &worktree_method, &out, 50_000 + i).await);
+    }
+    let cpu = cpu_per_run(cpu, git_runs);
+    times.sort();
+    println!(
+        "{label}: six-step run with a worktree session ({git_runs} runs): median {:.1} ms, p90 {:.1} ms{cpu} (git's processes not counted in CPU)",
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.9).as_secs_f64() * 1e3,
+    );
+
     if std::env::args().any(|a| a == "sequential") {
         return;
     }
@@ -229,4 +257,18 @@ async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs
         runs as f64 / secs,
         cpu_per_run(cpu, runs)
     );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::create_dir_all(to).unwrap();
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }

@@ -142,11 +142,7 @@ impl Sandbox {
                 if !self.network {
                     c.arg("--unshare-net");
                 }
-                c.args([
-                    "--unshare-pid",
-                    "--die-with-parent",
-                    "--new-session",
-                ]);
+                c.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
                 c.args(["sh", "-c", command]);
                 c
             }

@@ -810,7 +810,7 @@ impl RunState {
             let startable = matches!(s.status, StepStatus::Interrupted)
                 || (s.status == StepStatus::Pending
                     && deps_met
-                    && !(p.optional && !request.options.run_optional));
+                    && (!p.optional || request.options.run_optional));
             if startable && p.needs_worktree() {
                 if !worktree_ready {
                     wants_worktree = true;
