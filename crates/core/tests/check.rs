@@ -117,3 +117,29 @@ workflow:
         ["workflows/w.yaml:6: workflow.sequence[0].depends_on: dependency cycle: x -> y -> x"]
     );
 }
+
+#[test]
+fn tools_must_be_built_in_or_an_mcp_servers() {
+    let m = method_of(&[
+        (
+            "agents/a.md",
+            "```yaml\nagent: {id: a}\ntools: [file_read, shell, 'mcp:notion', 'mcp:notion/search', 'mcp:bad name', 'mcp:x/']\n```\n",
+        ),
+        (
+            "workflows/w.yaml",
+            "workflow:\n  id: w\n  sequence:\n    - agent: a\n      creates: x.md\n      tools: [run_tests, nope]\n",
+        ),
+    ])
+    .unwrap();
+    let shown: Vec<String> = m.check().iter().map(ToString::to_string).collect();
+    let rest = "tools are file_read, file_write, list_dir, search, bash, git, run_tests, or an MCP server's as `mcp:<server>` or `mcp:<server>/<tool>`";
+    assert_eq!(
+        shown,
+        [
+            format!("agents/a.md: tools: unknown tool `shell`; {rest}"),
+            format!("agents/a.md: tools: unknown tool `mcp:bad name`; {rest}"),
+            format!("agents/a.md: tools: unknown tool `mcp:x/`; {rest}"),
+            format!("workflows/w.yaml:6: workflow.sequence[0].tools: unknown tool `nope`; {rest}"),
+        ]
+    );
+}

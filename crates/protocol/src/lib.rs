@@ -17,7 +17,7 @@ pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,
     StepStatus,
 };
-pub use tool::{FileChangeKind, ToolCall, ToolSpec};
+pub use tool::{BUILTIN_TOOLS, FileChangeKind, ToolCall, ToolSpec, is_tool_entry};
 pub use usage::Usage;
 
 /// Milliseconds since the Unix epoch, the timestamp unit of every record.

@@ -47,3 +47,36 @@ impl FileChangeKind {
         }
     }
 }
+
+/// The tools BotArmy itself provides, by the names agents list them under. Anything else an
+/// agent lists is an MCP server's (`mcp:<server>` or `mcp:<server>/<tool>`).
+pub const BUILTIN_TOOLS: &[&str] = &[
+    "file_read",
+    "file_write",
+    "list_dir",
+    "search",
+    "bash",
+    "git",
+    "run_tests",
+];
+
+/// Whether `entry`, as an agent lists it, names a tool that can exist: a built-in one, or
+/// an MCP server's (`mcp:<server>` or `mcp:<server>/<tool>`, the server named with
+/// letters, digits, `_` and `-`).
+pub fn is_tool_entry(entry: &str) -> bool {
+    if BUILTIN_TOOLS.contains(&entry) {
+        return true;
+    }
+    let Some(rest) = entry.strip_prefix("mcp:") else {
+        return false;
+    };
+    let (server, tool) = match rest.split_once('/') {
+        Some((server, tool)) => (server, Some(tool)),
+        None => (rest, None),
+    };
+    !server.is_empty()
+        && server
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && tool.is_none_or(|t| !t.trim().is_empty())
+}

@@ -188,3 +188,13 @@ async fn bash_reports_exit_codes_and_output_and_git_commits_on_the_branch() {
         .unwrap();
     assert_eq!(status.content, "(no output)");
 }
+
+#[tokio::test]
+async fn the_worktree_tools_are_the_ones_definitions_may_name() {
+    let f = fixture().await;
+    let mut names: Vec<&str> = f.tools.names().collect();
+    let mut listed = botarmy_protocol::BUILTIN_TOOLS.to_vec();
+    names.sort_unstable();
+    listed.sort_unstable();
+    assert_eq!(names, listed);
+}

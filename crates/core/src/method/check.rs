@@ -8,6 +8,14 @@ use super::plan::PlanError;
 use super::resolve::{artifact_name, is_work};
 use super::workflow::Workflow;
 use crate::render::RenderError;
+use botarmy_protocol::{BUILTIN_TOOLS, is_tool_entry};
+
+fn unknown_tool(name: &str) -> String {
+    format!(
+        "unknown tool `{name}`; tools are {}, or an MCP server's as `mcp:<server>` or `mcp:<server>/<tool>`",
+        BUILTIN_TOOLS.join(", ")
+    )
+}
 
 /// How bad a [`Diagnostic`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,6 +159,9 @@ impl Method {
 
     fn check_agents(&self, out: &mut Out) {
         for a in &self.agents {
+            for t in a.tools.iter().filter(|t| !is_tool_entry(t)) {
+                out.push(Severity::Error, &a.file, 0, "tools", unknown_tool(t));
+            }
             for (category, deps) in &a.dependencies {
                 for d in deps {
                     if !self.has_resource(category, &d.name) {
@@ -222,6 +233,15 @@ impl Method {
         let mut created: BTreeSet<String> = BTreeSet::new();
         for it in &wf.sequence {
             let at = |k: &str| format!("workflow.sequence[{}].{k}", it.index);
+            for t in it.tools.iter().filter(|t| !is_tool_entry(t)) {
+                out.push(
+                    Severity::Error,
+                    f,
+                    it.line_of("tools"),
+                    at("tools"),
+                    unknown_tool(t),
+                );
+            }
             if let Some(a) = &it.agent
                 && !self.agent_ok(a)
             {
