@@ -196,6 +196,11 @@ impl Config {
         settings
     }
 
+    /// Where repositories registered by URL are cloned: `$BOTARMY_HOME/repos`.
+    pub fn clones_dir(&self) -> PathBuf {
+        self.home.join("repos")
+    }
+
     /// Where downloaded models are kept.
     pub fn models_dir(&self) -> PathBuf {
         self.home.join("models")

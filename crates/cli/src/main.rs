@@ -56,6 +56,12 @@ enum Command {
     Providers(ProvidersArgs),
     /// Serve the REST and WebSocket API (loopback only until auth is configured).
     Serve(serve::ServeArgs),
+    /// Repositories runs work in: add (a folder or a URL to clone), list, remove.
+    #[command(subcommand)]
+    Repo(repo::RepoCommand),
+    /// The worktrees of BotArmy's run branches: list, and gc those merged.
+    #[command(subcommand)]
+    Worktree(repo::WorktreeCommand),
 }
 
 #[derive(Args)]
@@ -289,6 +295,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Model(ModelCommand::Pull) => models::pull(&config).await,
         Command::Model(ModelCommand::List { json }) => models::list(&config, json),
         Command::Serve(args) => serve::serve(&config, args).await,
+        Command::Repo(command) => repo::repo(&config, command).await,
+        Command::Worktree(command) => repo::worktree(&config, command).await,
     }
 }
 

@@ -27,7 +27,11 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     eprintln!("botarmy serving on http://{local}");
     eprintln!("  REST under /api (OpenAPI: /api/openapi.json), WebSocket /ws, /health, /ready");
     eprintln!("  {}", note.banner());
-    Server::new(runtime, ServerConfig::default())
+    let server_config = ServerConfig {
+        clones: Some(config.clones_dir()),
+        ..ServerConfig::default()
+    };
+    Server::new(runtime, server_config)
         .serve(listener, stop_signal())
         .await?;
     eprintln!("botarmy server stopped; runs it drove are paused (`botarmy resume` continues them)");

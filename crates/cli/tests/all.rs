@@ -7,6 +7,7 @@ mod check;
 mod crash;
 mod providers_e2e;
 mod replay;
+mod repos;
 mod support;
 mod tools_e2e;
 mod usage;

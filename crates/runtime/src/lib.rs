@@ -11,8 +11,10 @@ mod error;
 pub mod files;
 mod limits;
 mod method;
+pub mod repositories;
 mod run;
 mod step;
+pub mod worktree_gc;
 mod worktrees;
 
 pub use error::RuntimeError;

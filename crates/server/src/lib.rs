@@ -18,6 +18,8 @@
 //! GET  /api/runs/{id}         POST /api/runs/{id}/pause|resume|cancel
 //! GET  /api/runs/{id}/events?since&limit                  GET /api/runs/{id}/usage
 //! GET  /api/runs/{id}/artifacts[/{artifact_id}[/raw]]
+//! GET  /api/repositories      POST /api/repositories
+//! GET  /api/repositories/{name}                           DELETE /api/repositories/{name}
 //! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
 //! ```
 
@@ -29,12 +31,14 @@ mod input;
 mod meta;
 mod openapi;
 mod projects;
+mod repositories;
 mod runs;
 mod views;
 mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +69,9 @@ pub struct ServerConfig {
     pub slow_client: Duration,
     /// How long streamed tokens are gathered before they are sent as one message.
     pub token_batch: Duration,
+    /// Where repositories registered by URL are cloned (`$BOTARMY_HOME/repos`); `None`:
+    /// only checkouts on this machine can be registered.
+    pub clones: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +82,7 @@ impl Default for ServerConfig {
             client_queue: 1024,
             slow_client: Duration::from_secs(10),
             token_batch: Duration::from_millis(50),
+            clones: None,
         }
     }
 }
@@ -158,6 +166,14 @@ impl Server {
             .route("/openapi.json", get(meta::openapi))
             .route("/projects", get(projects::list).post(projects::create))
             .route("/projects/{id}", get(projects::get))
+            .route(
+                "/repositories",
+                get(repositories::list).post(repositories::add),
+            )
+            .route(
+                "/repositories/{name}",
+                get(repositories::get).delete(repositories::remove),
+            )
             .route("/runs", get(runs::list).post(runs::create))
             .route("/runs/{id}", get(runs::get))
             .route("/runs/{id}/pause", post(runs::pause))

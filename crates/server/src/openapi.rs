@@ -5,6 +5,7 @@ use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldError};
 use crate::projects::CreateProject;
+use crate::repositories::{AddRepository, RepositoryList, RepositoryView};
 use crate::runs::{CancelRun, CreateRun, ResumeRun, RunOptionsBody};
 use crate::views::{
     ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView, ProjectPage,
@@ -40,18 +41,23 @@ use crate::views::{
         crate::artifacts::list,
         crate::artifacts::get,
         crate::artifacts::raw,
+        crate::repositories::add,
+        crate::repositories::list,
+        crate::repositories::get,
+        crate::repositories::remove,
     ),
     components(schemas(
         ErrorBody, ErrorCode, FieldError, CreateProject, CreateRun, RunOptionsBody, ResumeRun,
         CancelRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
         ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
-        UsageRowView, UsageView, VersionView,
+        UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
     )),
     tags(
         (name = "server", description = "health, readiness, version"),
         (name = "projects", description = "projects; every run belongs to one"),
         (name = "runs", description = "runs, their control, event log and usage"),
         (name = "artifacts", description = "the documents and code runs produce"),
+        (name = "repositories", description = "repositories registered for runs to work in"),
     )
 )]
 struct ApiDoc;

@@ -6,6 +6,7 @@ mod support;
 
 mod control;
 mod errors;
+mod repositories;
 mod rest;
 mod stream;
 
@@ -46,4 +47,6 @@ on_both_backends!(
     errors::bad_ids_queries_and_missing_things,
     errors::limits_and_media_types,
     control::pause_resume_and_cancel,
+    repositories::repositories_are_registered_listed_read_and_removed,
+    repositories::bad_repository_requests_name_the_field,
 );

@@ -57,6 +57,8 @@ impl Git {
             .env("GIT_COMMITTER_NAME", "BotArmy")
             .env("GIT_COMMITTER_EMAIL", "botarmy@localhost")
             .stdin(Stdio::null())
+            // A caller that gives up waiting (a time limit) stops git too.
+            .kill_on_drop(true)
             .output()
             .await
             .map_err(|source| GitError::Spawn {
