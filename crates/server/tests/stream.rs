@@ -195,3 +195,93 @@ pub async fn shutdown_says_goodbye_and_pauses_runs(backend: Backend) {
     let received: Vec<Value> = received.events;
     assert_log_after(&received, &log[..received.len()], 0);
 }
+
+pub async fn clients_joining_mid_run_see_each_event_once(backend: Backend) {
+    let mut server = start(backend).await;
+    let run = server.create_run("a crowd").await;
+    server.model.open();
+    // Clients join while the run appends: what they read from the log and what the bus
+    // brings overlap, and each must still see every event once.
+    let mut clients = Vec::new();
+    for i in 0..12u64 {
+        let last = server.store.get_run(run).await.unwrap().last_seq;
+        let since = last.saturating_sub(i % 3);
+        clients.push((since, server.connect(run, since).await));
+    }
+    let log_reads = futures_util::future::join_all(
+        clients
+            .iter_mut()
+            .map(|(_, ws)| async move { ws.read_to_end().await }),
+    )
+    .await;
+    let log = server.stored_log(run).await;
+    for ((since, _), received) in clients.iter().zip(&log_reads) {
+        assert_log_after(&received.events, &log, *since);
+        assert_eq!(received.close_code, Some(1000));
+    }
+    server.shutdown().await;
+}
+
+pub async fn a_run_driven_elsewhere_is_streamed_from_the_store(backend: Backend) {
+    let mut server = start(backend).await;
+    // Another process: its own store instance and runtime, so its live bus is not the
+    // server's; the server learns of its appends through the store only.
+    let other = std::sync::Arc::new(server.runtime_on(server.another_store().await));
+    let request = botarmy_protocol::RunRequest {
+        idea: "driven elsewhere".into(),
+        workflow: "sdlc".into(),
+        method: "builtin".into(),
+        options: botarmy_protocol::RunOptions::default(),
+    };
+    let run = other.create_run("default", request).await.unwrap();
+    let mut ws = server.connect(run, 0).await;
+    let driver = std::sync::Arc::clone(&other);
+    let driving = tokio::spawn(async move {
+        driver
+            .drive(run, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap()
+    });
+    server.model.open();
+    let received = ws.read_to_end().await;
+    assert_eq!(driving.await.unwrap().status, RunStatus::Succeeded);
+    let log = server.stored_log(run).await;
+    assert_log_after(&received.events, &log, 0);
+    assert_eq!(last_type(&received), "pipeline_completed");
+    assert_eq!(received.close_code, Some(1000));
+    server.shutdown().await;
+}
+
+pub async fn a_restarted_server_resumes_the_run_and_the_stream(backend: Backend) {
+    let mut server = start(backend).await;
+    let run = server.create_run("survive a restart").await;
+    let mut ws = server.connect(run, 0).await;
+    server.model.release(1);
+    let mut before = Received::default();
+    ws.read_until(&mut before, |e| e["type"] == "llm_call_completed")
+        .await;
+    server.restart().await;
+    ws.read_until(&mut before, |_| false).await;
+    let goodbye = before.goodbye.clone().expect("a goodbye message");
+    assert_eq!(goodbye["reason"], "server_shutdown");
+    let since = goodbye["resume_since"].as_u64().unwrap();
+    assert_eq!(Some(since), before.seqs().last().copied());
+
+    // The new server streams from the log, resumes the paused run, and streams it live.
+    let mut again = server.connect(run, since).await;
+    let resumed = server.post_empty(&format!("/api/runs/{run}/resume")).await;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    server.model.open();
+    let after = again.read_to_end().await;
+    let log = server.stored_log(run).await;
+    assert_log_after(&before.events, &log[..since as usize], 0);
+    assert_log_after(&after.events, &log, since);
+    let names: Vec<&str> = after
+        .events
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(names.contains(&"pipeline_paused") && names.contains(&"pipeline_resumed"));
+    assert_eq!(last_type(&after), "pipeline_completed");
+    server.shutdown().await;
+}

@@ -159,6 +159,8 @@ pub struct TestServer {
     pub store: Arc<dyn Store>,
     pub model: Arc<Gated>,
     pub client: reqwest::Client,
+    url: String,
+    config: ServerConfig,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -181,42 +183,73 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
             (url, Some(db))
         }
     };
-    let store = botarmy_store::open(&url).await.unwrap();
     let model = Arc::new(Gated {
         gate: Semaphore::new(0),
         calls: AtomicU64::new(0),
         filler: AtomicUsize::new(0),
     });
-    let runtime = Arc::new(Runtime::new(
-        Arc::clone(&store),
-        Arc::new(Router::new(model.clone())),
-        Settings {
-            out_root: dir.path().join("out"),
-            ..Settings::default()
-        },
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::new(runtime, config);
-    let served = tokio::spawn(async move {
-        server
-            .serve(listener, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    TestServer {
-        http: format!("http://{addr}"),
-        ws: format!("ws://{addr}"),
-        store,
+    let mut server = TestServer {
+        http: String::new(),
+        ws: String::new(),
+        store: botarmy_store::open(&url).await.unwrap(),
         model,
         client: reqwest::Client::new(),
-        stop: Some(stop),
-        served: Some(served),
+        url,
+        config,
+        stop: None,
+        served: None,
         _dir: dir,
         _pg: pg,
+    };
+    server.launch().await;
+    server
+}
+
+impl TestServer {
+    /// Starts a server process's worth of parts (store, runtime, server) on the database.
+    async fn launch(&mut self) {
+        let store = botarmy_store::open(&self.url).await.unwrap();
+        self.store = Arc::clone(&store);
+        let runtime = Arc::new(self.runtime_on(store));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::new(runtime, self.config.clone());
+        self.served = Some(tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        }));
+        self.stop = Some(stop);
+        self.http = format!("http://{addr}");
+        self.ws = format!("ws://{addr}");
+    }
+
+    /// A runtime over `store` answering with this test's model.
+    pub fn runtime_on(&self, store: Arc<dyn Store>) -> Runtime {
+        Runtime::new(
+            store,
+            Arc::new(Router::new(self.model.clone())),
+            Settings {
+                out_root: self._dir.path().join("out"),
+                ..Settings::default()
+            },
+        )
+    }
+
+    /// Another store on the same database, as another process would open it.
+    pub async fn another_store(&self) -> Arc<dyn Store> {
+        botarmy_store::open(&self.url).await.unwrap()
+    }
+
+    /// Stops the server, then starts a new one (new store, runtime and port) on the same
+    /// database, as a restarted process would.
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        self.launch().await;
     }
 }
 
@@ -413,8 +446,10 @@ impl Ws {
 
     /// The next JSON message, or the close code.
     async fn next_frame(&mut self) -> Result<Value, Option<u16>> {
+        // Pings do not count: a stream that sends nothing else fails the test in time.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.socket.next())
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .expect("a message in time");
             match frame {
