@@ -308,9 +308,13 @@ async fn open_runtime(
     // Agent variables (`CODER_AGENT_PROVIDER`, ...) are found by their names, whatever
     // agents the method has.
     let (router, note) = models::router(config, record, &[]).await?;
+    let out_root = absolute(&PathBuf::from("botarmy-out"));
+    let mut workspace = config.workspace();
+    // Other runs' artifacts are not the agents' to read.
+    workspace.hidden.push(out_root.clone());
     let settings = Settings {
-        out_root: absolute(&PathBuf::from("botarmy-out")),
-        workspace: Some(config.workspace()),
+        out_root,
+        workspace: Some(workspace),
         limits: config.file.limits.limits(),
         ..Settings::default()
     };

@@ -5,7 +5,7 @@
 //! agent that takes too many turns, repeats itself or goes round in circles.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use botarmy_core::document::CodeFile;
@@ -14,10 +14,11 @@ use botarmy_protocol::{
     ArtifactKind, ErrorInfo, ErrorKind, Event, FileChangeKind, PlanStep, WorktreeInfo,
 };
 use botarmy_tools::{ToolOutput, Toolbox};
-use botarmy_workspace::{ChangeKind, Files, Git};
+use botarmy_workspace::{ChangeKind, Files, check_link};
 
 use crate::limits::Resource;
 use crate::step::{Calls, Produced, StepJob, StepMsg, cancelled};
+use crate::worktrees::WorktreeGit;
 
 /// Tools whose calls start a process, and so take a tool-process slot.
 const PROCESS_TOOLS: &[&str] = &["bash", "git", "run_tests"];
@@ -38,15 +39,14 @@ pub(crate) struct StepWorkspace {
     pub worktree: WorktreeInfo,
     pub tools: Toolbox,
     files: Files,
-    git: Git,
+    git: WorktreeGit,
 }
 
 impl StepWorkspace {
-    pub fn new(worktree: WorktreeInfo, tools: Toolbox) -> Self {
-        let root = PathBuf::from(&worktree.path);
+    pub fn new(worktree: WorktreeInfo, tools: Toolbox, git: WorktreeGit) -> Self {
         Self {
-            files: Files::new(root.clone()),
-            git: Git::new(root),
+            files: Files::new(PathBuf::from(&worktree.path)),
+            git,
             worktree,
             tools,
         }
@@ -76,14 +76,33 @@ impl StepWorkspace {
         Ok(events)
     }
 
+    /// Drops what is not committed (an earlier attempt's half-done work): the worktree as
+    /// the branch's last commit has it, ignored files (build output) kept.
+    pub async fn discard_changes(&self) -> Result<(), ErrorInfo> {
+        for args in [
+            &["reset", "--hard", "--quiet"][..],
+            &["clean", "-fd", "--quiet"][..],
+        ] {
+            self.git.run(args).await.map_err(|e| {
+                ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!("cannot reset the worktree {}: {e}", self.worktree.path),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Commits what the step left in the worktree to the run's branch and returns the
-    /// added or changed files as code artifacts. Nothing to commit: nothing returned.
+    /// added or changed files as code artifacts. An attempt that committed before the
+    /// process stopped finds its commit at the branch's head and returns its files again.
     pub async fn commit(
         &self,
         plan_step: &PlanStep,
         step: u32,
+        attempt: u32,
     ) -> Result<Vec<Produced>, ErrorInfo> {
-        let git_error = |e: botarmy_workspace::GitError| {
+        let git_error = |e: String| {
             ErrorInfo::new(
                 ErrorKind::Fatal,
                 format!(
@@ -92,25 +111,51 @@ impl StepWorkspace {
                 ),
             )
         };
+        check_link(
+            Path::new(&self.worktree.path),
+            Path::new(&self.worktree.repo_path),
+        )
+        .map_err(|e| git_error(e.to_string()))?;
+        let mark = format!(
+            "BotArmy step {step} (`{}`), attempt {attempt}.",
+            plan_step.key
+        );
         self.git.run(&["add", "-A"]).await.map_err(git_error)?;
         let staged = self
             .git
             .run(&["diff", "--cached", "--name-only", "--no-renames", "-z"])
             .await
             .map_err(git_error)?;
-        if staged.is_empty() {
-            return Ok(Vec::new());
-        }
-        let message = format!(
-            "{}: {}\n\nBotArmy step {} (`{}`) of the run on this branch.",
-            plan_step.agent, plan_step.title, step, plan_step.key
-        );
-        self.git
-            .run(&["commit", "--quiet", "--no-verify", "-m", &message])
-            .await
-            .map_err(git_error)?;
+        let files = if staged.is_empty() {
+            let head = self
+                .git
+                .run(&["log", "-1", "--format=%B"])
+                .await
+                .map_err(git_error)?;
+            if !head.contains(&mark) {
+                return Ok(Vec::new());
+            }
+            self.git
+                .run(&[
+                    "show",
+                    "--name-only",
+                    "--no-renames",
+                    "-z",
+                    "--format=",
+                    "HEAD",
+                ])
+                .await
+                .map_err(git_error)?
+        } else {
+            let message = format!("{}: {}\n\n{mark}", plan_step.agent, plan_step.title);
+            self.git
+                .run(&["commit", "--quiet", "--no-verify", "-m", &message])
+                .await
+                .map_err(git_error)?;
+            staged
+        };
         let mut produced = Vec::new();
-        for path in staged.split('\0').filter(|p| !p.is_empty()) {
+        for path in files.split('\0').map(str::trim).filter(|p| !p.is_empty()) {
             // Deleted files and files that are not text (or too large) are in the commit
             // but not stored as artifacts.
             let Ok(content) = self.files.read(path) else {

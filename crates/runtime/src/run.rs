@@ -26,7 +26,7 @@ use crate::files::{absolute, prepare_out_dir, write_under};
 use crate::limits::{Limits, Slots};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
-use crate::worktrees::{self, PrepareState, Prepared, WorkspaceSettings};
+use crate::worktrees::{self, PrepareState, Prepared, WorkspaceSettings, WorktreeGit};
 use botarmy_core::budget::Ledger;
 use botarmy_core::engine::WorkspaceState;
 use botarmy_tools::{McpServer, WorktreeTools};
@@ -58,9 +58,12 @@ impl Default for Settings {
 
 impl Settings {
     fn workspace(&self) -> WorkspaceSettings {
-        self.workspace
-            .clone()
-            .unwrap_or_else(|| WorkspaceSettings::new(self.out_root.join(".worktrees")))
+        self.workspace.clone().unwrap_or_else(|| {
+            let mut settings = WorkspaceSettings::new(self.out_root.join(".worktrees"));
+            // Other runs' artifacts are not the agents' to read.
+            settings.hidden.push(self.out_root.clone());
+            settings
+        })
     }
 }
 
@@ -621,10 +624,18 @@ impl<'a> Driver<'a> {
                 }));
                 return Ok(true);
             }
+            // The run is about to end, but its worktrees are still being made: let that
+            // finish first (its events must land before the end).
+            Action::CleanWorkspace { .. } | Action::CompleteRun { .. } | Action::FailRun { .. }
+                if self.preparing =>
+            {
+                return Ok(false);
+            }
             Action::CleanWorkspace { worktrees } => {
                 // Nothing else runs now: the run is about to end.
                 self.flush().await?;
-                let event = match worktrees::clean(&worktrees).await {
+                let event = match worktrees::clean(&self.rt.settings.workspace(), &worktrees).await
+                {
                     Ok(removed) => Event::WorktreeSessionCleaned { removed },
                     Err(error) => Event::PipelineFailed { error, step: None },
                 };
@@ -648,7 +659,11 @@ impl<'a> Driver<'a> {
                 };
                 self.stage(vec![event], Vec::new())
             }
-            Action::StartStep { step, attempt, .. } => self.start_step(step, attempt).await,
+            Action::StartStep {
+                step,
+                attempt,
+                resume,
+            } => self.start_step(step, attempt, resume).await,
             Action::SkipStep { step, reason } => {
                 self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
             }
@@ -668,7 +683,12 @@ impl<'a> Driver<'a> {
         }
     }
 
-    async fn start_step(&mut self, step: u32, attempt: u32) -> Result<(), RuntimeError> {
+    async fn start_step(
+        &mut self,
+        step: u32,
+        attempt: u32,
+        resume: bool,
+    ) -> Result<(), RuntimeError> {
         let Some(plan_step) = self
             .state
             .plan
@@ -716,6 +736,9 @@ impl<'a> Driver<'a> {
             workspace,
             tool_calling,
             max_turns: plan_step_max_turns,
+            // A new attempt after a failed one starts from the branch's last commit, not
+            // from what the failed one left.
+            discard_changes: attempt > 1 && !resume,
             slots: self.rt.slots.clone(),
             inputs,
             options: self.request.options.clone(),
@@ -747,14 +770,22 @@ impl<'a> Driver<'a> {
         let Some(worktree) = worktrees.first().cloned() else {
             return Ok(None);
         };
+        let settings = self.rt.settings.workspace();
+        let git = WorktreeGit::open(&settings, &worktree)?;
         let mut tools = botarmy_tools::Toolbox::new();
         if tool_calling && !plan_step.tools.is_empty() {
             let builtin = match &self.worktree_tools {
                 Some(t) => Arc::clone(t),
                 None => {
-                    let root = PathBuf::from(&worktree.path);
-                    let sandbox = self.rt.settings.workspace().sandbox(&root)?;
-                    let t = Arc::new(WorktreeTools::new(root, sandbox));
+                    // Commands need the sandbox (or the user's opt-out of it).
+                    let sandbox = match git.sandbox() {
+                        Some(sandbox) => sandbox.clone(),
+                        None => settings.sandbox(Path::new(&worktree.path))?,
+                    };
+                    let t = Arc::new(
+                        WorktreeTools::new(&worktree.path, sandbox)
+                            .with_repository(&worktree.repo_path),
+                    );
                     self.worktree_tools = Some(Arc::clone(&t));
                     t
                 }
@@ -771,7 +802,7 @@ impl<'a> Driver<'a> {
                 },
             )?;
         }
-        Ok(Some(Arc::new(StepWorkspace::new(worktree, tools))))
+        Ok(Some(Arc::new(StepWorkspace::new(worktree, tools, git))))
     }
 
     /// The contents of the artifacts a step reads: those it names, or (when it names none
@@ -831,6 +862,14 @@ impl<'a> Driver<'a> {
                         self.steps().clear();
                         self.in_flight.clear();
                         let mut events = interrupt_running(&self.state);
+                        // What was made of the worktrees goes (the run ends here).
+                        let made = self.state.workspace.worktrees().to_vec();
+                        if !made.is_empty() {
+                            let settings = self.rt.settings.workspace();
+                            if let Ok(removed) = worktrees::clean(&settings, &made).await {
+                                events.push(Event::WorktreeSessionCleaned { removed });
+                            }
+                        }
                         events.push(Event::PipelineFailed {
                             error: ErrorInfo::new(
                                 error.kind,

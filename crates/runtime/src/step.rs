@@ -73,6 +73,8 @@ pub(crate) struct StepJob {
     pub max_turns: u32,
     /// The process's shared slots (steps, LLM calls, tool processes).
     pub slots: Slots,
+    /// Drop what an earlier attempt left uncommitted in the worktree before starting.
+    pub discard_changes: bool,
     pub inputs: Vec<(String, String)>,
     pub options: RunOptions,
     /// Who answers: the agent's chain of providers, with retries and failover.
@@ -102,18 +104,33 @@ pub(crate) async fn execute(job: StepJob) {
         next: 0,
         unsent: Vec::new(),
     };
-    let mut outcome = match job.slots.take(Resource::Step, &job).await {
-        Ok(_slot) => attempt(&job, &mut calls).await,
+    let outcome = match job.slots.take(Resource::Step, &job).await {
+        Ok(slot) => {
+            let ready = match (&job.workspace, job.discard_changes) {
+                (Some(ws), true) => ws.discard_changes().await,
+                _ => Ok(()),
+            };
+            let mut outcome = match ready {
+                Ok(()) => attempt(&job, &mut calls).await,
+                Err(error) => Err(error),
+            };
+            if let (Ok(StepOutput::Produced(produced)), Some(ws)) = (&mut outcome, &job.workspace) {
+                // What the step did to the worktree becomes a commit on the run's branch,
+                // and its files artifacts of the run. The records of the calls go to the
+                // driver first: a run paused during the commit keeps them.
+                match calls.send_unsent(&job).await {
+                    Ok(()) => match ws.commit(&job.plan_step, job.step, job.attempt).await {
+                        Ok(files) => produced.extend(files),
+                        Err(error) => outcome = Err(error),
+                    },
+                    Err(error) => outcome = Err(error),
+                }
+            }
+            drop(slot);
+            outcome
+        }
         Err(error) => Err(error),
     };
-    if let (Ok(StepOutput::Produced(produced)), Some(ws)) = (&mut outcome, &job.workspace) {
-        // What the step did to the worktree becomes a commit on the run's branch, and its
-        // files artifacts of the run.
-        match ws.commit(&job.plan_step, job.step).await {
-            Ok(files) => produced.extend(files),
-            Err(error) => outcome = Err(error),
-        }
-    }
     let done = StepMsg::Done {
         step: job.step,
         attempt: job.attempt,
@@ -234,11 +251,14 @@ pub(crate) struct Calls {
 
 impl Calls {
     pub(crate) async fn send_unsent(&mut self, job: &StepJob) -> Result<(), ErrorInfo> {
-        for event in self.unsent.drain(..) {
+        // One at a time, each removed once sent: dropped while waiting on a full channel,
+        // the attempt keeps what it has not sent (and loses nothing it took out).
+        while let Some(event) = self.unsent.first().cloned() {
             job.tx
                 .send(StepMsg::Record(event))
                 .await
                 .map_err(|_| cancelled())?;
+            self.unsent.remove(0);
         }
         Ok(())
     }

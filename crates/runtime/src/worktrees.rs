@@ -12,7 +12,8 @@ use botarmy_tools::{
     MCP_ENTRY_PREFIX, McpServer, Toolbox, WorktreeTools, select_tools, worktree_tools,
 };
 use botarmy_workspace::{
-    Git, Sandbox, Toolchains, Worktree, branch_for, detect_setup, init_repository,
+    GIT_SAFE_CONFIG, Git, Sandbox, Toolchains, Worktree, branch_for, check_link, detect_setup,
+    init_repository,
 };
 use tokio::sync::mpsc;
 
@@ -55,7 +56,8 @@ impl WorkspaceSettings {
     /// A run's sandbox for commands in `worktree`.
     pub(crate) fn sandbox(&self, worktree: &Path) -> Result<Sandbox, ErrorInfo> {
         let mut hidden = self.hidden.clone();
-        hidden.push(self.worktrees());
+        // Every run's repositories and worktrees (this one's is bound back in).
+        hidden.push(self.root.clone());
         Sandbox::new(
             worktree,
             hidden,
@@ -63,6 +65,81 @@ impl WorkspaceSettings {
             self.allow_unsandboxed,
         )
         .map_err(|e| ErrorInfo::new(ErrorKind::InvalidInput, e.to_string()))
+    }
+}
+
+/// git in a run's worktree as BotArmy itself runs it (a step's commit, the commit of what
+/// is left at the end): after checking the worktree still leads to its repository, inside
+/// the sandbox like the agents' commands (hooks, filters or settings they planted run, if
+/// at all, there), with hooks and fsmonitor off. Without bubblewrap (only steps without
+/// tools then touched the worktree, through the file tools) git runs directly with the
+/// same settings.
+#[derive(Debug)]
+pub(crate) struct WorktreeGit {
+    sandbox: Option<Sandbox>,
+    direct: Git,
+}
+
+impl WorktreeGit {
+    pub fn open(settings: &WorkspaceSettings, w: &WorktreeInfo) -> Result<Self, ErrorInfo> {
+        let (path, repo) = (Path::new(&w.path), Path::new(&w.repo_path));
+        let gitdir = check_link(path, repo).map_err(|e| {
+            ErrorInfo::new(
+                ErrorKind::Fatal,
+                format!("worktree of `{}`: {e}", w.repository),
+            )
+        })?;
+        // A git killed mid-write (the run was paused) leaves its lock; nothing else uses
+        // the worktree now.
+        let _ = std::fs::remove_file(gitdir.join("index.lock"));
+        let sandbox = match settings.sandbox(path) {
+            Ok(sandbox) => Some(sandbox.with_git(repo, &gitdir).map_err(|e| {
+                ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!("cannot prepare {} for git: {e}", repo.display()),
+                )
+            })?),
+            Err(_) => None,
+        };
+        Ok(Self {
+            sandbox,
+            direct: Git::new(path),
+        })
+    }
+
+    /// The sandbox the worktree's commands run in, when there is one.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// Runs `git args…`; its standard output (trimmed at the end) or what went wrong.
+    pub async fn run(&self, args: &[&str]) -> Result<String, String> {
+        match &self.sandbox {
+            Some(sandbox) => {
+                let out = sandbox.git(args).await.map_err(|e| e.to_string())?;
+                if out.code == Some(0) {
+                    Ok(out.stdout.trim_end().to_string())
+                } else {
+                    Err(format!(
+                        "`git {}` failed ({}): {}",
+                        args.join(" "),
+                        out.code
+                            .map_or("stopped".to_string(), |c| format!("exit code {c}")),
+                        out.stderr.trim()
+                    ))
+                }
+            }
+            None => {
+                let mut argv: Vec<String> = Vec::new();
+                for (key, value) in GIT_SAFE_CONFIG {
+                    argv.push("-c".into());
+                    argv.push(format!("{key}={value}"));
+                }
+                argv.extend(args.iter().map(|a| (*a).to_string()));
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                self.direct.run(&argv).await.map_err(|e| e.to_string())
+            }
+        }
     }
 }
 
@@ -281,21 +358,26 @@ async fn make_worktree(source: &Source, run_id: RunId, path: &Path) -> Result<()
         )
     };
     if source.fresh && !source.path.join(".git").exists() {
-        init_repository(&source.path).await.map_err(failed)?;
-        std::fs::write(source.path.join(".gitignore"), GITIGNORE).map_err(|e| {
-            ErrorInfo::new(
-                ErrorKind::Fatal,
-                format!(
-                    "cannot write {}: {e}",
-                    source.path.join(".gitignore").display()
-                ),
-            )
-        })?;
-        let git = Git::new(&source.path);
+        // Made aside and moved into place, so a process stopped halfway leaves no
+        // repository without its first commits.
+        let io = |what: &Path, e: std::io::Error| {
+            ErrorInfo::new(ErrorKind::Fatal, format!("{}: {e}", what.display()))
+        };
+        let aside = source.path.with_extension("making");
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside).map_err(|e| io(&aside, e))?;
+        }
+        init_repository(&aside).await.map_err(failed)?;
+        std::fs::write(aside.join(".gitignore"), GITIGNORE).map_err(|e| io(&aside, e))?;
+        let git = Git::new(&aside);
         git.run(&["add", ".gitignore"]).await.map_err(failed)?;
         git.run(&["commit", "--quiet", "-m", "Ignore build output (BotArmy)"])
             .await
             .map_err(failed)?;
+        if source.path.exists() {
+            std::fs::remove_dir_all(&source.path).map_err(|e| io(&source.path, e))?;
+        }
+        std::fs::rename(&aside, &source.path).map_err(|e| io(&source.path, e))?;
     }
     if path.exists() {
         // Left by a process that stopped while making it: start it again.
@@ -326,16 +408,26 @@ const GREENFIELD: &str = "project";
 const GITIGNORE: &str = "target/\nnode_modules/\n__pycache__/\n.pytest_cache/\n.venv/\n";
 
 /// Commits what is left in each worktree and removes them; the folders removed.
-pub(crate) async fn clean(worktrees: &[WorktreeInfo]) -> Result<Vec<String>, ErrorInfo> {
+pub(crate) async fn clean(
+    settings: &WorkspaceSettings,
+    worktrees: &[WorktreeInfo],
+) -> Result<Vec<String>, ErrorInfo> {
     let mut removed = Vec::with_capacity(worktrees.len());
     for w in worktrees {
         let path = PathBuf::from(&w.path);
-        if path.join(".git").exists() {
-            let git = Git::new(&path);
-            let failed = |e: botarmy_workspace::GitError| {
+        // What is left is committed only where the worktree still leads to its repository
+        // (its `.git` could have been replaced by the agents' commands); it is removed in
+        // any case.
+        if path.join(".git").exists()
+            && let Ok(git) = WorktreeGit::open(settings, w)
+        {
+            let failed = |e: String| {
                 ErrorInfo::new(
                     ErrorKind::Fatal,
-                    format!("cannot clean the worktree of `{}`: {e}", w.repository),
+                    format!(
+                        "cannot commit what is left in the worktree of `{}`: {e}",
+                        w.repository
+                    ),
                 )
             };
             git.run(&["add", "-A"]).await.map_err(failed)?;
@@ -354,13 +446,26 @@ pub(crate) async fn clean(worktrees: &[WorktreeInfo]) -> Result<Vec<String>, Err
                 .await
                 .map_err(failed)?;
             }
-            let tree = Worktree {
-                repo: PathBuf::from(&w.repo_path),
-                path: path.clone(),
-                branch: w.branch.clone(),
-            };
-            tree.remove().await.map_err(failed)?;
         }
+        // The folder goes, then git forgets it (`worktree prune` looks at its own records
+        // only, nothing the worktree holds).
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| {
+                ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!("cannot remove the worktree {}: {e}", path.display()),
+                )
+            })?;
+        }
+        Git::new(&w.repo_path)
+            .run(&["worktree", "prune"])
+            .await
+            .map_err(|e| {
+                ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!("cannot remove the worktree of `{}`: {e}", w.repository),
+                )
+            })?;
         removed.push(w.path.clone());
     }
     Ok(removed)

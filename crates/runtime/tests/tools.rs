@@ -24,6 +24,8 @@ enum Script {
     Work,
     /// The same `file_read` call for ever.
     Loop,
+    /// Points the worktree's `.git` elsewhere with `bash`, then answers.
+    Tamper,
 }
 
 struct ToolModel {
@@ -99,6 +101,15 @@ impl Provider for ToolModel {
         };
         match (self.script, turn) {
             (Script::Loop, _) => Ok(answer("", vec![read()])),
+            (Script::Tamper, 0) => Ok(answer(
+                "",
+                vec![ToolCall {
+                    id: "sh-0".into(),
+                    name: "bash".into(),
+                    arguments: json!({"command": "mkdir own && git init -q own && printf 'gitdir: own/.git\\n' > .git"}),
+                }],
+            )),
+            (Script::Tamper, _) => Ok(answer("## Work\n\nDone.\n", vec![])),
             (Script::Work, 0) => Ok(answer(
                 "",
                 vec![ToolCall {
@@ -296,4 +307,28 @@ async fn an_agent_that_repeats_itself_is_stopped_with_a_reason() {
         "{results:?}"
     );
     drop(ctx.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worktree_whose_git_link_was_replaced_is_not_committed_from() {
+    let model = ToolModel::new(Script::Tamper, false);
+    let ctx = runtime(model, None).await;
+    let mut request = request("a todo app");
+    request.options.max_attempts = 1;
+    let state = ctx
+        .runtime
+        .start_run("demo", request, |_| {}, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(state.status, RunStatus::Failed);
+    let error = state.error.unwrap().message;
+    assert!(error.contains("/.git does not lead to"), "{error}");
+    // The worktree is gone all the same, and its branch has no commit of the step.
+    let worktree = state.workspace.worktrees()[0].clone();
+    assert!(!std::path::Path::new(&worktree.path).exists());
+    let subjects = git(
+        &worktree.repo_path,
+        &["log", "--format=%s", &worktree.branch],
+    );
+    assert!(!subjects.contains("coder:"), "{subjects}");
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use botarmy_protocol::FileChangeKind;
-use botarmy_workspace::{ChangeKind, CommandOutput, Files, Git, Sandbox};
+use botarmy_workspace::{ChangeKind, CommandOutput, Files, Git, Sandbox, check_link};
 use serde_json::{Value, json};
 
 use crate::{Args, FileChanged, Tool, ToolError, ToolOutput, ToolSpec, first_line};
@@ -18,6 +18,8 @@ pub struct WorktreeTools {
     files: Files,
     sandbox: Sandbox,
     git: Git,
+    /// The repository the worktree belongs to, whose link is checked before git runs.
+    repo: Option<PathBuf>,
 }
 
 impl WorktreeTools {
@@ -28,7 +30,15 @@ impl WorktreeTools {
             files: Files::new(root.clone()),
             git: Git::new(root),
             sandbox,
+            repo: None,
         }
+    }
+
+    /// The worktree belongs to `repo`: before each git command, its `.git` is checked to
+    /// still lead there (see [`check_link`]).
+    pub fn with_repository(mut self, repo: impl Into<PathBuf>) -> Self {
+        self.repo = Some(repo.into());
+        self
     }
 
     /// The sandbox commands run in.
@@ -73,6 +83,42 @@ enum Kind {
 /// Git subcommands the `git` tool runs; anything that reaches other repositories (push,
 /// fetch, remote) or rewrites history is not among them.
 const GIT_COMMANDS: &[&str] = &["status", "diff", "add", "commit", "log", "show"];
+
+/// Options the `git` tool refuses: git runs outside the sandbox, so nothing may make it
+/// write or read files outside the worktree (`--output`, `--no-index`, `-F`), run programs
+/// (`--ext-diff`, `--textconv`, `--exec`), or look at another repository or configuration.
+const GIT_REFUSED: &[&str] = &[
+    "--output",
+    "--no-index",
+    "--ext-diff",
+    "--textconv",
+    "--exec",
+    "--template",
+    "--file",
+    "-F",
+    "--pathspec-from-file",
+    "--orderfile",
+    "-O",
+    "--upload-pack",
+    "--receive-pack",
+    "--config",
+    "-c",
+    "--git-dir",
+    "--work-tree",
+    "--namespace",
+    "-C",
+    "--amend",
+    "-S",
+    "--gpg-sign",
+];
+
+/// Whether `arg` is one of [`GIT_REFUSED`] (`--output`, `--output=x`, `-Fx`).
+fn refused_git_arg(arg: &str) -> bool {
+    GIT_REFUSED.iter().any(|r| {
+        arg.strip_prefix(r)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('=') || !r.starts_with("--"))
+    })
+}
 
 impl Kind {
     fn spec(self) -> ToolSpec {
@@ -269,11 +315,16 @@ impl Builtin {
             }
             _ => {}
         }
-        if let Some(bad) = extra.iter().find(|a| {
-            a.starts_with("--git-dir") || a.starts_with("--work-tree") || a.starts_with("-C")
-        }) {
-            return Err(format!("git: argument `{bad}` is not allowed"));
+        if let Some(bad) = extra.iter().find(|a| refused_git_arg(a)) {
+            return Err(format!(
+                "git: argument `{bad}` is not allowed (it could reach outside the worktree)"
+            ));
         }
+        if let Some(repo) = &self.tools.repo {
+            check_link(self.tools.git.dir(), repo).map_err(|e| e.to_string())?;
+        }
+        // In the sandbox, like any command: hooks, filters or settings planted in the
+        // worktree run (if at all) where the agent's own commands run.
         argv.extend(extra);
         if command == "log"
             && !argv
@@ -282,7 +333,25 @@ impl Builtin {
         {
             argv.push("--max-count=50");
         }
-        let out = self.tools.git.run(&argv).await.map_err(|e| e.to_string())?;
+        let result = self
+            .tools
+            .sandbox
+            .git(&argv)
+            .await
+            .map_err(|e| e.to_string())?;
+        if result.code != Some(0) {
+            let status = match (result.code, result.timed_out) {
+                (_, true) => "stopped at the time limit".to_string(),
+                (Some(code), _) => format!("exit code {code}"),
+                (None, _) => "killed".to_string(),
+            };
+            return Err(format!(
+                "git {}: {status}: {}",
+                argv.join(" "),
+                result.stderr.trim()
+            ));
+        }
+        let out = result.stdout.trim_end().to_string();
         let summary = match command {
             "commit" => first_line(&out),
             _ => format!("git {command}: {} lines", out.lines().count()),

@@ -198,3 +198,56 @@ async fn the_worktree_tools_are_the_ones_definitions_may_name() {
     listed.sort_unstable();
     assert_eq!(names, listed);
 }
+
+#[tokio::test]
+async fn the_git_tool_refuses_options_that_reach_outside_and_files_refuse_dot_git() {
+    let f = fixture().await;
+    for args in [
+        json!(["--output=/tmp/botarmy-escape"]),
+        json!(["--output", "/tmp/botarmy-escape"]),
+        json!(["--no-index", "/etc/hostname", "x"]),
+        json!(["--ext-diff"]),
+        json!(["-Fmessage.txt"]),
+        json!(["-c", "core.pager=sh"]),
+    ] {
+        let out = f
+            .tools
+            .call("git", &json!({"command": "diff", "args": args}))
+            .await
+            .unwrap();
+        assert!(out.is_error, "{args}: {out:?}");
+        assert!(
+            out.content.contains("is not allowed"),
+            "{args}: {}",
+            out.content
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/botarmy-escape").exists());
+    // Ordinary options still work.
+    let ok = f
+        .tools
+        .call(
+            "git",
+            &json!({"command": "log", "args": ["--oneline", "-n", "1"]}),
+        )
+        .await
+        .unwrap();
+    assert!(!ok.is_error, "{ok:?}");
+    // The worktree's link to its repository is not the tools' to write.
+    for path in [
+        ".git",
+        ".git/config",
+        "./.git/hooks/pre-commit",
+        "sub/.git/config",
+    ] {
+        let out = f
+            .tools
+            .call("file_write", &json!({"path": path, "content": "x"}))
+            .await
+            .unwrap();
+        assert!(
+            out.is_error && out.content.contains("git's own files"),
+            "{path}: {out:?}"
+        );
+    }
+}

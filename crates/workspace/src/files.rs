@@ -33,6 +33,12 @@ pub enum FileError {
         /// Why.
         problem: String,
     },
+    /// The path is git's own (`.git`), which tools never write.
+    #[error("{path}: git's own files (.git) are not written by tools; use the git tool")]
+    GitInternals {
+        /// The path given.
+        path: String,
+    },
     /// An edit's text to replace is not in the file exactly once.
     #[error("{path}: the text to replace occurs {count} times; it must occur exactly once")]
     EditNotUnique {
@@ -122,9 +128,18 @@ impl Files {
         })
     }
 
-    /// Writes a whole file (creating its folders).
+    /// Writes a whole file (creating its folders). Paths through a `.git` are refused: the
+    /// worktree's link to its repository is BotArmy's to keep, and a nested repository's
+    /// settings could name programs git would run.
     pub fn write(&self, path: &str, content: &str) -> Result<FileChange, FileError> {
         let full = resolve_inside(&self.root, path)?;
+        // Nor a `.git` further down: a nested repository's configuration is code git runs.
+        let relative = self.relative(&full);
+        if relative.split('/').any(|part| part == ".git") {
+            return Err(FileError::GitInternals {
+                path: path.to_owned(),
+            });
+        }
         let kind = if full.exists() {
             ChangeKind::Modified
         } else {

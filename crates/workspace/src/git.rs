@@ -13,6 +13,19 @@ pub enum GitError {
         #[source]
         source: std::io::Error,
     },
+    /// A worktree's `.git` no longer leads to its repository (something in the worktree
+    /// replaced it); BotArmy runs no git command there.
+    #[error(
+        "{worktree}/.git does not lead to {repo}'s worktrees any more ({found}); git is not run there"
+    )]
+    Unlinked {
+        /// The worktree.
+        worktree: PathBuf,
+        /// Its repository.
+        repo: PathBuf,
+        /// What `.git` holds now.
+        found: String,
+    },
     /// `git` ran and failed.
     #[error("`git {args}` in {dir} failed ({status}): {stderr}")]
     Failed {

@@ -70,7 +70,30 @@ pub struct Sandbox {
     /// Whether commands reach the network (only a setup command a human confirmed does;
     /// agents' commands never).
     pub network: bool,
+    /// The repository folders git needs inside, when the worktree's git runs here.
+    git: Option<GitAccess>,
 }
+
+/// What of a repository git in the sandbox sees: its `.git` read-only, and writable only
+/// what committing on the run's branch writes (new objects, `refs/heads/botarmy/`, their
+/// logs, the worktree's own folder under `.git/worktrees/`).
+#[derive(Debug, Clone)]
+struct GitAccess {
+    common: PathBuf,
+    writable: Vec<PathBuf>,
+}
+
+/// Settings every git command in a sandbox gets: no hooks, no fsmonitor, no automatic
+/// maintenance, BotArmy's identity, no prompts.
+pub const GIT_SAFE_CONFIG: &[(&str, &str)] = &[
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("commit.gpgSign", "false"),
+    ("user.name", "BotArmy"),
+    ("user.email", "botarmy@localhost"),
+];
 
 /// Variables a command keeps; everything else (API keys above all) is dropped.
 const KEPT_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];
@@ -99,6 +122,7 @@ impl Sandbox {
             timeout: Duration::from_secs(120),
             output_cap: 64 * 1024,
             network: false,
+            git: None,
         })
     }
 
@@ -117,8 +141,46 @@ impl Sandbox {
         &self.isolation
     }
 
+    /// Lets git work inside: `worktree_gitdir` (the worktree's folder under
+    /// `<repo>/.git/worktrees/`) and what a commit on a `botarmy/` branch writes become
+    /// writable, the rest of `<repo>/.git` readable. (Its objects folder is writable, so
+    /// commands could add or remove objects of the repository; they cannot change its
+    /// configuration, hooks or other branches.)
+    pub fn with_git(mut self, repo: &Path, worktree_gitdir: &Path) -> std::io::Result<Self> {
+        let common = repo.join(".git");
+        let branches = [
+            common.join("refs/heads/botarmy"),
+            common.join("logs/refs/heads/botarmy"),
+        ];
+        for dir in &branches {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut writable = vec![common.join("objects")];
+        writable.extend(branches);
+        writable.push(worktree_gitdir.to_path_buf());
+        self.git = Some(GitAccess { common, writable });
+        Ok(self)
+    }
+
+    /// Runs `git args…` in the worktree, with [`GIT_SAFE_CONFIG`] (needs [`Sandbox::with_git`]
+    /// to commit).
+    pub async fn git(&self, args: &[&str]) -> Result<CommandOutput, SandboxError> {
+        let mut argv: Vec<String> = vec!["git".into()];
+        for (key, value) in GIT_SAFE_CONFIG {
+            argv.push("-c".into());
+            argv.push(format!("{key}={value}"));
+        }
+        argv.extend(args.iter().map(|a| (*a).to_string()));
+        self.exec(&argv).await
+    }
+
     /// Runs `command` with `sh -c` in the worktree.
     pub async fn run(&self, command: &str) -> Result<CommandOutput, SandboxError> {
+        self.exec(&["sh".to_string(), "-c".to_string(), command.to_string()])
+            .await
+    }
+
+    async fn exec(&self, argv: &[String]) -> Result<CommandOutput, SandboxError> {
         let mut cmd = match &self.isolation {
             Isolation::Bubblewrap(bwrap) => {
                 let mut c = tokio::process::Command::new(bwrap);
@@ -134,6 +196,12 @@ impl Sandbox {
                 for bind in self.toolchains.binds().filter(|b| b.source.is_dir()) {
                     c.arg("--ro-bind").arg(&bind.source).arg(&bind.target);
                 }
+                if let Some(git) = &self.git {
+                    c.arg("--ro-bind").arg(&git.common).arg(&git.common);
+                    for dir in git.writable.iter().filter(|d| d.is_dir()) {
+                        c.arg("--bind").arg(dir).arg(dir);
+                    }
+                }
                 c.arg("--bind").arg(&self.root).arg(&self.root);
                 for dir in &hidden {
                     c.arg("--remount-ro").arg(dir);
@@ -143,12 +211,12 @@ impl Sandbox {
                     c.arg("--unshare-net");
                 }
                 c.args(["--unshare-pid", "--die-with-parent", "--new-session"]);
-                c.args(["sh", "-c", command]);
+                c.args(argv);
                 c
             }
             Isolation::Unsandboxed => {
-                let mut c = tokio::process::Command::new("sh");
-                c.args(["-c", command]).current_dir(&self.root);
+                let mut c = tokio::process::Command::new(&argv[0]);
+                c.args(&argv[1..]).current_dir(&self.root);
                 c
             }
         };
@@ -169,7 +237,7 @@ impl Sandbox {
             .kill_on_drop(true);
         let program = match &self.isolation {
             Isolation::Bubblewrap(p) => p.display().to_string(),
-            Isolation::Unsandboxed => "sh".into(),
+            Isolation::Unsandboxed => argv[0].clone(),
         };
         let mut child = cmd.spawn().map_err(|source| SandboxError::Spawn {
             program: program.clone(),

@@ -132,3 +132,52 @@ pub async fn init_repository(dir: &Path) -> Result<Git, GitError> {
     .await?;
     Ok(git)
 }
+
+/// Checks that the worktree at `worktree` is still linked to `repo`: its `.git` is a file
+/// naming a folder under `<repo>/.git/worktrees/`. Everything in a worktree can be written
+/// by the agents' commands; a `.git` they replaced could point git at a configuration of
+/// their own (hooks, filters, fsmonitor) that BotArmy's git commands, which run outside the
+/// sandbox, would execute. Check before each. Returns the worktree's folder under
+/// `<repo>/.git/worktrees/`.
+pub fn check_link(worktree: &Path, repo: &Path) -> Result<PathBuf, GitError> {
+    let unlinked = |found: String| GitError::Unlinked {
+        worktree: worktree.to_path_buf(),
+        repo: repo.to_path_buf(),
+        found,
+    };
+    let dot_git = worktree.join(".git");
+    let meta = std::fs::symlink_metadata(&dot_git).map_err(|e| unlinked(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unlinked("not a plain file".into()));
+    }
+    let text = std::fs::read_to_string(&dot_git).map_err(|e| unlinked(e.to_string()))?;
+    let Some(target) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
+        return Err(unlinked(format!("`{}`", text.trim())));
+    };
+    let target = Path::new(target);
+    let target = if target.is_relative() {
+        worktree.join(target)
+    } else {
+        target.to_path_buf()
+    };
+    let (Ok(target), Ok(expected)) = (
+        target.canonicalize(),
+        repo.join(".git").join("worktrees").canonicalize(),
+    ) else {
+        return Err(unlinked(format!("gitdir: {}", target.display())));
+    };
+    if target.parent() != Some(expected.as_path()) {
+        return Err(unlinked(format!("gitdir: {}", target.display())));
+    }
+    // And that folder is this worktree's, not another run's of the same repository: git
+    // keeps the way back in its `gitdir` file.
+    let back = std::fs::read_to_string(target.join("gitdir")).unwrap_or_default();
+    let back = Path::new(back.trim()).canonicalize().ok();
+    if back != dot_git.canonicalize().ok() {
+        return Err(unlinked(format!(
+            "gitdir: {}, the worktree of another checkout",
+            target.display()
+        )));
+    }
+    Ok(target)
+}

@@ -150,3 +150,43 @@ fn setup_is_detected_from_the_project_files() {
     assert_eq!(found[2], "python3 -m pip install -r requirements.txt");
     assert!(Path::new(&d.join("Makefile")).exists());
 }
+
+#[tokio::test]
+async fn a_replaced_dot_git_unlinks_a_worktree_from_its_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    botarmy_workspace::init_repository(&repo).await.unwrap();
+    let path = dir.path().join("worktrees/run/repo");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    botarmy_workspace::Worktree::create(&repo, "run", &path, None)
+        .await
+        .unwrap();
+    botarmy_workspace::check_link(&path, &repo).unwrap();
+    // Pointed at another worktree of the same repository (another run's).
+    let other = dir.path().join("worktrees/other/repo");
+    std::fs::create_dir_all(other.parent().unwrap()).unwrap();
+    botarmy_workspace::Worktree::create(&repo, "other", &other, None)
+        .await
+        .unwrap();
+    let mine = std::fs::read_to_string(path.join(".git")).unwrap();
+    let theirs = std::fs::read_to_string(other.join(".git")).unwrap();
+    std::fs::write(path.join(".git"), &theirs).unwrap();
+    let err = botarmy_workspace::check_link(&path, &repo)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another checkout"), "{err}");
+    std::fs::write(path.join(".git"), &mine).unwrap();
+    botarmy_workspace::check_link(&path, &repo).unwrap();
+    // Pointed at a git folder of the worktree's own (whose config could name hooks).
+    let own = path.join("evil");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(path.join(".git"), format!("gitdir: {}\n", own.display())).unwrap();
+    let err = botarmy_workspace::check_link(&path, &repo)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not lead to"), "{err}");
+    // A folder instead of the link file.
+    std::fs::remove_file(path.join(".git")).unwrap();
+    std::fs::create_dir(path.join(".git")).unwrap();
+    assert!(botarmy_workspace::check_link(&path, &repo).is_err());
+}

@@ -537,6 +537,12 @@ impl RunState {
                 options,
             } => {
                 self.require_active()?;
+                if self.status != RunStatus::Running {
+                    return Err(format!(
+                        "only a running run asks for input; this one is {}",
+                        self.status
+                    ));
+                }
                 if options.is_empty() {
                     return Err("a request for input needs at least one accepted answer".into());
                 }
