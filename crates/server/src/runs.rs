@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::IntoResponse;
-use botarmy_protocol::{Budget, ProjectId, RunId, RunOptions, RunRequest, RunStatus};
+use botarmy_protocol::{
+    Budget, Event, ProjectId, RunId, RunOptions, RunRequest, RunStatus, StepStatus,
+};
 use botarmy_store::RunFilter;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -63,6 +65,9 @@ pub struct RunOptionsBody {
     /// Spending limits: `{usd, tokens, phases: {name: {usd, tokens}}, agents: {...}}`.
     #[schema(value_type = Option<Object>)]
     pub budget: Option<Budget>,
+    /// Registered repositories (by name, see `/api/repositories`) the run's code work
+    /// happens in; none: a fresh repository of the run's own.
+    pub repositories: Option<Vec<String>>,
 }
 
 /// What resuming may change.
@@ -205,7 +210,18 @@ pub async fn create(
     {
         problems.push(problem);
     }
-    let options = body.options(&mut problems);
+    let mut options = body.options(&mut problems);
+    // Only registered repositories: folders on the server are not a client's to name.
+    for (i, name) in body.options.repositories.iter().flatten().enumerate() {
+        match state.store.get_repository(name).await {
+            Ok(repository) => options.repositories.push(repository.path),
+            Err(botarmy_store::StoreError::NotFound { .. }) => problems.push(FieldError {
+                path: format!("options.repositories[{i}]"),
+                message: format!("no repository `{name}` is registered"),
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
     let method = state.runtime.method(METHOD)?;
     let workflow = match &body.workflow {
         Some(w) => Some(w.clone()),
@@ -326,15 +342,38 @@ pub async fn get(
 /// Reads a run's records into its detail view.
 pub async fn detail(state: &AppState, id: RunId) -> Result<RunDetail, ApiError> {
     let run = state.store.get_run(id).await?;
+    let last_seq = run.last_seq;
     let steps = state.store.steps(id).await?;
     let attempts = state.store.attempts(id).await?;
-    Ok(RunDetail::new(
-        run,
-        steps,
-        attempts,
-        state.drives.is_driven(id),
-    ))
+    let mut detail = RunDetail::new(run, steps, attempts, state.drives.is_driven(id));
+    if detail.steps.iter().any(|s| s.status == StepStatus::Running) {
+        // Whether a running step waits for a slot is its latest event; the tail of the log
+        // holds it (a queued step has nothing newer).
+        let from = last_seq.saturating_sub(QUEUE_TAIL);
+        let mut latest: std::collections::HashMap<u32, Option<String>> =
+            std::collections::HashMap::new();
+        for record in state.store.read_events(id, from, QUEUE_TAIL as u32).await? {
+            if let Some(step) = record.event.step() {
+                let queued = match record.event {
+                    Event::StepQueued { resource, .. } => Some(resource),
+                    _ => None,
+                };
+                latest.insert(step, queued);
+            }
+        }
+        for s in detail
+            .steps
+            .iter_mut()
+            .filter(|s| s.status == StepStatus::Running)
+        {
+            s.queued = latest.remove(&s.step).flatten();
+        }
+    }
+    Ok(detail)
 }
+
+/// How far back in a run's log `detail` looks for steps waiting on a slot.
+const QUEUE_TAIL: u64 = 256;
 
 /// Pauses a run this server drives; its running steps are interrupted (their finished LLM
 /// calls are kept) and `resume` continues it.

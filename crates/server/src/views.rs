@@ -185,6 +185,9 @@ pub struct StepView {
     pub error: Option<String>,
     /// Every attempt, in order.
     pub attempts: Vec<AttemptView>,
+    /// For a running step that waits for one of the process's shared slots: which
+    /// (`step`, `llm_call` or `tool_process`).
+    pub queued: Option<String>,
 }
 
 impl StepView {
@@ -202,6 +205,7 @@ impl StepView {
             usage: s.usage.into(),
             error: s.error,
             attempts,
+            queued: None,
         }
     }
 }

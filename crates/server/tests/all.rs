@@ -50,6 +50,7 @@ on_both_backends!(
     errors::bad_ids_queries_and_missing_things,
     errors::limits_and_media_types,
     control::pause_resume_and_cancel,
+    control::a_queued_step_shows_what_it_waits_for,
     repositories::repositories_are_registered_listed_read_and_removed,
     repositories::bad_repository_requests_name_the_field,
 );

@@ -3,7 +3,7 @@
 use botarmy_protocol::RunStatus;
 use serde_json::json;
 
-use crate::support::{Backend, start};
+use crate::support::{Backend, start, start_limited};
 
 pub async fn pause_resume_and_cancel(backend: Backend) {
     let mut server = start(backend).await;
@@ -81,4 +81,42 @@ pub async fn pause_resume_and_cancel(backend: Backend) {
         .error(409, "conflict");
 
     server.shutdown().await;
+}
+
+/// With one step slot in the process, the second run's steps queue, and its detail says for
+/// what.
+pub async fn a_queued_step_shows_what_it_waits_for(backend: Backend) {
+    let limits = botarmy_runtime::Limits {
+        steps: 1,
+        ..botarmy_runtime::Limits::default()
+    };
+    let server = start_limited(backend, limits).await;
+    let first = server.create_run("first").await;
+    server.wait_for_event(first, "step_started").await;
+    let second = server.create_run("second").await;
+    server.wait_for_event(second, "step_queued").await;
+    let shown = server.get(&format!("/api/runs/{second}")).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let queued: Vec<&str> = shown.body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["queued"].as_str())
+        .collect();
+    assert!(
+        !queued.is_empty() && queued.iter().all(|q| *q == "step"),
+        "{}",
+        shown.body
+    );
+    // One of the first run's steps holds the slot: running, not queued.
+    let first_shown = server.get(&format!("/api/runs/{first}")).await;
+    let holding = first_shown.body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "running" && s["queued"].is_null())
+        .count();
+    assert_eq!(holding, 1, "{}", first_shown.body);
+    server.model.open();
+    server.wait_for_event(second, "pipeline_completed").await;
 }

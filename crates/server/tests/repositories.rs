@@ -157,6 +157,26 @@ pub async fn bad_repository_requests_name_the_field(backend: Backend) {
         201
     );
 
+    // A run names registered repositories only.
+    let unknown = server
+        .post(
+            "/api/runs",
+            &json!({"idea": "x", "options": {"repositories": ["web", "nope"]}}),
+        )
+        .await;
+    assert_eq!(
+        unknown.error(422, "validation_failed"),
+        ["options.repositories[1]"]
+    );
+    assert!(
+        unknown.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("no repository `nope` is registered"),
+        "{}",
+        unknown.body
+    );
+
     let taken = add(json!({ "location": web.display().to_string() })).await;
     assert_eq!(taken.error(409, "conflict"), ["name"]);
     assert!(

@@ -165,13 +165,27 @@ pub struct TestServer {
     served: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
+    limits: botarmy_runtime::Limits,
 }
 
 pub async fn start(backend: Backend) -> TestServer {
     start_with(backend, ServerConfig::default()).await
 }
 
+/// A server whose runtime has these per-process limits.
+pub async fn start_limited(backend: Backend, limits: botarmy_runtime::Limits) -> TestServer {
+    start_full(backend, ServerConfig::default(), limits).await
+}
+
 pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
+    start_full(backend, config, botarmy_runtime::Limits::default()).await
+}
+
+async fn start_full(
+    backend: Backend,
+    config: ServerConfig,
+    limits: botarmy_runtime::Limits,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let (url, pg) = match backend {
         Backend::Sqlite => (
@@ -200,6 +214,7 @@ pub async fn start_with(backend: Backend, config: ServerConfig) -> TestServer {
         served: None,
         _dir: dir,
         _pg: pg,
+        limits,
     };
     server.launch().await;
     server
@@ -235,6 +250,7 @@ impl TestServer {
             Arc::new(Router::new(self.model.clone())),
             Settings {
                 out_root: self._dir.path().join("out"),
+                limits: self.limits,
                 ..Settings::default()
             },
         )
