@@ -47,6 +47,9 @@ enum Command {
     Events(EventsArgs),
     /// Continue an interrupted, paused or waiting run.
     Resume(ResumeArgs),
+    /// Answer the question a waiting run asks (an agent's clarification, or a decision such
+    /// as running a repository's setup), then continue it.
+    Answer(AnswerArgs),
     /// Validate method definitions; exits 1 with file:line errors.
     Check(CheckArgs),
     /// The embedded model.
@@ -233,6 +236,17 @@ struct ResumeArgs {
 }
 
 #[derive(Args)]
+struct AnswerArgs {
+    /// Run id or a unique prefix of it.
+    run: String,
+    /// The answer (one of the offered options, when the question has some).
+    answer: String,
+    /// Print the final run summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct CheckArgs {
     /// Definitions folder; default: the built-in method.
     #[arg(long)]
@@ -284,6 +298,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run(&config, args).await,
         Command::Providers(args) => providers::show(&config, args.ping, args.json).await,
         Command::Resume(args) => resume(&config, args).await,
+        Command::Answer(args) => answer(&config, args).await,
         Command::Runs(args) => {
             inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await
         }
@@ -398,6 +413,21 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         eprintln!("run {run_id}: answered `{}`", answer.trim());
     }
     eprintln!("resuming run {run_id}");
+    drive(&runtime, run_id, true, args.json, &note).await
+}
+
+async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let run_id = store.resolve_run(&args.run).await?;
+    drop(store);
+    let (runtime, note) = open_runtime(config, None).await?;
+    let by = config
+        .env
+        .get("USER")
+        .filter(|u| !u.is_empty())
+        .map_or("cli", String::as_str);
+    runtime.answer(run_id, args.answer.trim(), by).await?;
+    eprintln!("run {run_id}: answered; continuing");
     drive(&runtime, run_id, true, args.json, &note).await
 }
 

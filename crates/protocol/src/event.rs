@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Budget,
     /// The run was interrupted or cancelled.
     Cancelled,
+    /// The step waits for a human's answer (a clarification); it goes on once given.
+    NeedsInput,
 }
 
 /// A failure as it is stored and shown.
@@ -121,6 +123,31 @@ pub enum Event {
         attempt: u32,
         /// What it waits for: `step`, `llm_call` or `tool_process`.
         resource: String,
+    },
+    /// An agent asked a human a question (`request_clarification`); the step pauses and the
+    /// run waits for the answer.
+    ClarificationRequested {
+        /// Step index.
+        step: u32,
+        /// Attempt number.
+        attempt: u32,
+        /// The tool call that asked, within the attempt.
+        call: u32,
+        /// The question.
+        question: String,
+        /// The accepted answers (empty: any text).
+        options: Vec<String>,
+    },
+    /// A human answered a clarification; the step continues with the answer.
+    ClarificationAnswered {
+        /// Step index.
+        step: u32,
+        /// The tool call that asked.
+        call: u32,
+        /// The answer.
+        answer: String,
+        /// Who answered.
+        by: String,
     },
     /// A tool call of an attempt began.
     ToolCallStarted {
@@ -321,6 +348,8 @@ impl Event {
             Self::LlmCallCompleted { .. } => "llm_call_completed",
             Self::LlmCallFailed { .. } => "llm_call_failed",
             Self::StepQueued { .. } => "step_queued",
+            Self::ClarificationRequested { .. } => "clarification_requested",
+            Self::ClarificationAnswered { .. } => "clarification_answered",
             Self::ToolCallStarted { .. } => "tool_call_started",
             Self::ToolCallCompleted { .. } => "tool_call_completed",
             Self::FileChanged { .. } => "file_changed",
@@ -355,6 +384,8 @@ impl Event {
             | Self::LlmCallCompleted { step, .. }
             | Self::LlmCallFailed { step, .. }
             | Self::StepQueued { step, .. }
+            | Self::ClarificationRequested { step, .. }
+            | Self::ClarificationAnswered { step, .. }
             | Self::ToolCallStarted { step, .. }
             | Self::ToolCallCompleted { step, .. }
             | Self::FileChanged { step, .. }

@@ -181,7 +181,8 @@ pub(crate) async fn run(
     ws: &StepWorkspace,
     mut messages: Vec<ChatMessage>,
 ) -> Result<String, ErrorInfo> {
-    let specs = ws.tools.specs();
+    let mut specs = ws.tools.specs();
+    specs.push(clarification_spec());
     let guide = format!(
         "You work in a git checkout of the project (repository `{}`); paths are relative to its root. Use the tools to look around, write the files, run commands and the tests: files only shown in your answer are not saved. When the work is done, answer without calling tools, with the document the step asks for (what you did, and the results).",
         ws.worktree.repository
@@ -258,6 +259,9 @@ async fn call_tool(
         });
     }
     calls.send_unsent(job).await?;
+    if call.name == CLARIFY {
+        return clarify(job, calls, ws, index, call).await;
+    }
     let _slot = if PROCESS_TOOLS.contains(&call.name.as_str()) {
         Some(job.slots.take(Resource::ToolProcess, job).await?)
     } else {
@@ -300,6 +304,88 @@ async fn call_tool(
             change: change.change,
         });
     }
+    Ok(output)
+}
+
+/// The tool every tool-using agent has: ask a human.
+const CLARIFY: &str = "request_clarification";
+
+fn clarification_spec() -> botarmy_llm::ToolSpec {
+    botarmy_llm::ToolSpec {
+        name: CLARIFY.into(),
+        description: "Ask the human who runs this a question you cannot answer from the documents or the code; the work pauses until they answer, and the answer comes back as this tool's result. Offer options when the answer is one of a few.".into(),
+        parameters: serde_json::json!({"type": "object", "properties": {
+            "question": {"type": "string", "description": "the question, self-contained"},
+            "options": {"type": "array", "items": {"type": "string"}, "description": "the accepted answers, if it is a choice"}
+        }, "required": ["question"]}),
+    }
+}
+
+/// `request_clarification`: the answer if a human gave it (the call completes with it);
+/// otherwise the question is recorded and the attempt stops to wait for it.
+async fn clarify(
+    job: &StepJob,
+    calls: &mut Calls,
+    ws: &StepWorkspace,
+    index: u32,
+    call: &ToolCall,
+) -> Result<ToolOutput, ErrorInfo> {
+    let args = botarmy_tools::Args::new(CLARIFY, &call.arguments);
+    let asked = args
+        .string("question")
+        .and_then(|q| Ok((q.to_string(), args.opt_strings("options")?)));
+    let (question, options) = match asked {
+        Ok((q, o)) if !q.trim().is_empty() => (q, o),
+        Ok(_) => {
+            return Ok(ToolOutput::error(format!(
+                "{CLARIFY}: the question is empty"
+            )));
+        }
+        Err(problem) => return Ok(ToolOutput::error(problem)),
+    };
+    let Some(answer) = job.answers.get(&index) else {
+        job.tx
+            .send(StepMsg::Record(Event::ClarificationRequested {
+                step: job.step,
+                attempt: job.attempt,
+                call: index,
+                question: question.clone(),
+                options: options.iter().map(|o| (*o).to_string()).collect(),
+            }))
+            .await
+            .map_err(|_| cancelled())?;
+        return Err(ErrorInfo::new(
+            ErrorKind::NeedsInput,
+            format!("agent `{}` asked: {question}", job.plan_step.agent),
+        ));
+    };
+    let output = ToolOutput::ok(
+        format!("The human answered: {answer}"),
+        format!("answered: {}", botarmy_tools::first_line(answer)),
+    );
+    job.tx
+        .send(StepMsg::Record(Event::ToolCallStarted {
+            step: job.step,
+            attempt: job.attempt,
+            call: index,
+            id: call.id.clone(),
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+        }))
+        .await
+        .map_err(|_| cancelled())?;
+    calls.unsent.push(Event::ToolCallCompleted {
+        step: job.step,
+        attempt: job.attempt,
+        call: index,
+        id: call.id.clone(),
+        tool: call.name.clone(),
+        is_error: false,
+        summary: output.summary.clone(),
+        result: output.content.clone(),
+        duration_ms: 0,
+    });
+    let _ = ws;
     Ok(output)
 }
 

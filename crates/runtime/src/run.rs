@@ -356,6 +356,52 @@ impl Runtime {
         .await
     }
 
+    /// Answers what a waiting run asks: an agent's question (`clarification_requested`;
+    /// checked against its options, recorded with who answered) or a decision
+    /// (`pipeline_needs_input`, as [`Runtime::provide_input`]). [`Runtime::resume`] then
+    /// continues it.
+    pub async fn answer(
+        &self,
+        run_id: RunId,
+        answer: &str,
+        by: &str,
+    ) -> Result<RunState, RuntimeError> {
+        let state = self.load(run_id).await?;
+        if state.needs_input.is_some() {
+            return self.provide_input(run_id, answer).await;
+        }
+        self.append_outside(
+            run_id,
+            "it has finished; nothing waits for an answer",
+            |state| {
+                let Some((step, asked)) = state
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, s)| Some((i as u32, s.clarification.as_ref()?)))
+                else {
+                    return Err(RuntimeError::Answer {
+                        run_id,
+                        problem: "it does not wait for an answer".into(),
+                    });
+                };
+                if let Some(problem) = botarmy_core::engine::check_answer(answer, &asked.options) {
+                    return Err(RuntimeError::Answer {
+                        run_id,
+                        problem: format!("{problem} to \"{}\"", asked.question),
+                    });
+                }
+                Ok(Event::ClarificationAnswered {
+                    step,
+                    call: asked.call,
+                    answer: answer.to_owned(),
+                    by: by.to_owned(),
+                })
+            },
+        )
+        .await
+    }
+
     /// Cancels a run for good: appends `PipelineCancelled` (steps still marked running are
     /// interrupted by it). Pause a run this process drives first (its `cancel` token); a
     /// run being driven elsewhere at the same moment makes this fail with
@@ -733,6 +779,7 @@ impl<'a> Driver<'a> {
             method: self.method.clone(),
             recorded: self.state.steps[step as usize].calls.clone(),
             recorded_tools: self.state.steps[step as usize].tool_calls.clone(),
+            answers: self.state.steps[step as usize].answers.clone(),
             workspace,
             tool_calling,
             max_turns: plan_step_max_turns,
@@ -899,6 +946,11 @@ impl<'a> Driver<'a> {
                     }
                     Ok(StepOutput::Skipped(reason)) => {
                         self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
+                    }
+                    // A question for a human (recorded already): the step stops where it
+                    // is; the answer continues it.
+                    Err(error) if error.kind == ErrorKind::NeedsInput => {
+                        self.stage(vec![Event::StepInterrupted { step, attempt }], Vec::new())
                     }
                     // Over budget: the step stops where it is (its finished calls are kept)
                     // and the run waits for a larger budget.

@@ -65,6 +65,8 @@ pub(crate) struct StepJob {
     pub recorded: Vec<RecordedCall>,
     /// Tool calls the attempt completed before it was interrupted.
     pub recorded_tools: Vec<RecordedToolCall>,
+    /// Humans' answers to the attempt's questions, by the tool call that asked.
+    pub answers: std::collections::BTreeMap<u32, String>,
     /// The run's worktree and the agent's tools there, for steps that work in it.
     pub workspace: Option<Arc<StepWorkspace>>,
     /// Whether the agent's model calls tools (otherwise files come in its answer).

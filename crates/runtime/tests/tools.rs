@@ -26,6 +26,8 @@ enum Script {
     Loop,
     /// Points the worktree's `.git` elsewhere with `bash`, then answers.
     Tamper,
+    /// The first tool-using step asks a human which database; the others just answer.
+    Clarify,
 }
 
 struct ToolModel {
@@ -34,6 +36,9 @@ struct ToolModel {
     hold: AtomicBool,
     held: Notify,
     calls: AtomicU64,
+    asked: AtomicBool,
+    /// Every tool result the model was shown.
+    seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl ToolModel {
@@ -43,6 +48,8 @@ impl ToolModel {
             hold: AtomicBool::new(hold),
             held: Notify::new(),
             calls: AtomicU64::new(0),
+            asked: AtomicBool::new(false),
+            seen: std::sync::Mutex::default(),
         })
     }
 }
@@ -89,6 +96,13 @@ impl Provider for ToolModel {
         if request.tools.is_empty() {
             return Ok(answer("## Overview\n\nA document.\n", vec![]));
         }
+        self.seen.lock().unwrap().extend(
+            request
+                .messages
+                .iter()
+                .filter(|m| m.role == Role::Tool)
+                .map(|m| m.content.clone()),
+        );
         let turn = request
             .messages
             .iter()
@@ -110,6 +124,15 @@ impl Provider for ToolModel {
                 }],
             )),
             (Script::Tamper, _) => Ok(answer("## Work\n\nDone.\n", vec![])),
+            (Script::Clarify, 0) if !self.asked.swap(true, Ordering::SeqCst) => Ok(answer(
+                "",
+                vec![ToolCall {
+                    id: "ask-0".into(),
+                    name: "request_clarification".into(),
+                    arguments: json!({"question": "Which database?", "options": ["sqlite", "postgres"]}),
+                }],
+            )),
+            (Script::Clarify, _) => Ok(answer("## Work\n\nDone.\n", vec![])),
             (Script::Work, 0) => Ok(answer(
                 "",
                 vec![ToolCall {
@@ -331,4 +354,91 @@ async fn a_worktree_whose_git_link_was_replaced_is_not_committed_from() {
         &["log", "--format=%s", &worktree.branch],
     );
     assert!(!subjects.contains("coder:"), "{subjects}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_asks_a_human_waits_and_continues_with_the_answer() {
+    let model = ToolModel::new(Script::Clarify, false);
+    let ctx = runtime(model.clone(), None).await;
+    let state = ctx
+        .runtime
+        .start_run(
+            "demo",
+            request("a todo app"),
+            |_| {},
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state.status, RunStatus::Waiting);
+    assert!(
+        state.reason.as_deref().unwrap().contains("Which database?"),
+        "{:?}",
+        state.reason
+    );
+    let run = state.run_id;
+    let asking = state
+        .steps
+        .iter()
+        .position(|s| s.clarification.is_some())
+        .unwrap() as u32;
+
+    // Resuming without an answer changes nothing: the run still waits for it.
+    let again = ctx
+        .runtime
+        .resume(run, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(again.status, RunStatus::Waiting);
+
+    let wrong = ctx
+        .runtime
+        .answer(run, "mysql", "ada")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        wrong.contains("`mysql` is not one of the accepted answers (sqlite, postgres)"),
+        "{wrong}"
+    );
+    ctx.runtime.answer(run, "postgres", "ada").await.unwrap();
+    let done = ctx
+        .runtime
+        .resume(run, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded, "{:?}", done.error);
+
+    // The model saw the answer as the tool's result, and no call was made twice.
+    assert!(
+        model
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r == "The human answered: postgres"),
+        "{:?}",
+        model.seen.lock().unwrap()
+    );
+    let events = log(&ctx.runtime, run).await;
+    let completed_calls = events
+        .iter()
+        .filter(|e| matches!(e, Event::LlmCallCompleted { .. }))
+        .count() as u64;
+    assert_eq!(model.calls.load(Ordering::Relaxed), completed_calls);
+    let answered: Vec<(u32, &str, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ClarificationAnswered {
+                step, answer, by, ..
+            } => Some((*step, answer.as_str(), by.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [(asking, "postgres", "ada")]);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ToolCallCompleted { step, tool, summary, .. }
+            if *step == asking && tool == "request_clarification" && summary == "answered: postgres"
+    )));
 }

@@ -12,6 +12,8 @@ mod state;
 mod tests;
 
 pub use action::Action;
+pub use state::check_answer;
 pub use state::{
-    EngineError, InputRequest, RecordedCall, RecordedToolCall, RunState, StepState, WorkspaceState,
+    Clarification, EngineError, InputRequest, RecordedCall, RecordedToolCall, RunState, StepState,
+    WorkspaceState,
 };

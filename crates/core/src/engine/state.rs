@@ -137,6 +137,21 @@ pub struct StepState {
     pub started_at: Option<UnixMillis>,
     /// What the running attempt waits for (a shared slot), until its next event.
     pub queued: Option<String>,
+    /// A question of the latest attempt waiting for a human's answer.
+    pub clarification: Option<Clarification>,
+    /// Answers to the latest attempt's questions, by the tool call that asked.
+    pub answers: BTreeMap<u32, String>,
+}
+
+/// A question an agent asked a human.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clarification {
+    /// The tool call that asked.
+    pub call: u32,
+    /// The question.
+    pub question: String,
+    /// The accepted answers (empty: any text).
+    pub options: Vec<String>,
 }
 
 impl StepState {
@@ -152,6 +167,8 @@ impl StepState {
             skip_reason: None,
             started_at: None,
             queued: None,
+            clarification: None,
+            answers: BTreeMap::new(),
         }
     }
 }
@@ -367,6 +384,8 @@ impl RunState {
                     StepStatus::Pending if *attempt == s.attempt + 1 => {
                         s.calls.clear();
                         s.tool_calls.clear();
+                        s.answers.clear();
+                        s.clarification = None;
                     }
                     StepStatus::Interrupted if *attempt == s.attempt => {}
                     other => {
@@ -475,6 +494,56 @@ impl RunState {
                 self.require_active()?;
                 let s = self.running_attempt(*step, *attempt)?;
                 s.queued = Some(resource.clone());
+            }
+            Event::ClarificationRequested {
+                step,
+                attempt,
+                call,
+                question,
+                options,
+            } => {
+                self.require_active()?;
+                if self.steps.iter().any(|s| s.clarification.is_some()) {
+                    return Err("another question waits for its answer".into());
+                }
+                let s = self.running_attempt(*step, *attempt)?;
+                if *call as usize != s.tool_calls.len() {
+                    return Err(format!(
+                        "question asked by tool call {call} but {} tool calls were completed before it",
+                        s.tool_calls.len()
+                    ));
+                }
+                s.clarification = Some(Clarification {
+                    call: *call,
+                    question: question.clone(),
+                    options: options.clone(),
+                });
+                self.status = RunStatus::Waiting;
+                self.reason = Some(format!("question from step {step}: {question}"));
+            }
+            Event::ClarificationAnswered {
+                step, call, answer, ..
+            } => {
+                self.require_active()?;
+                let s = self.step_mut(*step)?;
+                let Some(asked) = &s.clarification else {
+                    return Err(format!("step {step} asked nothing"));
+                };
+                if asked.call != *call {
+                    return Err(format!(
+                        "step {step} asked with tool call {}, not {call}",
+                        asked.call
+                    ));
+                }
+                if let Some(problem) = check_answer(answer, &asked.options) {
+                    return Err(problem);
+                }
+                s.clarification = None;
+                s.answers.insert(*call, answer.clone());
+                if self.status == RunStatus::Waiting && self.needs_input.is_none() {
+                    self.status = RunStatus::Running;
+                    self.reason = None;
+                }
             }
             Event::FileChanged { step, .. } => {
                 self.require_active()?;
@@ -686,8 +755,15 @@ impl RunState {
                 if self.status == RunStatus::Pending {
                     return Err("a run that never started is started, not resumed".into());
                 }
-                self.status = RunStatus::Running;
-                self.reason = None;
+                // A question still unanswered keeps the run waiting for it.
+                let asking = self.needs_input.is_some()
+                    || self.steps.iter().any(|s| s.clarification.is_some());
+                if asking {
+                    self.status = RunStatus::Waiting;
+                } else {
+                    self.status = RunStatus::Running;
+                    self.reason = None;
+                }
             }
             Event::PipelineCompleted { .. } => {
                 self.require_active()?;
@@ -813,6 +889,10 @@ impl RunState {
                     .get(*d as usize)
                     .is_some_and(|d| d.status.satisfies_dependants())
             });
+            // A step that asked a question waits for its answer.
+            if s.clarification.is_some() {
+                continue;
+            }
             let startable = matches!(s.status, StepStatus::Interrupted)
                 || (s.status == StepStatus::Pending
                     && deps_met
@@ -874,4 +954,18 @@ impl RunState {
             WorkspaceState::Unprepared | WorkspaceState::Cleaned(_) => None,
         }
     }
+}
+
+/// Why `answer` does not fit the accepted `options` (any text fits none).
+pub fn check_answer(answer: &str, options: &[String]) -> Option<String> {
+    if answer.trim().is_empty() {
+        return Some("the answer is empty".into());
+    }
+    if !options.is_empty() && !options.iter().any(|o| o == answer) {
+        return Some(format!(
+            "`{answer}` is not one of the accepted answers ({})",
+            options.join(", ")
+        ));
+    }
+    None
 }
