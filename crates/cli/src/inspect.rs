@@ -121,9 +121,19 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             .needs_input
             .as_ref()
             .map(|r| json!({"kind": r.kind, "question": r.question, "options": r.options}));
+        let questions: Vec<_> = state
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let c = s.clarification.as_ref()?;
+                Some(json!({"step": i, "question": c.question, "options": c.options}))
+            })
+            .collect();
         let value = json!({
             "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
             "queued": queued, "worktrees": worktrees, "needs_input": needs_input,
+            "questions": questions,
         });
         serde_json::to_writer_pretty(&mut w, &value)?;
         writeln!(w)?;
@@ -150,6 +160,22 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     }
     if let Some(r) = &state.needs_input {
         writeln!(w, "waiting   {} ({})", r.question, r.options.join(" / "))?;
+    }
+    for (i, s) in state.steps.iter().enumerate() {
+        if let Some(c) = &s.clarification {
+            let options = if c.options.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.options.join(" / "))
+            };
+            writeln!(
+                w,
+                "question  step {}: {}{options}; `botarmy answer {} TEXT`",
+                i + 1,
+                c.question,
+                state.run_id
+            )?;
+        }
     }
     for t in worktrees {
         writeln!(

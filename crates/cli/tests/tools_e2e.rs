@@ -50,6 +50,11 @@ fn script(step: &str, turn: usize) -> Turn {
         ("fix", 2) => Turn::Calls(vec![call("run_tests", json!({}))]),
         ("fix", _) => Turn::Answer("## Fix notes\n\n`add` subtracted; it adds now. Tests pass.\n"),
         ("retest", _) => Turn::Answer("## Final test report\n\n2 passed, 0 failed.\n"),
+        ("ask", 0) => Turn::Calls(vec![call(
+            "request_clarification",
+            json!({"question": "Which license?", "options": ["MIT", "Apache-2.0"]}),
+        )]),
+        ("ask", _) => Turn::Answer("## License notes\n\nMIT, as the human chose.\n"),
         ("mcp", 0) => Turn::Calls(vec![call("calc_add", json!({"a": 2, "b": 3}))]),
         ("mcp", _) => Turn::Answer("## Answer\n\n2 + 3 = 5, says the calculator.\n"),
         (other, _) => panic!("no script for step `{other}`"),
@@ -338,7 +343,8 @@ fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
     assert_eq!(done[0]["tool"], "calc_add");
     assert_eq!(done[0]["is_error"], false);
     assert_eq!(done[0]["result"], "5");
-    // The model was offered the server's tools, named after the server.
+    // The model was offered the server's tools, named after the server (and the question
+    // every tool-using agent may ask).
     let offered: Vec<String> = server.requests()[0].json()["tools"]
         .as_array()
         .unwrap()
@@ -346,7 +352,9 @@ fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
         .map(|t| t["function"]["name"].as_str().unwrap().to_string())
         .collect();
     assert!(
-        offered.iter().all(|n| n.starts_with("calc_")),
+        offered
+            .iter()
+            .all(|n| n.starts_with("calc_") || n == "request_clarification"),
         "{offered:?}"
     );
     assert!(offered.contains(&"calc_add".to_string()), "{offered:?}");
@@ -457,4 +465,79 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
     // The user's repository has the run's branch; its own branch is untouched.
     assert!(git(&["branch", "--list", &format!("botarmy/{run_id}")]).contains(&run_id));
     assert_eq!(git(&["log", "--format=%s", "main"]).trim(), "start");
+}
+
+#[test]
+fn an_agent_asks_and_botarmy_answer_continues_the_run() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = rt.block_on(MockServer::start(reply));
+    let s = Sandbox::new();
+    let openai = |cmd: &mut Command| {
+        cmd.env("BOTARMY_PROVIDER", "openai")
+            .env("BOTARMY_MODEL", "gpt-4o")
+            .env("OPENAI_API_KEY", "sk-test-tools")
+            .env("OPENAI_BASE_URL", &server.base)
+            .env("USER", "ada");
+    };
+    let mut first = s.cmd();
+    openai(&mut first);
+    first
+        .args([
+            "run",
+            IDEA,
+            "--workflow",
+            "ask",
+            "--yes",
+            "--json",
+            "--method",
+        ])
+        .arg(method());
+    let out = run(&mut first);
+    assert_eq!(out.status.code(), Some(75), "waiting: {}", stderr(&out));
+    let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
+    let shown = stdout(&ok(s.cmd().args(["show", &run_id])));
+    assert!(
+        shown.contains("question  step 1: Which license? (MIT / Apache-2.0)"),
+        "{shown}"
+    );
+
+    let mut wrong = s.cmd();
+    openai(&mut wrong);
+    let refused = run(wrong.args(["answer", &run_id, "GPL"]));
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("`GPL` is not one of the accepted answers (MIT, Apache-2.0)"),
+        "{}",
+        stderr(&refused)
+    );
+    let mut answer = s.cmd();
+    openai(&mut answer);
+    let out = ok(answer.args(["answer", &run_id, "MIT", "--json"]));
+    assert_eq!(json(&out)["status"], "succeeded", "{}", stderr(&out));
+
+    let events: Vec<Value> = stdout(&ok(s.cmd().args(["events", &run_id])))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let answered: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "clarification_answered")
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["answer"], "MIT");
+    assert_eq!(answered[0]["by"], "ada");
+    // The model was asked twice in all: the question, then the answer to it.
+    assert_eq!(server.requests().len(), 2);
+    let last = server.requests()[1].json();
+    let tool_result = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    assert_eq!(tool_result["content"], "The human answered: MIT");
 }

@@ -1046,3 +1046,62 @@ fn a_run_that_needs_input_waits_and_takes_only_an_accepted_answer() {
         "nothing is asked any more"
     );
 }
+
+#[test]
+fn a_question_waits_for_an_answer_that_fits_and_survives_the_resume() {
+    let mut log = Log::new(plan_with_tools(&[&[]], &[true]), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.perform(&log.state.next_actions()[0].clone());
+    log.perform(&log.state.next_actions()[0].clone());
+    log.call_tool(0);
+    let ask = Event::ClarificationRequested {
+        step: 0,
+        attempt: 1,
+        call: 1,
+        question: "Which database?".into(),
+        options: vec!["sqlite".into(), "postgres".into()],
+    };
+    log.push(ask.clone()).unwrap();
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    assert!(log.push(ask).is_err(), "one question at a time");
+    log.push(Event::StepInterrupted {
+        step: 0,
+        attempt: 1,
+    })
+    .unwrap();
+    // A resume without the answer keeps the run waiting, and the step does not start.
+    log.push(Event::PipelineResumed {}).unwrap();
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    assert!(log.state.next_actions().is_empty());
+    let answer = |answer: &str, call: u32| Event::ClarificationAnswered {
+        step: 0,
+        call,
+        answer: answer.into(),
+        by: "ada".into(),
+    };
+    let err = log.push(answer("mysql", 1)).unwrap_err().to_string();
+    assert!(
+        err.contains("not one of the accepted answers (sqlite, postgres)"),
+        "{err}"
+    );
+    assert!(log.push(answer("postgres", 0)).is_err(), "the wrong call");
+    log.push(answer("postgres", 1)).unwrap();
+    assert_eq!(log.state.status, RunStatus::Running);
+    assert_eq!(log.state.steps[0].answers[&1], "postgres");
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 0,
+            attempt: 1,
+            resume: true
+        }]
+    );
+    log.perform(&log.state.next_actions()[0].clone());
+    assert_eq!(
+        log.state.steps[0].answers[&1], "postgres",
+        "kept for the resumed attempt"
+    );
+    log.complete_step(0, 2);
+    log.drive_to_end();
+    assert_eq!(log.state.status, RunStatus::Succeeded);
+}
