@@ -210,6 +210,10 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::NotResumable { .. } | RuntimeError::Contended { .. } => {
                 Self::new(ErrorCode::Conflict, error.to_string())
             }
+            RuntimeError::Answer { .. } => Self::validation(vec![FieldError {
+                path: "answer".into(),
+                message: error.to_string(),
+            }]),
             // Engine, OutDir and whatever comes later.
             other => Self::internal(&other),
         }

@@ -179,6 +179,7 @@ impl Server {
             .route("/runs/{id}/pause", post(runs::pause))
             .route("/runs/{id}/resume", post(runs::resume))
             .route("/runs/{id}/cancel", post(runs::cancel))
+            .route("/runs/{id}/answer", post(runs::answer))
             .route("/runs/{id}/events", get(events::page))
             .route("/runs/{id}/usage", get(events::usage))
             .route("/runs/{id}/artifacts", get(artifacts::list))

@@ -6,7 +6,7 @@ use utoipa::OpenApi;
 use crate::error::{ErrorBody, ErrorCode, FieldError};
 use crate::projects::CreateProject;
 use crate::repositories::{AddRepository, RepositoryList, RepositoryView};
-use crate::runs::{CancelRun, CreateRun, ResumeRun, RunOptionsBody};
+use crate::runs::{AnswerRun, CancelRun, CreateRun, ResumeRun, RunOptionsBody};
 use crate::views::{
     ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView, ProjectPage,
     ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView, UsageRowView, UsageView,
@@ -36,6 +36,7 @@ use crate::views::{
         crate::runs::pause,
         crate::runs::resume,
         crate::runs::cancel,
+        crate::runs::answer,
         crate::events::page,
         crate::events::usage,
         crate::artifacts::list,
@@ -48,7 +49,7 @@ use crate::views::{
     ),
     components(schemas(
         ErrorBody, ErrorCode, FieldError, CreateProject, CreateRun, RunOptionsBody, ResumeRun,
-        CancelRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
+        CancelRun, AnswerRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
         ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
         UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
     )),

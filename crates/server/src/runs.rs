@@ -81,6 +81,17 @@ pub struct ResumeRun {
     pub budget: Option<Budget>,
 }
 
+/// The answer to what a waiting run asks.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRun {
+    /// The answer: one of the question's options when it offers some.
+    pub answer: String,
+    /// Who answers (recorded with the answer); default "api".
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 /// Why a run is cancelled.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -441,6 +452,40 @@ pub async fn resume(
     if let Some(budget) = body.budget {
         state.runtime.set_budget(id, budget).await?;
     }
+    if state.drives.spawn(id, Start::Resume).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("run {id} is already running on this server"),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(detail(&state, id).await?)))
+}
+
+/// Answers what a waiting run asks (an agent's question, or a decision such as running a
+/// repository's setup) and continues the run on this server.
+#[utoipa::path(post, path = "/api/runs/{id}/answer", tag = "runs", request_body = AnswerRun,
+    params(("id" = String, Path, description = "run id (UUID)")),
+    responses(
+        (status = 202, description = "answered; the run goes on", body = RunDetail),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "finished, or already running here", body = ErrorBody),
+        (status = 422, description = "it asks nothing, or the answer is not one of the options", body = ErrorBody),
+    ))]
+pub async fn answer(
+    State(state): State<AppState>,
+    path: PathIds,
+    JsonBody(body): JsonBody<AnswerRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: RunId = path.get("id")?;
+    state.store.get_run(id).await?;
+    if state.drives.is_driven(id) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("run {id} is already running on this server"),
+        ));
+    }
+    let by = body.by.as_deref().unwrap_or("api");
+    state.runtime.answer(id, body.answer.trim(), by).await?;
     if state.drives.spawn(id, Start::Resume).is_err() {
         return Err(ApiError::new(
             ErrorCode::Conflict,

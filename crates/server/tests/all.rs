@@ -53,4 +53,5 @@ on_both_backends!(
     control::a_queued_step_shows_what_it_waits_for,
     repositories::repositories_are_registered_listed_read_and_removed,
     repositories::bad_repository_requests_name_the_field,
+    repositories::a_run_waiting_on_its_setup_is_answered_over_the_api,
 );

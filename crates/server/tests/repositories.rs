@@ -259,3 +259,74 @@ pub async fn bad_repository_requests_name_the_field(backend: Backend) {
     assert_eq!(local.status, 201, "{}", local.body);
     bare.shutdown().await;
 }
+
+/// A run in a registered repository with a setup command waits for a human's decision;
+/// the decision is given over the API (refused when it is not an option) and the run goes
+/// on.
+pub async fn a_run_waiting_on_its_setup_is_answered_over_the_api(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(backend, dir.path()).await;
+    // A Makefile proposes `make` as the setup.
+    let tool = repository(&dir.path().join("tool"), "Makefile");
+    let added = server
+        .post(
+            "/api/repositories",
+            &json!({ "location": tool.display().to_string() }),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let created = server
+        .post(
+            "/api/runs",
+            &json!({"idea": "x", "options": {"repositories": ["tool"]}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let run: botarmy_protocol::RunId = created.body["id"].as_str().unwrap().parse().unwrap();
+    server.model.open();
+    server.wait_for_event(run, "pipeline_needs_input").await;
+    // The drive ends once the question is stored; the run is then answerable here.
+    tokio::time::timeout(crate::support::PATIENCE, async {
+        while server.get(&format!("/api/runs/{run}")).await.body["driven_here"] != false {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        server.get(&format!("/api/runs/{run}")).await.body["status"],
+        "waiting"
+    );
+
+    let wrong = server
+        .post(
+            &format!("/api/runs/{run}/answer"),
+            &json!({"answer": "maybe"}),
+        )
+        .await;
+    assert_eq!(wrong.error(422, "validation_failed"), ["answer"]);
+    assert!(
+        wrong.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected one of: run, skip"),
+        "{}",
+        wrong.body
+    );
+    let answered = server
+        .post(
+            &format!("/api/runs/{run}/answer"),
+            &json!({"answer": "skip", "by": "ada"}),
+        )
+        .await;
+    assert_eq!(answered.status, 202, "{}", answered.body);
+    server.wait_for_event(run, "pipeline_completed").await;
+    let log = server.stored_log(run).await;
+    let provided: Vec<_> = log
+        .iter()
+        .filter(|e| e["type"] == "input_provided")
+        .collect();
+    assert_eq!(provided.len(), 1);
+    assert_eq!(provided[0]["answer"], "skip");
+    assert!(!log.iter().any(|e| e["type"] == "worktree_setup_started"));
+}
