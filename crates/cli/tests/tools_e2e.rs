@@ -143,6 +143,32 @@ fn reply(request: &Recorded, index: usize) -> Reply {
     }
 }
 
+/// The scripted model, served over OpenAI's wire format, and the way to point the binary
+/// at it.
+struct Scripted {
+    server: MockServer,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Scripted {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(MockServer::start(reply));
+        Self { server, _rt: rt }
+    }
+
+    fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("BOTARMY_PROVIDER", "openai")
+            .env("BOTARMY_MODEL", "gpt-4o")
+            .env("OPENAI_API_KEY", "sk-test-tools")
+            .env("OPENAI_BASE_URL", &self.server.base)
+    }
+}
+
 fn method() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
 }
@@ -266,23 +292,12 @@ fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
     let cassette = cassette("tools-fix-loop.jsonl");
 
     // 1. The model over the wire, recorded.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(MockServer::start(reply));
+    let model = Scripted::start();
     let s = Sandbox::new();
     let recorded = s.out("recorded.jsonl");
-    let out = ok(run_cmd(
-        s.cmd()
-            .env("BOTARMY_PROVIDER", "openai")
-            .env("BOTARMY_MODEL", "gpt-4o")
-            .env("OPENAI_API_KEY", "sk-test-tools")
-            .env("OPENAI_BASE_URL", &server.base),
-    )
-    .arg("--record")
-    .arg(&recorded));
+    let out = ok(run_cmd(model.configure(&mut s.cmd()))
+        .arg("--record")
+        .arg(&recorded));
     check_run(&s, &json(&out));
     if std::env::var("BOTARMY_RERECORD").is_ok_and(|v| v == "1") {
         std::fs::copy(&recorded, &cassette).unwrap();
@@ -296,12 +311,8 @@ fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
 
 #[test]
 fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(MockServer::start(reply));
+    let model = Scripted::start();
+    let server = &model.server;
     let s = Sandbox::new();
     let python = std::env::var("BOTARMY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/tests/mcp_server.py");
@@ -314,12 +325,8 @@ fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
         ),
     )
     .unwrap();
-    let out = ok(s
-        .cmd()
-        .env("BOTARMY_PROVIDER", "openai")
-        .env("BOTARMY_MODEL", "gpt-4o")
-        .env("OPENAI_API_KEY", "sk-test-tools")
-        .env("OPENAI_BASE_URL", &server.base)
+    let out = ok(model
+        .configure(&mut s.cmd())
         .args([
             "run",
             IDEA,
@@ -366,12 +373,8 @@ fn toml_string(s: &str) -> String {
 
 #[test]
 fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(MockServer::start(reply));
+    let model = Scripted::start();
+    let server = &model.server;
     let s = Sandbox::new();
     // The user's repository: a crate (so `cargo fetch` is proposed) with one commit.
     let repo = s.out("arith");
@@ -400,10 +403,7 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
     git(&["add", "-A"]);
     git(&["commit", "--quiet", "-m", "start"]);
     let openai = |cmd: &mut Command| {
-        cmd.env("BOTARMY_PROVIDER", "openai")
-            .env("BOTARMY_MODEL", "gpt-4o")
-            .env("OPENAI_API_KEY", "sk-test-tools")
-            .env("OPENAI_BASE_URL", &server.base);
+        model.configure(cmd);
     };
 
     let mut first = s.cmd();
@@ -469,19 +469,11 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
 
 #[test]
 fn an_agent_asks_and_botarmy_answer_continues_the_run() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server = rt.block_on(MockServer::start(reply));
+    let model = Scripted::start();
+    let server = &model.server;
     let s = Sandbox::new();
     let openai = |cmd: &mut Command| {
-        cmd.env("BOTARMY_PROVIDER", "openai")
-            .env("BOTARMY_MODEL", "gpt-4o")
-            .env("OPENAI_API_KEY", "sk-test-tools")
-            .env("OPENAI_BASE_URL", &server.base)
-            .env("USER", "ada");
+        model.configure(cmd).env("USER", "ada");
     };
     let mut first = s.cmd();
     openai(&mut first);

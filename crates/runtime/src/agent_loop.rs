@@ -260,7 +260,7 @@ async fn call_tool(
     }
     calls.send_unsent(job).await?;
     if call.name == CLARIFY {
-        return clarify(job, calls, ws, index, call).await;
+        return clarify(job, calls, index, call).await;
     }
     let _slot = if PROCESS_TOOLS.contains(&call.name.as_str()) {
         Some(job.slots.take(Resource::ToolProcess, job).await?)
@@ -268,34 +268,24 @@ async fn call_tool(
         None
     };
     job.tx
-        .send(StepMsg::Record(Event::ToolCallStarted {
-            step: job.step,
-            attempt: job.attempt,
-            call: index,
-            id: call.id.clone(),
-            tool: call.name.clone(),
-            arguments: call.arguments.clone(),
-        }))
+        .send(StepMsg::Record(started(job, index, call)))
         .await
         .map_err(|_| cancelled())?;
-    let started = Instant::now();
-    let output = match ws.tools.call(&call.name, &call.arguments).await {
-        Ok(output) => output,
-        Err(e) => {
-            return Err(ErrorInfo::new(ErrorKind::Transient, e.to_string()));
-        }
-    };
-    calls.unsent.push(Event::ToolCallCompleted {
-        step: job.step,
-        attempt: job.attempt,
-        call: index,
-        id: call.id.clone(),
-        tool: call.name.clone(),
-        is_error: output.is_error,
-        summary: output.summary.clone(),
-        result: output.content.clone(),
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
+    let began = Instant::now();
+    // A tool that is gone (an MCP server that stopped) is the model's to work around, as
+    // any failed call: it is told, and the attempt goes on.
+    let output = ws
+        .tools
+        .call(&call.name, &call.arguments)
+        .await
+        .unwrap_or_else(|e| ToolOutput::error(e.to_string()));
+    calls.unsent.push(completed(
+        job,
+        index,
+        call,
+        &output,
+        began.elapsed().as_millis() as u64,
+    ));
     for change in &output.changes {
         calls.unsent.push(Event::FileChanged {
             step: job.step,
@@ -326,7 +316,6 @@ fn clarification_spec() -> botarmy_llm::ToolSpec {
 async fn clarify(
     job: &StepJob,
     calls: &mut Calls,
-    ws: &StepWorkspace,
     index: u32,
     call: &ToolCall,
 ) -> Result<ToolOutput, ErrorInfo> {
@@ -364,29 +353,42 @@ async fn clarify(
         format!("answered: {}", botarmy_tools::first_line(answer)),
     );
     job.tx
-        .send(StepMsg::Record(Event::ToolCallStarted {
-            step: job.step,
-            attempt: job.attempt,
-            call: index,
-            id: call.id.clone(),
-            tool: call.name.clone(),
-            arguments: call.arguments.clone(),
-        }))
+        .send(StepMsg::Record(started(job, index, call)))
         .await
         .map_err(|_| cancelled())?;
-    calls.unsent.push(Event::ToolCallCompleted {
+    calls.unsent.push(completed(job, index, call, &output, 0));
+    Ok(output)
+}
+
+fn started(job: &StepJob, index: u32, call: &ToolCall) -> Event {
+    Event::ToolCallStarted {
         step: job.step,
         attempt: job.attempt,
         call: index,
         id: call.id.clone(),
         tool: call.name.clone(),
-        is_error: false,
+        arguments: call.arguments.clone(),
+    }
+}
+
+fn completed(
+    job: &StepJob,
+    index: u32,
+    call: &ToolCall,
+    output: &ToolOutput,
+    duration_ms: u64,
+) -> Event {
+    Event::ToolCallCompleted {
+        step: job.step,
+        attempt: job.attempt,
+        call: index,
+        id: call.id.clone(),
+        tool: call.name.clone(),
+        is_error: output.is_error,
         summary: output.summary.clone(),
         result: output.content.clone(),
-        duration_ms: 0,
-    });
-    let _ = ws;
-    Ok(output)
+        duration_ms,
+    }
 }
 
 /// Watches an agent's calls for loops.
