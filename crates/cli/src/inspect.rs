@@ -95,6 +95,78 @@ pub async fn runs(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What waiting runs ask of a human, across runs: agents' questions, decisions, and runs
+/// stopped by their budget, each with how to answer.
+pub async fn inbox(config: &Config, json: bool) -> Result<ExitCode> {
+    let store = botarmy_store::open(&config.database_url).await?;
+    let waiting = store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Waiting),
+            ..RunFilter::default()
+        })
+        .await?;
+    let mut items = Vec::new();
+    for run in &waiting {
+        let state = botarmy_core::engine::RunState::from_events(
+            run.id,
+            &store.read_events(run.id, 0, 0).await?,
+        )?;
+        let plan = state.plan.as_ref();
+        let mut asked = false;
+        if let Some(r) = &state.needs_input {
+            asked = true;
+            items.push(json!({
+                "run_id": run.id, "kind": r.kind, "question": r.question, "options": r.options,
+                "answer": format!("botarmy answer {} <{}>", run.id, r.options.join("|")),
+            }));
+        }
+        for (i, s) in state.steps.iter().enumerate() {
+            if let Some(c) = &s.clarification {
+                asked = true;
+                let agent = plan.and_then(|p| p.steps.get(i)).map(|p| p.agent.clone());
+                items.push(json!({
+                    "run_id": run.id, "kind": "clarification", "step": i, "agent": agent,
+                    "question": c.question, "options": c.options,
+                    "answer": format!("botarmy answer {} TEXT", run.id),
+                }));
+            }
+        }
+        if !asked {
+            items.push(json!({
+                "run_id": run.id, "kind": "waiting", "question": state.reason.clone().unwrap_or_default(),
+                "options": [], "answer": format!("botarmy resume {}", run.id),
+            }));
+        }
+    }
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, &items)?;
+        writeln!(w)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if items.is_empty() {
+        writeln!(w, "nothing waits for an answer")?;
+    }
+    for item in &items {
+        let who = item["agent"]
+            .as_str()
+            .map_or(String::new(), |a| format!(" ({a} asks)"));
+        writeln!(
+            w,
+            "{} {}{who}",
+            item["run_id"].as_str().unwrap_or(""),
+            item["kind"].as_str().unwrap_or("")
+        )?;
+        writeln!(w, "  {}", item["question"].as_str().unwrap_or(""))?;
+        if let Some(options) = item["options"].as_array().filter(|o| !o.is_empty()) {
+            let options: Vec<&str> = options.iter().filter_map(|o| o.as_str()).collect();
+            writeln!(w, "  options: {}", options.join(" / "))?;
+        }
+        writeln!(w, "  answer:  {}", item["answer"].as_str().unwrap_or(""))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     let store = botarmy_store::open(&config.database_url).await?;
     let run_id = store.resolve_run(run).await?;

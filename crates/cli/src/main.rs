@@ -47,6 +47,8 @@ enum Command {
     Events(EventsArgs),
     /// Continue an interrupted, paused or waiting run.
     Resume(ResumeArgs),
+    /// What waiting runs ask of a human (agents' questions, decisions, budgets), across runs.
+    Inbox(InboxArgs),
     /// Answer the question a waiting run asks (an agent's clarification, or a decision such
     /// as running a repository's setup), then continue it.
     Answer(AnswerArgs),
@@ -236,6 +238,13 @@ struct ResumeArgs {
 }
 
 #[derive(Args)]
+struct InboxArgs {
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct AnswerArgs {
     /// Run id or a unique prefix of it.
     run: String,
@@ -299,6 +308,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Providers(args) => providers::show(&config, args.ping, args.json).await,
         Command::Resume(args) => resume(&config, args).await,
         Command::Answer(args) => answer(&config, args).await,
+        Command::Inbox(args) => inspect::inbox(&config, args.json).await,
         Command::Runs(args) => {
             inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await
         }

@@ -497,6 +497,14 @@ fn an_agent_asks_and_botarmy_answer_continues_the_run() {
         "{shown}"
     );
 
+    let inbox = stdout(&ok(s.cmd().args(["inbox"])));
+    assert_eq!(
+        inbox,
+        format!(
+            "{run_id} clarification (coder asks)\n  Which license?\n  options: MIT / Apache-2.0\n  answer:  botarmy answer {run_id} TEXT\n"
+        )
+    );
+
     let mut wrong = s.cmd();
     openai(&mut wrong);
     let refused = run(wrong.args(["answer", &run_id, "GPL"]));
@@ -522,6 +530,8 @@ fn an_agent_asks_and_botarmy_answer_continues_the_run() {
     assert_eq!(answered.len(), 1);
     assert_eq!(answered[0]["answer"], "MIT");
     assert_eq!(answered[0]["by"], "ada");
+    let inbox = stdout(&ok(s.cmd().args(["inbox", "--json"])));
+    assert_eq!(serde_json::from_str::<Value>(&inbox).unwrap(), json!([]));
     // The model was asked twice in all: the question, then the answer to it.
     assert_eq!(server.requests().len(), 2);
     let last = server.requests()[1].json();
