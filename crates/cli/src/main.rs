@@ -9,6 +9,7 @@ mod repo;
 mod serve;
 mod usage;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -399,7 +400,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         runtime.out_dir(&state).display()
     );
     eprintln!("  {}", note.banner());
-    drive(&runtime, run_id, false, args.json, &note).await
+    drive(&runtime, run_id, false, args.json, &note, user(config)).await
 }
 
 async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
@@ -423,7 +424,7 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         eprintln!("run {run_id}: answered `{}`", answer.trim());
     }
     eprintln!("resuming run {run_id}");
-    drive(&runtime, run_id, true, args.json, &note).await
+    drive(&runtime, run_id, true, args.json, &note, user(config)).await
 }
 
 async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
@@ -431,14 +432,20 @@ async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
     let run_id = store.resolve_run(&args.run).await?;
     drop(store);
     let (runtime, note) = open_runtime(config, None).await?;
-    let by = config
+    runtime
+        .answer(run_id, args.answer.trim(), user(config))
+        .await?;
+    eprintln!("run {run_id}: answered; continuing");
+    drive(&runtime, run_id, true, args.json, &note, user(config)).await
+}
+
+/// Who answers from this terminal (recorded with the answer).
+fn user(config: &Config) -> &str {
+    config
         .env
         .get("USER")
         .filter(|u| !u.is_empty())
-        .map_or("cli", String::as_str);
-    runtime.answer(run_id, args.answer.trim(), by).await?;
-    eprintln!("run {run_id}: answered; continuing");
-    drive(&runtime, run_id, true, args.json, &note).await
+        .map_or("cli", String::as_str)
 }
 
 fn workflow_label(state: &botarmy_core::engine::RunState) -> String {
@@ -453,37 +460,102 @@ async fn drive(
     resume: bool,
     json: bool,
     note: &models::ModelNote,
+    user: &str,
 ) -> Result<ExitCode> {
     let plan = runtime
         .load(run_id)
         .await?
         .plan
         .context("the run has no plan")?;
-    let view = progress::Progress::new(run_id, plan);
-    let done = CancellationToken::new();
-    let watcher = tokio::spawn(view.follow(runtime.subscribe(), done.clone()));
-    let cancel = CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            on_signal.cancel();
+    let mut resume = resume;
+    loop {
+        let view = progress::Progress::new(run_id, plan.clone());
+        let done = CancellationToken::new();
+        let watcher = tokio::spawn(view.follow(runtime.subscribe(), done.clone()));
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        let signals = tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+            }
+        });
+        let result = if resume {
+            runtime.resume(run_id, cancel).await
+        } else {
+            runtime.drive(run_id, cancel).await
+        };
+        done.cancel();
+        signals.abort();
+        let _ = watcher.await;
+        let state = result?;
+        // At a terminal, what the run asks is asked here, and the answer continues it.
+        if state.status == RunStatus::Waiting
+            && std::io::stdin().is_terminal()
+            && let Some(question) = inline_question(&state)
+            && ask_until_answered(runtime, run_id, &question, user).await?
+        {
+            resume = true;
+            continue;
         }
-    });
-    let result = if resume {
-        runtime.resume(run_id, cancel).await
-    } else {
-        runtime.drive(run_id, cancel).await
-    };
-    done.cancel();
-    let _ = watcher.await;
-    let state = result?;
-    inspect::summary(runtime, &state, json, note).await?;
-    Ok(match state.status {
-        RunStatus::Succeeded => ExitCode::SUCCESS,
-        RunStatus::Paused => ExitCode::from(130),
-        // Waiting for something outside (a larger budget): not a failure, not done either
-        // (sysexits' "temporary failure; try again").
-        RunStatus::Waiting => ExitCode::from(75),
-        _ => ExitCode::FAILURE,
+        inspect::summary(runtime, &state, json, note).await?;
+        return Ok(match state.status {
+            RunStatus::Succeeded => ExitCode::SUCCESS,
+            RunStatus::Paused => ExitCode::from(130),
+            // Waiting for something outside (an answer, a larger budget): not a failure,
+            // not done either (sysexits' "temporary failure; try again").
+            RunStatus::Waiting => ExitCode::from(75),
+            _ => ExitCode::FAILURE,
+        });
+    }
+}
+
+/// The question a waiting run asks a human, with its options (none: free text).
+fn inline_question(state: &botarmy_core::engine::RunState) -> Option<(String, Vec<String>)> {
+    if let Some(r) = &state.needs_input {
+        return Some((r.question.clone(), r.options.clone()));
+    }
+    state.steps.iter().enumerate().find_map(|(i, s)| {
+        let c = s.clarification.as_ref()?;
+        let agent = state
+            .plan
+            .as_ref()
+            .and_then(|p| p.steps.get(i))
+            .map_or("an agent", |p| p.agent.as_str());
+        Some((format!("{agent} asks: {}", c.question), c.options.clone()))
     })
+}
+
+/// Asks at the terminal until an accepted answer is given (`true`) or the user gives none
+/// (an empty line or end of input: `false`, the run stays waiting).
+async fn ask_until_answered(
+    runtime: &Runtime,
+    run_id: botarmy_protocol::RunId,
+    (question, options): &(String, Vec<String>),
+    by: &str,
+) -> Result<bool> {
+    loop {
+        eprintln!();
+        eprintln!("{question}");
+        if !options.is_empty() {
+            eprintln!("  options: {}", options.join(" / "));
+        }
+        eprint!("answer (empty: leave the run waiting)> ");
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await
+        .context("reading the answer")??;
+        let answer = line.trim();
+        if answer.is_empty() {
+            return Ok(false);
+        }
+        match runtime.answer(run_id, answer, by).await {
+            Ok(_) => return Ok(true),
+            Err(botarmy_runtime::RuntimeError::Answer { problem, .. }) => {
+                eprintln!("{problem}");
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
 }

@@ -543,3 +543,58 @@ fn an_agent_asks_and_botarmy_answer_continues_the_run() {
         .unwrap();
     assert_eq!(tool_result["content"], "The human answered: MIT");
 }
+
+#[test]
+fn at_a_terminal_the_run_asks_inline_and_the_answer_continues_it() {
+    let model = Scripted::start();
+    let s = Sandbox::new();
+    let mut cmd = s.cmd();
+    model.configure(&mut cmd).env("USER", "ada");
+    cmd.args(["run", IDEA, "--workflow", "ask", "--method"])
+        .arg(method());
+    // `script` gives the command a terminal; what is written to it is typed there.
+    let quoted: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+        .collect();
+    let mut terminal = Command::new("script");
+    terminal
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .current_dir(s.dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => terminal.env(key, v),
+            None => terminal.env_remove(key),
+        };
+    }
+    let mut child = terminal.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut typed = child.stdin.take().unwrap();
+        // A wrong answer first: it is refused and asked again.
+        typed.write_all(b"GPL\nMIT\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("coder asks: Which license?"), "{shown}");
+    assert!(
+        shown.contains("`GPL` is not one of the accepted answers (MIT, Apache-2.0)"),
+        "{shown}"
+    );
+    assert!(shown.contains("succeeded"), "{shown}");
+    let runs = json(&ok(s.cmd().args(["runs", "--json"])));
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["status"], "succeeded");
+    let answered: Vec<Value> = stdout(&ok(s.cmd().args(["events", &run_id])))
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "clarification_answered")
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["answer"], "MIT");
+    assert_eq!(answered[0]["by"], "ada");
+}
