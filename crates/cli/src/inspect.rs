@@ -111,32 +111,26 @@ pub async fn inbox(config: &Config, json: bool) -> Result<ExitCode> {
             run.id,
             &store.read_events(run.id, 0, 0).await?,
         )?;
-        let plan = state.plan.as_ref();
-        let mut asked = false;
-        if let Some(r) = &state.needs_input {
-            asked = true;
-            items.push(json!({
-                "run_id": run.id, "kind": r.kind, "question": r.question, "options": r.options,
-                "answer": format!("botarmy answer {} <{}>", run.id, r.options.join("|")),
-            }));
-        }
-        for (i, s) in state.steps.iter().enumerate() {
-            if let Some(c) = &s.clarification {
-                asked = true;
-                let agent = plan.and_then(|p| p.steps.get(i)).map(|p| p.agent.clone());
-                items.push(json!({
-                    "run_id": run.id, "kind": "clarification", "step": i, "agent": agent,
-                    "question": c.question, "options": c.options,
-                    "answer": format!("botarmy answer {} TEXT", run.id),
-                }));
+        items.push(match state.question() {
+            Some(q) => {
+                let step = q.asker.map(|a| a.step);
+                let answer = match (step, q.options) {
+                    (None, options) if !options.is_empty() => {
+                        format!("botarmy answer {} <{}>", run.id, options.join("|"))
+                    }
+                    _ => format!("botarmy answer {} TEXT", run.id),
+                };
+                json!({
+                    "run_id": run.id, "kind": q.kind, "step": step,
+                    "agent": step.and_then(|s| state.agent_of(s)),
+                    "question": q.question, "options": q.options, "answer": answer,
+                })
             }
-        }
-        if !asked {
-            items.push(json!({
+            None => json!({
                 "run_id": run.id, "kind": "waiting", "question": state.reason.clone().unwrap_or_default(),
                 "options": [], "answer": format!("botarmy resume {}", run.id),
-            }));
-        }
+            }),
+        });
     }
     let mut w = out();
     if json {
@@ -189,18 +183,17 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     let worktrees = state.workspace.worktrees();
     let mut w = out();
     if json {
-        let needs_input = state
-            .needs_input
-            .as_ref()
-            .map(|r| json!({"kind": r.kind, "question": r.question, "options": r.options}));
-        let questions: Vec<_> = state
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let c = s.clarification.as_ref()?;
-                Some(json!({"step": i, "question": c.question, "options": c.options}))
+        // A decision the run waits for, or an agent's question.
+        let question = state.question();
+        let needs_input = question
+            .filter(|q| q.asker.is_none())
+            .map(|q| json!({"kind": q.kind, "question": q.question, "options": q.options}));
+        let questions: Vec<_> = question
+            .and_then(|q| {
+                let asker = q.asker?;
+                Some(json!({"step": asker.step, "question": q.question, "options": q.options}))
             })
+            .into_iter()
             .collect();
         let value = json!({
             "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
@@ -230,24 +223,25 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
     if let Some(e) = &summary.error {
         writeln!(w, "error     {e}")?;
     }
-    if let Some(r) = &state.needs_input {
-        writeln!(w, "waiting   {} ({})", r.question, r.options.join(" / "))?;
-    }
-    for (i, s) in state.steps.iter().enumerate() {
-        if let Some(c) = &s.clarification {
-            let options = if c.options.is_empty() {
+    match state.question() {
+        Some(q) if q.asker.is_none() => {
+            writeln!(w, "waiting   {} ({})", q.question, q.options.join(" / "))?;
+        }
+        Some(q) => {
+            let options = if q.options.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", c.options.join(" / "))
+                format!(" ({})", q.options.join(" / "))
             };
             writeln!(
                 w,
                 "question  step {}: {}{options}; `botarmy answer {} TEXT`",
-                i + 1,
-                c.question,
+                q.asker.map_or(0, |a| a.step) + 1,
+                q.question,
                 state.run_id
             )?;
         }
+        None => {}
     }
     for t in worktrees {
         writeln!(

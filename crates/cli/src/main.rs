@@ -420,7 +420,7 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         eprintln!("run {run_id}: budget changed");
     }
     if let Some(answer) = &args.answer {
-        runtime.provide_input(run_id, answer.trim()).await?;
+        runtime.answer(run_id, answer.trim(), user(config)).await?;
         eprintln!("run {run_id}: answered `{}`", answer.trim());
     }
     eprintln!("resuming run {run_id}");
@@ -511,18 +511,16 @@ async fn drive(
 
 /// The question a waiting run asks a human, with its options (none: free text).
 fn inline_question(state: &botarmy_core::engine::RunState) -> Option<(String, Vec<String>)> {
-    if let Some(r) = &state.needs_input {
-        return Some((r.question.clone(), r.options.clone()));
-    }
-    state.steps.iter().enumerate().find_map(|(i, s)| {
-        let c = s.clarification.as_ref()?;
-        let agent = state
-            .plan
-            .as_ref()
-            .and_then(|p| p.steps.get(i))
-            .map_or("an agent", |p| p.agent.as_str());
-        Some((format!("{agent} asks: {}", c.question), c.options.clone()))
-    })
+    let q = state.question()?;
+    let question = match q.asker {
+        None => q.question.to_string(),
+        Some(asker) => format!(
+            "{} asks: {}",
+            state.agent_of(asker.step).unwrap_or("an agent"),
+            q.question
+        ),
+    };
+    Some((question, q.options.to_vec()))
 }
 
 /// Asks at the terminal until an accepted answer is given (`true`) or the user gives none

@@ -169,6 +169,22 @@ impl Scripted {
     }
 }
 
+/// `git args…` in `dir` (with an identity for commits); its output, or the test fails.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args(["-c", "user.name=T", "-c", "user.email=t@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn method() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
 }
@@ -249,19 +265,7 @@ fn check_run(s: &Sandbox, summary: &Value) {
     );
 
     // The branch holds the commits: the crate, then the fix.
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let git = |args: &[&str]| git_in(&repo, args);
     let log = git(&["log", "--format=%s", branch]);
     let by_coder: Vec<&str> = log.lines().filter(|l| l.starts_with("coder: ")).collect();
     assert_eq!(
@@ -385,20 +389,7 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
     )
     .unwrap();
     std::fs::write(repo.join("src/lib.rs"), "").unwrap();
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .args(["-c", "user.name=T", "-c", "user.email=t@localhost"])
-            .args(args)
-            .current_dir(&repo)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let git = |args: &[&str]| git_in(&repo, args);
     git(&["init", "--quiet", "--initial-branch=main"]);
     git(&["add", "-A"]);
     git(&["commit", "--quiet", "-m", "start"]);

@@ -18,7 +18,7 @@ use botarmy_workspace::{ChangeKind, Files, check_link};
 
 use crate::limits::Resource;
 use crate::step::{Calls, Produced, StepJob, StepMsg, cancelled};
-use crate::worktrees::WorktreeGit;
+use crate::worktrees::{WorktreeGit, nul_separated};
 
 /// Tools whose calls start a process, and so take a tool-process slot.
 const PROCESS_TOOLS: &[&str] = &["bash", "git", "run_tests"];
@@ -120,13 +120,10 @@ impl StepWorkspace {
             "BotArmy step {step} (`{}`), attempt {attempt}.",
             plan_step.key
         );
-        self.git.run(&["add", "-A"]).await.map_err(git_error)?;
-        let staged = self
-            .git
-            .run(&["diff", "--cached", "--name-only", "--no-renames", "-z"])
-            .await
-            .map_err(git_error)?;
-        let files = if staged.is_empty() {
+        let message = format!("{}: {}\n\n{mark}", plan_step.agent, plan_step.title);
+        let mut files = self.git.commit_all(&message).await.map_err(git_error)?;
+        if files.is_empty() {
+            // Nothing new: the attempt may have committed before the process stopped.
             let head = self
                 .git
                 .run(&["log", "-1", "--format=%B"])
@@ -135,7 +132,8 @@ impl StepWorkspace {
             if !head.contains(&mark) {
                 return Ok(Vec::new());
             }
-            self.git
+            let shown = self
+                .git
                 .run(&[
                     "show",
                     "--name-only",
@@ -145,17 +143,11 @@ impl StepWorkspace {
                     "HEAD",
                 ])
                 .await
-                .map_err(git_error)?
-        } else {
-            let message = format!("{}: {}\n\n{mark}", plan_step.agent, plan_step.title);
-            self.git
-                .run(&["commit", "--quiet", "--no-verify", "-m", &message])
-                .await
                 .map_err(git_error)?;
-            staged
-        };
+            files = nul_separated(&shown);
+        }
         let mut produced = Vec::new();
-        for path in files.split('\0').map(str::trim).filter(|p| !p.is_empty()) {
+        for path in &files {
             // Deleted files and files that are not text (or too large) are in the commit
             // but not stored as artifacts.
             let Ok(content) = self.files.read(path) else {

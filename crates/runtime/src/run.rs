@@ -320,82 +320,42 @@ impl Runtime {
         .await
     }
 
-    /// Gives the decision a waiting run asks for (`PipelineNeedsInput`); [`Runtime::resume`]
-    /// then continues it. The answer must be one of the request's options.
-    pub async fn provide_input(
-        &self,
-        run_id: RunId,
-        answer: &str,
-    ) -> Result<RunState, RuntimeError> {
-        self.append_outside(
-            run_id,
-            "it has finished; nothing waits for an answer",
-            |state| {
-                let Some(request) = &state.needs_input else {
-                    return Err(RuntimeError::Answer {
-                        run_id,
-                        problem: "it does not wait for an answer".into(),
-                    });
-                };
-                if !request.options.iter().any(|o| o == answer) {
-                    return Err(RuntimeError::Answer {
-                        run_id,
-                        problem: format!(
-                            "`{answer}` is not an answer to \"{}\"; expected one of: {}",
-                            request.question,
-                            request.options.join(", ")
-                        ),
-                    });
-                }
-                Ok(Event::InputProvided {
-                    kind: request.kind.clone(),
-                    answer: answer.to_owned(),
-                })
-            },
-        )
-        .await
-    }
-
     /// Answers what a waiting run asks: an agent's question (`clarification_requested`;
-    /// checked against its options, recorded with who answered) or a decision
-    /// (`pipeline_needs_input`, as [`Runtime::provide_input`]). [`Runtime::resume`] then
-    /// continues it.
+    /// recorded with who answered) or a decision (`pipeline_needs_input`). The answer must
+    /// be one of the question's options when it has some. [`Runtime::resume`] then
+    /// continues the run.
     pub async fn answer(
         &self,
         run_id: RunId,
         answer: &str,
         by: &str,
     ) -> Result<RunState, RuntimeError> {
-        let state = self.load(run_id).await?;
-        if state.needs_input.is_some() {
-            return self.provide_input(run_id, answer).await;
-        }
         self.append_outside(
             run_id,
             "it has finished; nothing waits for an answer",
             |state| {
-                let Some((step, asked)) = state
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, s)| Some((i as u32, s.clarification.as_ref()?)))
-                else {
-                    return Err(RuntimeError::Answer {
-                        run_id,
-                        problem: "it does not wait for an answer".into(),
-                    });
+                let problem = |problem: String| RuntimeError::Answer { run_id, problem };
+                let Some(asked) = state.question() else {
+                    return Err(problem("it does not wait for an answer".into()));
                 };
-                if let Some(problem) = botarmy_core::engine::check_answer(answer, &asked.options) {
-                    return Err(RuntimeError::Answer {
-                        run_id,
-                        problem: format!("{problem} to \"{}\"", asked.question),
-                    });
+                if let Some(wrong) = botarmy_core::engine::check_answer(answer, asked.options) {
+                    return Err(problem(format!(
+                        "{wrong} to \"{}\"; expected one of: {}",
+                        asked.question,
+                        asked.options.join(", ")
+                    )));
                 }
-                Ok(Event::ClarificationAnswered {
-                    step,
-                    call: asked.call,
-                    answer: answer.to_owned(),
-                    by: by.to_owned(),
+                Ok(match asked.asker {
+                    None => Event::InputProvided {
+                        kind: asked.kind.to_owned(),
+                        answer: answer.to_owned(),
+                    },
+                    Some(asker) => Event::ClarificationAnswered {
+                        step: asker.step,
+                        call: asker.call,
+                        answer: answer.to_owned(),
+                        by: by.to_owned(),
+                    },
                 })
             },
         )

@@ -12,8 +12,8 @@ use botarmy_tools::{
     MCP_ENTRY_PREFIX, McpServer, Toolbox, WorktreeTools, select_tools, worktree_tools,
 };
 use botarmy_workspace::{
-    GIT_SAFE_CONFIG, Git, Sandbox, Toolchains, Worktree, branch_for, check_link, detect_setup,
-    init_repository,
+    Git, Sandbox, Toolchains, Worktree, branch_for, check_link, detect_setup, init_repository,
+    safe_git_args,
 };
 use tokio::sync::mpsc;
 
@@ -112,6 +112,21 @@ impl WorktreeGit {
         self.sandbox.as_ref()
     }
 
+    /// Stages everything and commits it with `message`; the paths committed (none: there
+    /// was nothing to commit, and no commit is made).
+    pub async fn commit_all(&self, message: &str) -> Result<Vec<String>, String> {
+        self.run(&["add", "-A"]).await?;
+        let staged = self
+            .run(&["diff", "--cached", "--name-only", "--no-renames", "-z"])
+            .await?;
+        let paths = nul_separated(&staged);
+        if !paths.is_empty() {
+            self.run(&["commit", "--quiet", "--no-verify", "-m", message])
+                .await?;
+        }
+        Ok(paths)
+    }
+
     /// Runs `git args…`; its standard output (trimmed at the end) or what went wrong.
     pub async fn run(&self, args: &[&str]) -> Result<String, String> {
         match &self.sandbox {
@@ -130,12 +145,7 @@ impl WorktreeGit {
                 }
             }
             None => {
-                let mut argv: Vec<String> = Vec::new();
-                for (key, value) in GIT_SAFE_CONFIG {
-                    argv.push("-c".into());
-                    argv.push(format!("{key}={value}"));
-                }
-                argv.extend(args.iter().map(|a| (*a).to_string()));
+                let argv = safe_git_args(args);
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                 self.direct.run(&argv).await.map_err(|e| e.to_string())
             }
@@ -430,22 +440,9 @@ pub(crate) async fn clean(
                     ),
                 )
             };
-            git.run(&["add", "-A"]).await.map_err(failed)?;
-            let staged = git
-                .run(&["diff", "--cached", "--name-only"])
+            git.commit_all("Work left in the worktree when the run ended (BotArmy)")
                 .await
                 .map_err(failed)?;
-            if !staged.is_empty() {
-                git.run(&[
-                    "commit",
-                    "--quiet",
-                    "--no-verify",
-                    "-m",
-                    "Work left in the worktree when the run ended (BotArmy)",
-                ])
-                .await
-                .map_err(failed)?;
-            }
         }
         // The folder goes, then git forgets it (`worktree prune` looks at its own records
         // only, nothing the worktree holds).
@@ -511,4 +508,13 @@ fn tail(text: &str, max: usize) -> String {
         start += 1;
     }
     format!("…{}", &text[start..])
+}
+
+/// The entries of git's `-z` output.
+pub(crate) fn nul_separated(text: &str) -> Vec<String> {
+    text.split('\0')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -26,7 +26,9 @@ pub use files::{
 };
 pub use git::{Git, GitError};
 pub use paths::{PathError, resolve_inside};
-pub use sandbox::{CommandOutput, GIT_SAFE_CONFIG, Isolation, Sandbox, SandboxError};
+pub use sandbox::{
+    CommandOutput, GIT_SAFE_CONFIG, Isolation, Sandbox, SandboxError, safe_git_args,
+};
 pub use setup::{SetupCommand, detect_setup};
 pub use toolchain::{Bind, HostEnv, Toolchain, Toolchains};
 pub use worktree::{MergedWorktree, Worktree, branch_for, check_link, gc, init_repository};

@@ -95,6 +95,17 @@ pub const GIT_SAFE_CONFIG: &[(&str, &str)] = &[
     ("user.email", "botarmy@localhost"),
 ];
 
+/// `args` after `-c` settings for each of [`GIT_SAFE_CONFIG`], for `git`.
+pub fn safe_git_args(args: &[&str]) -> Vec<String> {
+    let mut argv = Vec::with_capacity(GIT_SAFE_CONFIG.len() * 2 + args.len());
+    for (key, value) in GIT_SAFE_CONFIG {
+        argv.push("-c".to_string());
+        argv.push(format!("{key}={value}"));
+    }
+    argv.extend(args.iter().map(|a| (*a).to_string()));
+    argv
+}
+
 /// Variables a command keeps; everything else (API keys above all) is dropped.
 const KEPT_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];
 
@@ -166,11 +177,7 @@ impl Sandbox {
     /// to commit).
     pub async fn git(&self, args: &[&str]) -> Result<CommandOutput, SandboxError> {
         let mut argv: Vec<String> = vec!["git".into()];
-        for (key, value) in GIT_SAFE_CONFIG {
-            argv.push("-c".into());
-            argv.push(format!("{key}={value}"));
-        }
-        argv.extend(args.iter().map(|a| (*a).to_string()));
+        argv.extend(safe_git_args(args));
         self.exec(&argv).await
     }
 

@@ -14,6 +14,6 @@ mod tests;
 pub use action::Action;
 pub use state::check_answer;
 pub use state::{
-    Clarification, EngineError, InputRequest, RecordedCall, RecordedToolCall, RunState, StepState,
-    WorkspaceState,
+    Asker, Clarification, EngineError, InputRequest, Question, RecordedCall, RecordedToolCall,
+    RunState, StepState, WorkspaceState,
 };

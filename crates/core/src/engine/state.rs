@@ -143,6 +143,28 @@ pub struct StepState {
     pub answers: BTreeMap<u32, String>,
 }
 
+/// What a run asks a human (see [`RunState::question`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Question<'a> {
+    /// The step and tool call that ask (none: the run itself asks for a decision).
+    pub asker: Option<Asker>,
+    /// `clarification`, or the decision's kind (`worktree_setup`).
+    pub kind: &'a str,
+    /// The question.
+    pub question: &'a str,
+    /// The accepted answers (empty: any text).
+    pub options: &'a [String],
+}
+
+/// Where an agent's question comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asker {
+    /// Step index.
+    pub step: u32,
+    /// The tool call that asked, within the step's attempt.
+    pub call: u32,
+}
+
 /// A question an agent asked a human.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clarification {
@@ -246,6 +268,37 @@ impl RunState {
             state.apply(record)?;
         }
         Ok(state)
+    }
+
+    /// What the run asks a human now: a decision it waits for (`pipeline_needs_input`) or
+    /// an agent's question (`clarification_requested`); none when it asks nothing.
+    pub fn question(&self) -> Option<Question<'_>> {
+        if let Some(r) = &self.needs_input {
+            return Some(Question {
+                asker: None,
+                kind: &r.kind,
+                question: &r.question,
+                options: &r.options,
+            });
+        }
+        self.steps.iter().enumerate().find_map(|(i, s)| {
+            let c = s.clarification.as_ref()?;
+            Some(Question {
+                asker: Some(Asker {
+                    step: i as u32,
+                    call: c.call,
+                }),
+                kind: "clarification",
+                question: &c.question,
+                options: &c.options,
+            })
+        })
+    }
+
+    /// The agent of step `step`, from the plan.
+    pub fn agent_of(&self, step: u32) -> Option<&str> {
+        let plan = self.plan.as_ref()?;
+        plan.steps.get(step as usize).map(|s| s.agent.as_str())
     }
 
     /// Steps that are executing now.
