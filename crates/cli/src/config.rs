@@ -54,6 +54,18 @@ pub struct FileConfig {
     /// MCP servers whose tools agents may list (`mcp:<name>`), by name.
     #[serde(default)]
     pub mcp: BTreeMap<String, botarmy_tools::McpServerConfig>,
+    /// `[gates]`: the policy of gates a workflow leaves unset.
+    #[serde(default)]
+    pub gates: GatesFile,
+}
+
+/// `[gates]` of `botarmy.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesFile {
+    /// `default = "always"`, `"auto"`, `"confidence_below=0.8,quality_below=0.85"`, or a
+    /// table `{ confidence_below = 0.8, quality_below = 0.85 }`.
+    pub default: Option<botarmy_protocol::GatePolicy>,
 }
 
 /// `[limits]` of `botarmy.toml`: per-process bounds; work beyond them queues.

@@ -1,5 +1,6 @@
 //! The `botarmy` command: runs the lifecycle from a terminal and inspects stored runs.
 
+mod approval;
 mod config;
 mod inspect;
 mod models;
@@ -53,6 +54,11 @@ enum Command {
     /// Answer the question a waiting run asks (an agent's clarification, or a decision such
     /// as running a repository's setup), then continue it.
     Answer(AnswerArgs),
+    /// Approve what a run's gate waits for (its phase's or step's outputs), then continue it.
+    Approve(approval::ApproveArgs),
+    /// Send a gate's outputs, or any finished step, back with feedback: the steps restart
+    /// with it (their dependants after them), then the run continues.
+    Reject(approval::RejectArgs),
     /// Validate method definitions; exits 1 with file:line errors.
     Check(CheckArgs),
     /// The embedded model.
@@ -93,9 +99,14 @@ struct RunArgs {
     /// Where artifacts are written (default ./botarmy-out/<run-id>/).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Accept every gate without asking.
+    /// Accept every gate without asking (each approval is still logged, as `--yes`'s).
     #[arg(long)]
     yes: bool,
+    /// The policy of every gate of this run: `auto`, `always`, or thresholds such as
+    /// `confidence_below=0.8,quality_below=0.85` (default: the workflow's, else botarmy.toml's
+    /// `[gates] default`, else those thresholds).
+    #[arg(long, value_parser = botarmy_protocol::GatePolicy::parse)]
+    gate_policy: Option<botarmy_protocol::GatePolicy>,
     /// Record every LLM exchange to this cassette (JSON lines) for replay.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -309,6 +320,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Providers(args) => providers::show(&config, args.ping, args.json).await,
         Command::Resume(args) => resume(&config, args).await,
         Command::Answer(args) => answer(&config, args).await,
+        Command::Approve(args) => approval::approve(&config, args).await,
+        Command::Reject(args) => approval::reject(&config, args).await,
         Command::Inbox(args) => inspect::inbox(&config, args.json).await,
         Command::Runs(args) => {
             inspect::runs(&config, args.status.as_deref(), args.limit, args.json).await
@@ -326,7 +339,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-async fn open_runtime(
+pub(crate) async fn open_runtime(
     config: &Config,
     record: Option<&PathBuf>,
 ) -> Result<(Arc<Runtime>, models::ModelNote)> {
@@ -383,6 +396,8 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
             .budget
             .over(config.file.budget.clone().unwrap_or_default())?,
         repositories: repo::resolve_all(config, &args.repo).await?,
+        gate_policy: args.gate_policy,
+        default_gate: config.file.gates.default,
     };
     let request = RunRequest {
         idea: args.idea,
@@ -440,7 +455,7 @@ async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
 }
 
 /// Who answers from this terminal (recorded with the answer).
-fn user(config: &Config) -> &str {
+pub(crate) fn user(config: &Config) -> &str {
     config
         .env
         .get("USER")
@@ -454,7 +469,7 @@ fn workflow_label(state: &botarmy_core::engine::RunState) -> String {
     })
 }
 
-async fn drive(
+pub(crate) async fn drive(
     runtime: &Arc<Runtime>,
     run_id: botarmy_protocol::RunId,
     resume: bool,
@@ -489,13 +504,19 @@ async fn drive(
         let _ = watcher.await;
         let state = result?;
         // At a terminal, what the run asks is asked here, and the answer continues it.
-        if state.status == RunStatus::Waiting
-            && std::io::stdin().is_terminal()
-            && let Some(question) = inline_question(&state)
-            && ask_until_answered(runtime, run_id, &question, user).await?
-        {
-            resume = true;
-            continue;
+        if state.status == RunStatus::Waiting && std::io::stdin().is_terminal() {
+            let answered = match state.question() {
+                Some(q) if q.gate.is_some() => approval::ask_inline(runtime, &state, user).await?,
+                Some(_) => match inline_question(&state) {
+                    Some(question) => ask_until_answered(runtime, run_id, &question, user).await?,
+                    None => false,
+                },
+                None => false,
+            };
+            if answered {
+                resume = true;
+                continue;
+            }
         }
         inspect::summary(runtime, &state, json, note).await?;
         return Ok(match state.status {

@@ -11,6 +11,7 @@
 //! for each step [`method::Method::prompt`] → (the model) →
 //! [`method::Method::finish_document`] → [`document::extract_code_files`] for Build steps.
 
+pub mod assess;
 pub mod budget;
 pub mod context;
 pub mod document;

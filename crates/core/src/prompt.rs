@@ -183,6 +183,7 @@ struct UserView<'a> {
     template: Option<TemplateView>,
     context: Vec<Fitted>,
     context_tokens: u32,
+    feedback: &'a [String],
 }
 
 fn agent_view(a: &Agent) -> AgentView<'_> {
@@ -279,6 +280,19 @@ impl Method {
         artifacts: &[(&str, &str)],
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
+        self.revision_prompt(step, idea, artifacts, context_tokens, &[])
+    }
+
+    /// [`Method::prompt`] for a step sent back with humans' `feedback` (oldest first),
+    /// which the prompt asks the agent to address.
+    pub fn revision_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        artifacts: &[(&str, &str)],
+        context_tokens: u32,
+        feedback: &[String],
+    ) -> Result<Prompt, PromptError> {
         let agent = self
             .agent(&step.agent)
             .ok_or_else(|| PromptError::UnknownAgent {
@@ -327,6 +341,7 @@ impl Method {
                 template: template.map(|t| template_view(t, &vars)),
                 context: fitted,
                 context_tokens,
+                feedback,
             },
         )?;
         let sections = template
@@ -372,6 +387,64 @@ impl Method {
                 "condition": condition,
                 "context": fitted,
                 "context_tokens": context_tokens,
+            }),
+        )?;
+        Ok(Prompt {
+            system,
+            user,
+            sections: Vec::new(),
+            context,
+        })
+    }
+
+    /// The checklist that measures the quality of `step`'s output: among its agent's
+    /// checklists, the one named after the agent, else the first one listed that exists.
+    pub fn checklist_for(&self, step: &PlanStep) -> Option<&crate::method::Doc> {
+        let agent = self.agent(&step.agent)?;
+        let names: Vec<&str> = agent.dependency_names("checklists").collect();
+        names
+            .iter()
+            .find(|n| n.starts_with(&format!("{}-", agent.id)))
+            .and_then(|n| self.checklist(n))
+            .or_else(|| names.iter().find_map(|n| self.checklist(n)))
+    }
+
+    /// The messages that execute `checklist`'s `items` (a batch, numbered from 1) against
+    /// the document `(name, text)` that `step` produced, fitted into `context_tokens`.
+    pub fn checklist_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        checklist: &str,
+        items: &[String],
+        document: (&str, &str),
+        context_tokens: u32,
+    ) -> Result<Prompt, PromptError> {
+        let agent = self
+            .agent(&step.agent)
+            .ok_or_else(|| PromptError::UnknownAgent {
+                step: step.key.clone(),
+                agent: step.agent.clone(),
+            })?;
+        let project = project_name(idea);
+        let fitted = fit(&[document], context_tokens);
+        let context = context_uses(&fitted);
+        let doc = fitted.first();
+        let system = self.prompts().render(
+            "system.j2",
+            serde_json::json!({ "agent": agent_view(agent), "project_name": project }),
+        )?;
+        let user = self.prompts().render(
+            "checklist.j2",
+            serde_json::json!({
+                "project_name": project,
+                "checklist": checklist,
+                "items": items,
+                "document": {
+                    "name": document.0,
+                    "text": doc.map_or(document.1, |d| d.text.as_str()),
+                    "trimmed": doc.is_some_and(|d| d.trimmed),
+                },
             }),
         )?;
         Ok(Prompt {
@@ -439,8 +512,9 @@ pub fn step_prompt(
     idea: &str,
     inputs: &[(String, String)],
     context_tokens: u32,
+    feedback: &[String],
 ) -> Result<Prompt, PromptError> {
-    method.prompt(step, idea, &borrowed(inputs), context_tokens)
+    method.revision_prompt(step, idea, &borrowed(inputs), context_tokens, feedback)
 }
 
 /// [`Method::condition_prompt`] for owned `(name, content)` inputs.

@@ -267,6 +267,9 @@ pub enum Event {
         usage: Usage,
         /// Wall time of the attempt.
         duration_ms: u64,
+        /// The scores of its outputs (confidence, quality), which its gate reads.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assessment: Option<crate::Assessment>,
     },
     /// An attempt of a step failed.
     StepFailed {
@@ -298,6 +301,43 @@ pub enum Event {
         step: u32,
         /// Why.
         reason: String,
+        /// A human's feedback, put into the prompt of the step's next attempt.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feedback: Option<String>,
+        /// Who asked for it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// A gate tripped: a human must approve the outputs of its steps; the run waits.
+    HitlRequested {
+        /// The gate, by index in the plan's gates.
+        gate: u32,
+        /// What is asked (`approval`).
+        kind: String,
+        /// The gate's title.
+        title: String,
+        /// The steps whose outputs are to be approved.
+        steps: Vec<u32>,
+        /// Why the gate asks.
+        reasons: Vec<String>,
+        /// The lowest confidence among the steps, if every step gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confidence: Option<f64>,
+        /// The lowest quality among the steps, if every step was measured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quality: Option<f64>,
+    },
+    /// A human (or `--yes`) decided at a gate.
+    HitlResolved {
+        /// The gate.
+        gate: u32,
+        /// Approved or rejected.
+        decision: crate::HitlDecision,
+        /// The feedback given with a rejection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feedback: Option<String>,
+        /// Who decided.
+        by: String,
     },
     /// A user paused the run.
     PipelinePaused {
@@ -367,6 +407,8 @@ impl Event {
             Self::StepSkipped { .. } => "step_skipped",
             Self::StepInterrupted { .. } => "step_interrupted",
             Self::StepRestarted { .. } => "step_restarted",
+            Self::HitlRequested { .. } => "hitl_requested",
+            Self::HitlResolved { .. } => "hitl_resolved",
             Self::PipelinePaused { .. } => "pipeline_paused",
             Self::PipelineResumed {} => "pipeline_resumed",
             Self::BudgetChanged { .. } => "budget_changed",

@@ -6,12 +6,17 @@
 //! other. This crate depends on no other crate of ours.
 
 mod event;
+mod gate;
 mod ids;
 mod plan;
 mod tool;
 mod usage;
 
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent, WorktreeInfo};
+pub use gate::{
+    Assessment, ChecklistItem, DEFAULT_CONFIDENCE_BELOW, DEFAULT_QUALITY_BELOW, GatePolicy,
+    HitlDecision, PlanGate, Score, Thresholds, Verdict,
+};
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,

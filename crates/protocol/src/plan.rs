@@ -43,6 +43,13 @@ pub struct RunOptions {
     /// fresh repository of the run's own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repositories: Vec<String>,
+    /// The policy of every gate of this run, whatever the workflow says (`--gate-policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_policy: Option<crate::GatePolicy>,
+    /// The policy of gates the workflow leaves unset (`botarmy.toml`; none: the seeds'
+    /// confidence 0.8 and quality 0.85).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_gate: Option<crate::GatePolicy>,
 }
 
 /// Spending limits of a run: for the whole run, per phase and per agent. A call that would
@@ -114,6 +121,8 @@ impl Default for RunOptions {
             out_dir: None,
             budget: Budget::default(),
             repositories: Vec::new(),
+            gate_policy: None,
+            default_gate: None,
         }
     }
 }
@@ -132,6 +141,22 @@ pub struct Plan {
     pub method_digest: String,
     /// Steps in workflow order.
     pub steps: Vec<PlanStep>,
+    /// Where the run stops for a human: a gate per phase (or per step when the workflow
+    /// has no phases, or the step has a `gate` of its own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<crate::PlanGate>,
+}
+
+impl Plan {
+    /// The policy gate `gate` applies in a run with `options`: the run's override, else the
+    /// workflow's, else the run's default, else the seeds' thresholds.
+    pub fn gate_policy(&self, gate: usize, options: &RunOptions) -> crate::GatePolicy {
+        options
+            .gate_policy
+            .or_else(|| self.gates.get(gate).and_then(|g| g.policy))
+            .or(options.default_gate)
+            .unwrap_or_default()
+    }
 }
 
 /// One step of a [`Plan`].

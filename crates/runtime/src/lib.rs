@@ -9,6 +9,7 @@
 mod agent_loop;
 mod error;
 pub mod files;
+mod hitl;
 mod limits;
 mod method;
 pub mod repositories;

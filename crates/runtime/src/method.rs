@@ -67,6 +67,7 @@ impl MethodHandle {
         idea: &str,
         inputs: &[(String, String)],
         options: &RunOptions,
+        feedback: &[String],
     ) -> Result<Vec<ChatMessage>, ErrorInfo> {
         let prompt = botarmy_core::prompt::step_prompt(
             &self.method,
@@ -74,6 +75,7 @@ impl MethodHandle {
             idea,
             inputs,
             options.context_tokens,
+            feedback,
         )
         .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
         Ok(vec![
@@ -104,6 +106,71 @@ impl MethodHandle {
             ChatMessage::system(prompt.system),
             ChatMessage::user(prompt.user),
         ])
+    }
+
+    /// The messages that execute a batch of checklist items against a step's document.
+    pub(crate) fn checklist_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        checklist: &str,
+        items: &[String],
+        document: (&str, &str),
+        options: &RunOptions,
+    ) -> Result<Vec<ChatMessage>, ErrorInfo> {
+        let prompt = self
+            .method
+            .checklist_prompt(
+                step,
+                idea,
+                checklist,
+                items,
+                document,
+                options.context_tokens,
+            )
+            .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
+        Ok(vec![
+            ChatMessage::system(prompt.system),
+            ChatMessage::user(prompt.user),
+        ])
+    }
+
+    /// The checklist that measures `step`'s quality, by name, with its items (none: the
+    /// agent has no checklist, or it has no items).
+    pub(crate) fn checklist_items(&self, step: &PlanStep) -> Option<(String, Vec<String>)> {
+        let doc = self.method.checklist_for(step)?;
+        let items = botarmy_core::assess::checklist_items(&doc.text);
+        (!items.is_empty()).then(|| (format!("{}.md", doc.name), items))
+    }
+
+    /// The sections a document of `step`'s template should have.
+    pub(crate) fn expected_sections(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+    ) -> Vec<botarmy_core::prompt::ExpectedSection> {
+        step.template
+            .as_deref()
+            .and_then(|t| self.method.template(t))
+            .map(|t| {
+                botarmy_core::prompt::expected_sections(
+                    t,
+                    &botarmy_core::prompt::project_name(idea),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether `step`'s template asks for source files.
+    pub(crate) fn wants_code_files(&self, step: &PlanStep) -> bool {
+        step.template
+            .as_deref()
+            .and_then(|t| self.method.template(t))
+            .is_some_and(|t| {
+                t.walk()
+                    .iter()
+                    .any(|(_, s)| s.kind.as_deref() == Some("code-files"))
+            })
     }
 
     /// Turns the model's text into the stored document.

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use botarmy_core::engine::{Action, RunState};
 use botarmy_llm::Router;
 use botarmy_protocol::{
-    ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent,
-    PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus, UnixMillis, Usage, now_millis,
+    ArtifactId, ArtifactKind, ArtifactRef, Assessment, ErrorInfo, ErrorKind, Event, EventRecord,
+    HitlDecision, LiveEvent, PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus,
+    UnixMillis, Usage, now_millis,
 };
 use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
 use futures_util::FutureExt;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RuntimeError;
 use crate::agent_loop::{DEFAULT_MAX_TURNS, StepWorkspace};
 use crate::files::{absolute, prepare_out_dir, write_under};
+use crate::hitl::AUTO_APPROVER;
 use crate::limits::{Limits, Slots};
 use crate::method::{MethodCache, MethodHandle};
 use crate::step::{Produced, StepJob, StepMsg, StepOutput, execute};
@@ -338,6 +340,20 @@ impl Runtime {
                 let Some(asked) = state.question() else {
                     return Err(problem("it does not wait for an answer".into()));
                 };
+                if let Some(gate) = asked.gate {
+                    return match answer.trim() {
+                        "approve" | "approved" | "yes" => Ok(Event::HitlResolved {
+                            gate,
+                            decision: botarmy_protocol::HitlDecision::Approved,
+                            feedback: None,
+                            by: by.to_owned(),
+                        }),
+                        _ => Err(problem(format!(
+                            "it waits for approval ({}): answer `approve`, or send it back with `botarmy reject {run_id} --feedback TEXT`",
+                            asked.question
+                        ))),
+                    };
+                }
                 if let Some(wrong) = botarmy_core::engine::check_answer(answer, asked.options) {
                     return Err(problem(format!(
                         "{wrong} to \"{}\"; expected one of: {}",
@@ -382,11 +398,22 @@ impl Runtime {
 
     /// Appends one event to a run that no driver of this call holds (a change made from
     /// outside: a budget, an answer, a cancellation), checked against the engine first.
-    async fn append_outside(
+    pub(crate) async fn append_outside(
         &self,
         run_id: RunId,
         finished_hint: &'static str,
         event: impl FnOnce(&RunState) -> Result<Event, RuntimeError>,
+    ) -> Result<RunState, RuntimeError> {
+        self.append_all_outside(run_id, finished_hint, |state| Ok(vec![event(state)?]))
+            .await
+    }
+
+    /// [`Runtime::append_outside`] for several events, stored in one transaction.
+    pub(crate) async fn append_all_outside(
+        &self,
+        run_id: RunId,
+        finished_hint: &'static str,
+        events: impl FnOnce(&RunState) -> Result<Vec<Event>, RuntimeError>,
     ) -> Result<RunState, RuntimeError> {
         let mut state = self.load(run_id).await?;
         if state.status.is_terminal() {
@@ -396,16 +423,19 @@ impl Runtime {
                 hint: finished_hint,
             });
         }
-        let event = event(&state)?;
+        let events = events(&state)?;
+        let before = state.last_seq;
         let at = now_millis();
-        state.apply_event(at, &event)?;
+        for event in &events {
+            state.apply_event(at, event)?;
+        }
         let batch = AppendBatch {
-            events: vec![event],
+            events,
             artifacts: Vec::new(),
         };
         let records = self
             .store
-            .append(run_id, state.last_seq - 1, at, batch)
+            .append(run_id, before, at, batch)
             .await
             .map_err(|e| appending(run_id, e))?;
         for record in records {
@@ -686,6 +716,34 @@ impl<'a> Driver<'a> {
             Action::FailRun { error, step } => {
                 self.stage(vec![Event::PipelineFailed { error, step }], Vec::new())
             }
+            Action::RequestApproval {
+                gate,
+                title,
+                steps,
+                reasons,
+                confidence,
+                quality,
+            } => {
+                let mut events = vec![Event::HitlRequested {
+                    gate,
+                    kind: "approval".into(),
+                    title,
+                    steps,
+                    reasons,
+                    confidence,
+                    quality,
+                }];
+                // `--yes`: approved on the spot, and the log says so.
+                if self.request.options.auto_approve {
+                    events.push(Event::HitlResolved {
+                        gate,
+                        decision: HitlDecision::Approved,
+                        feedback: None,
+                        by: AUTO_APPROVER.into(),
+                    });
+                }
+                self.stage(events, Vec::new())
+            }
         }
     }
 
@@ -740,6 +798,11 @@ impl<'a> Driver<'a> {
             recorded: self.state.steps[step as usize].calls.clone(),
             recorded_tools: self.state.steps[step as usize].tool_calls.clone(),
             answers: self.state.steps[step as usize].answers.clone(),
+            feedback: self.state.steps[step as usize].feedback.clone(),
+            gate: self.state.plan.as_ref().and_then(|plan| {
+                let g = plan.gates.iter().position(|g| g.steps.contains(&step))?;
+                Some(plan.gate_policy(g, &self.request.options))
+            }),
             workspace,
             tool_calling,
             max_turns: plan_step_max_turns,
@@ -901,8 +964,8 @@ impl<'a> Driver<'a> {
                 self.stage(records, Vec::new())?;
                 self.in_flight.remove(&step);
                 match outcome {
-                    Ok(StepOutput::Produced(produced)) => {
-                        self.complete(step, attempt, produced, duration_ms)
+                    Ok(StepOutput::Produced(produced, assessment)) => {
+                        self.complete(step, attempt, produced, assessment, duration_ms)
                     }
                     Ok(StepOutput::Skipped(reason)) => {
                         self.stage(vec![Event::StepSkipped { step, reason }], Vec::new())
@@ -944,6 +1007,7 @@ impl<'a> Driver<'a> {
         step: u32,
         attempt: u32,
         produced: Vec<Produced>,
+        assessment: Option<Assessment>,
         duration_ms: u64,
     ) -> Result<(), RuntimeError> {
         let mut events = Vec::with_capacity(produced.len() + 1);
@@ -1000,6 +1064,7 @@ impl<'a> Driver<'a> {
             attempt,
             usage,
             duration_ms,
+            assessment,
         });
         self.stage(events, bodies)
     }

@@ -7,7 +7,8 @@ use std::time::Instant;
 use botarmy_core::engine::{RecordedCall, RecordedToolCall};
 use botarmy_llm::{Attempt, ChatMessage, ChatRequest, NextStep, Router, ToolCall};
 use botarmy_protocol::{
-    ArtifactKind, ErrorInfo, ErrorKind, Event, LiveEvent, PlanStep, RunId, RunOptions,
+    ArtifactKind, Assessment, ErrorInfo, ErrorKind, Event, GatePolicy, LiveEvent, PlanStep, RunId,
+    RunOptions,
 };
 
 use crate::agent_loop::{self, StepWorkspace};
@@ -16,9 +17,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::method::MethodHandle;
+use botarmy_core::assess::{combine, parse_checklist_answer, section_coverage, split_confidence};
 use botarmy_core::budget::{Amount, Ledger};
 use botarmy_core::document::extract_code_files;
 use botarmy_core::prompt::parse_condition_answer;
+use botarmy_protocol::ChecklistItem;
 
 /// A document or file a step produced.
 #[derive(Debug, Clone)]
@@ -31,7 +34,7 @@ pub(crate) struct Produced {
 /// How an attempt ended.
 #[derive(Debug)]
 pub(crate) enum StepOutput {
-    Produced(Vec<Produced>),
+    Produced(Vec<Produced>, Option<Assessment>),
     Skipped(String),
 }
 
@@ -67,6 +70,10 @@ pub(crate) struct StepJob {
     pub recorded_tools: Vec<RecordedToolCall>,
     /// Humans' answers to the attempt's questions, by the tool call that asked.
     pub answers: std::collections::BTreeMap<u32, String>,
+    /// Humans' feedback that sent the step back, oldest first.
+    pub feedback: Vec<String>,
+    /// The policy of the gate over the step (none: no gate), which decides what to measure.
+    pub gate: Option<GatePolicy>,
     /// The run's worktree and the agent's tools there, for steps that work in it.
     pub workspace: Option<Arc<StepWorkspace>>,
     /// Whether the agent's model calls tools (otherwise files come in its answer).
@@ -116,7 +123,9 @@ pub(crate) async fn execute(job: StepJob) {
                 Ok(()) => attempt(&job, &mut calls).await,
                 Err(error) => Err(error),
             };
-            if let (Ok(StepOutput::Produced(produced)), Some(ws)) = (&mut outcome, &job.workspace) {
+            if let (Ok(StepOutput::Produced(produced, _)), Some(ws)) =
+                (&mut outcome, &job.workspace)
+            {
                 // What the step did to the worktree becomes a commit on the run's branch,
                 // and its files artifacts of the run. The records of the calls go to the
                 // driver first: a run paused during the commit keeps them.
@@ -162,9 +171,13 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
             )));
         }
     }
-    let messages = job
-        .method
-        .step_prompt(&job.plan_step, &job.idea, &job.inputs, &job.options)?;
+    let messages = job.method.step_prompt(
+        &job.plan_step,
+        &job.idea,
+        &job.inputs,
+        &job.options,
+        &job.feedback,
+    )?;
     let text = match &job.workspace {
         Some(ws) if job.tool_calling && !ws.tools.is_empty() => {
             agent_loop::run(job, calls, ws, messages).await?
@@ -174,7 +187,11 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
             calls.chat(job, request).await?.0
         }
     };
-    let document = job.method.finish_document(&job.plan_step, &job.idea, &text);
+    let (text, confidence) = split_confidence(&text);
+    let mut document = job.method.finish_document(&job.plan_step, &job.idea, &text);
+    if let Some(latest) = job.feedback.last() {
+        document = revision_note(&document, job.attempt, latest);
+    }
     let mut produced = Vec::new();
     let builds = job
         .plan_step
@@ -200,6 +217,10 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
         }
         None => {}
     }
+    let assessment = match job.gate {
+        Some(policy) => Some(assess(job, calls, policy, confidence, &document, &produced).await?),
+        None => None,
+    };
     produced.insert(
         0,
         Produced {
@@ -208,7 +229,115 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
             content: document,
         },
     );
-    Ok(StepOutput::Produced(produced))
+    Ok(StepOutput::Produced(produced, assessment))
+}
+
+/// The document with a line under its title saying it was revised after `feedback`.
+fn revision_note(document: &str, attempt: u32, feedback: &str) -> String {
+    let one_line = feedback.split_whitespace().collect::<Vec<_>>().join(" ");
+    let note = format!("> Revised in attempt {attempt} based on review feedback: {one_line}");
+    match document.split_once('\n') {
+        Some((title, rest)) if title.starts_with("# ") => {
+            format!("{title}\n\n{note}\n{rest}")
+        }
+        _ => format!("{note}\n\n{document}"),
+    }
+}
+
+/// Scores the attempt's output for its gate: the agent's confidence as it gave it, and
+/// quality measured from the template's sections, the outputs, and (when the gate reads
+/// quality and the agent has one) its checklist, executed by the agent in batches.
+async fn assess(
+    job: &StepJob,
+    calls: &mut Calls,
+    policy: GatePolicy,
+    confidence: Option<botarmy_protocol::Score>,
+    document: &str,
+    produced: &[Produced],
+) -> Result<Assessment, ErrorInfo> {
+    let sections = section_coverage(
+        document,
+        &job.method.expected_sections(&job.plan_step, &job.idea),
+    );
+    let outputs = outputs_score(job, document, produced);
+    let mut checklist = Vec::new();
+    let mut checklist_score = None;
+    if policy.uses_quality()
+        && let Some((name, items)) = job.method.checklist_items(&job.plan_step)
+    {
+        let mut unanswered = 0;
+        for batch in items.chunks(CHECKLIST_BATCH) {
+            let messages = job.method.checklist_prompt(
+                &job.plan_step,
+                &job.idea,
+                &name,
+                batch,
+                (&document_name(&job.plan_step), document),
+                &job.options,
+            )?;
+            let max_tokens = (batch.len() as u32) * 8 + 16;
+            let grammar = checklist_grammar(batch.len());
+            let request = job.request(messages, max_tokens, calls.next, Some(&grammar));
+            let (answer, _) = calls.chat(job, request).await?;
+            for (item, verdict) in batch
+                .iter()
+                .zip(parse_checklist_answer(&answer, batch.len()))
+            {
+                match verdict {
+                    Some(verdict) => checklist.push(ChecklistItem {
+                        item: item.clone(),
+                        verdict,
+                    }),
+                    None => unanswered += 1,
+                }
+            }
+        }
+        checklist_score = botarmy_core::assess::checklist_score(&name, &checklist, unanswered);
+    }
+    Ok(Assessment {
+        confidence,
+        quality: combine(&[sections, Some(outputs), checklist_score]),
+        checklist,
+    })
+}
+
+/// Checklist items asked in one call.
+const CHECKLIST_BATCH: usize = 40;
+
+/// A grammar that lets a local model answer a batch of `n` items only in the expected form.
+fn checklist_grammar(n: usize) -> String {
+    let lines: Vec<String> = (1..=n)
+        .map(|i| format!("\"{i}: \" verdict \"\\n\""))
+        .collect();
+    format!(
+        "root ::= {}\nverdict ::= (\"pass\" | \"fail\" | \"partial\" | \"n/a\")",
+        lines.join(" ")
+    )
+}
+
+/// Whether the step produced what it should: a document with more than its title, and for
+/// a step whose template asks for source files, at least one file.
+fn outputs_score(job: &StepJob, document: &str, produced: &[Produced]) -> botarmy_protocol::Score {
+    let body = document
+        .lines()
+        .skip_while(|l| l.starts_with("# ") || l.trim().is_empty())
+        .any(|l| !l.trim().is_empty());
+    let mut reasons = Vec::new();
+    if !body {
+        reasons.push("the document has nothing but its title".to_owned());
+    }
+    let wants_files = job.method.wants_code_files(&job.plan_step);
+    if wants_files
+        && !produced.iter().any(|p| p.kind == ArtifactKind::Code)
+        && extract_code_files(document).is_empty()
+    {
+        reasons.push("no source files were produced".to_owned());
+    }
+    let parts = 1 + usize::from(wants_files);
+    botarmy_protocol::Score {
+        value: (parts - reasons.len()) as f64 / parts as f64,
+        reasons,
+    }
 }
 
 const YES_NO_GRAMMAR: &str = "root ::= (\"yes\" | \"no\")";

@@ -68,6 +68,10 @@ pub struct RunOptionsBody {
     /// Registered repositories (by name, see `/api/repositories`) the run's code work
     /// happens in; none: a fresh repository of the run's own.
     pub repositories: Option<Vec<String>>,
+    /// The policy of every gate of the run: `auto`, `always`, or thresholds such as
+    /// `confidence_below=0.8,quality_below=0.85` (default: the workflow's, else those
+    /// thresholds).
+    pub gate_policy: Option<String>,
 }
 
 /// What resuming may change.
@@ -179,6 +183,17 @@ impl CreateRun {
             out_dir: None,
             budget: o.budget.clone().unwrap_or_default(),
             repositories: Vec::new(),
+            gate_policy: o.gate_policy.as_deref().and_then(|text| {
+                botarmy_protocol::GatePolicy::parse(text)
+                    .map_err(|message| {
+                        problems.push(FieldError {
+                            path: "options.gate_policy".into(),
+                            message,
+                        });
+                    })
+                    .ok()
+            }),
+            default_gate: None,
         }
     }
 }

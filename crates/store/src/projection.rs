@@ -266,13 +266,13 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
         | Event::WorktreeSetupCompleted { .. }
         | Event::WorktreeSessionReady { .. }
         | Event::WorktreeSessionCleaned { .. } => Change::None,
-        Event::PipelineNeedsInput { .. } | Event::ClarificationRequested { .. } => {
-            Change::Run(RunChange::Status(RunStatus::Waiting))
-        }
+        Event::PipelineNeedsInput { .. }
+        | Event::ClarificationRequested { .. }
+        | Event::HitlRequested { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),
         // The answer lets the run go on (as the engine folds it).
         Event::ClarificationAnswered { .. } => Change::Run(RunChange::Start),
         // The answer lets a waiting run go on (as the engine folds it).
-        Event::InputProvided { .. } => Change::Run(RunChange::Start),
+        Event::InputProvided { .. } | Event::HitlResolved { .. } => Change::Run(RunChange::Start),
         Event::PipelineStarted { .. } | Event::PipelineResumed {} => Change::Run(RunChange::Start),
         Event::PipelinePaused { .. } => Change::Run(RunChange::Status(RunStatus::Paused)),
         Event::PipelineWaiting { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),

@@ -47,6 +47,22 @@ pub enum Action {
         /// Whether worktrees were (partly) made before: reuse what exists.
         resume: bool,
     },
+    /// A gate's steps are done and their outputs need a human's approval: append
+    /// `HitlRequested` (with `--yes`, `HitlResolved` approving it as well).
+    RequestApproval {
+        /// The gate, by index in the plan's gates.
+        gate: u32,
+        /// Its title.
+        title: String,
+        /// The steps it covers.
+        steps: Vec<u32>,
+        /// Why it asks.
+        reasons: Vec<String>,
+        /// The lowest confidence among the steps.
+        confidence: Option<f64>,
+        /// The lowest quality among the steps.
+        quality: Option<f64>,
+    },
     /// The run is about to end: commit what is left in its worktrees to the run's branch,
     /// remove them, and append `WorktreeSessionCleaned`.
     CleanWorkspace {

@@ -7,11 +7,13 @@
 //! rules can be tested exhaustively.
 
 mod action;
+mod gate;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use action::Action;
+pub use gate::{APPROVAL_OPTIONS, GateRequest, GateState, GateVerdict};
 pub use state::check_answer;
 pub use state::{
     Asker, Clarification, EngineError, InputRequest, Question, RecordedCall, RecordedToolCall,

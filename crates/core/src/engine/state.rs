@@ -1,11 +1,12 @@
 use std::collections::BTreeMap;
 
 use botarmy_protocol::{
-    ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan, ProjectId, RunId, RunRequest,
-    RunStatus, StepStatus, ToolCall, UnixMillis, Usage, WorktreeInfo,
+    ArtifactRef, Assessment, ErrorInfo, ErrorKind, Event, EventRecord, HitlDecision, Plan,
+    ProjectId, RunId, RunRequest, RunStatus, StepStatus, ToolCall, UnixMillis, Usage, WorktreeInfo,
 };
 
 use super::Action;
+use super::gate::{GateRequest, GateState, GateVerdict};
 
 /// Why an event cannot be folded into a run's state. A log that produces one was not
 /// written by the engine's rules (or was damaged); the run must not continue from it.
@@ -141,6 +142,10 @@ pub struct StepState {
     pub clarification: Option<Clarification>,
     /// Answers to the latest attempt's questions, by the tool call that asked.
     pub answers: BTreeMap<u32, String>,
+    /// The scores of the latest completed attempt's outputs.
+    pub assessment: Option<Assessment>,
+    /// Humans' feedback that restarted the step, oldest first.
+    pub feedback: Vec<String>,
 }
 
 /// What a run asks a human (see [`RunState::question`]).
@@ -154,6 +159,8 @@ pub struct Question<'a> {
     pub question: &'a str,
     /// The accepted answers (empty: any text).
     pub options: &'a [String],
+    /// The gate that asks for approval (none: not an approval).
+    pub gate: Option<u32>,
 }
 
 /// Where an agent's question comes from.
@@ -191,6 +198,8 @@ impl StepState {
             queued: None,
             clarification: None,
             answers: BTreeMap::new(),
+            assessment: None,
+            feedback: Vec::new(),
         }
     }
 }
@@ -232,6 +241,8 @@ pub struct RunState {
     pub needs_input: Option<InputRequest>,
     /// Decisions given, by kind.
     pub answers: BTreeMap<String, String>,
+    /// One entry per plan gate.
+    pub gates: Vec<GateState>,
 }
 
 impl RunState {
@@ -255,6 +266,7 @@ impl RunState {
             workspace: WorkspaceState::Unprepared,
             needs_input: None,
             answers: BTreeMap::new(),
+            gates: Vec::new(),
         }
     }
 
@@ -279,9 +291,10 @@ impl RunState {
                 kind: &r.kind,
                 question: &r.question,
                 options: &r.options,
+                gate: None,
             });
         }
-        self.steps.iter().enumerate().find_map(|(i, s)| {
+        let clarification = self.steps.iter().enumerate().find_map(|(i, s)| {
             let c = s.clarification.as_ref()?;
             Some(Question {
                 asker: Some(Asker {
@@ -291,8 +304,57 @@ impl RunState {
                 kind: "clarification",
                 question: &c.question,
                 options: &c.options,
+                gate: None,
+            })
+        });
+        clarification.or_else(|| {
+            self.gates.iter().enumerate().find_map(|(g, state)| {
+                let r = state.request.as_ref()?;
+                Some(Question {
+                    asker: None,
+                    kind: "approval",
+                    question: &r.question,
+                    options: &[],
+                    gate: Some(g as u32),
+                })
             })
         })
+    }
+
+    /// Whether a human is asked something now (a decision, a question, an approval).
+    pub fn asks_human(&self) -> bool {
+        self.needs_input.is_some()
+            || self.steps.iter().any(|s| s.clarification.is_some())
+            || self.gates.iter().any(|g| g.request.is_some())
+    }
+
+    /// A waiting run whose human questions are all answered runs again.
+    fn human_answered(&mut self) {
+        if self.status == RunStatus::Waiting && !self.asks_human() {
+            self.status = RunStatus::Running;
+            self.reason = None;
+        }
+    }
+
+    /// The step a person names: its index, its key (`design/api-specification`), or the
+    /// part of its key after the phase (`api-specification`) when only one step has it.
+    pub fn find_step(&self, name: &str) -> Option<u32> {
+        let plan = self.plan.as_ref()?;
+        if let Ok(i) = name.parse::<u32>() {
+            return ((i as usize) < plan.steps.len()).then_some(i);
+        }
+        if let Some(i) = plan.steps.iter().position(|s| s.key == name) {
+            return Some(i as u32);
+        }
+        let mut tails = plan
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.key.rsplit('/').next() == Some(name));
+        match (tails.next(), tails.next()) {
+            (Some((i, _)), None) => Some(i as u32),
+            _ => None,
+        }
     }
 
     /// The agent of step `step`, from the plan.
@@ -402,6 +464,14 @@ impl RunState {
                 if self.plan.is_some() || seq != 1 {
                     return Err("a run is created once, by its first event".into());
                 }
+                for gate in &plan.gates {
+                    if let Some(i) = gate.steps.iter().find(|i| **i as usize >= plan.steps.len()) {
+                        return Err(format!(
+                            "gate `{}` covers step {i}, which does not exist",
+                            gate.key
+                        ));
+                    }
+                }
                 for (i, step) in plan.steps.iter().enumerate() {
                     if let Some(dep) = step.depends_on.iter().find(|d| **d as usize >= i) {
                         return Err(format!(
@@ -413,6 +483,7 @@ impl RunState {
                 self.project_id = Some(*project_id);
                 self.request = Some(request.clone());
                 self.steps = plan.steps.iter().map(|_| StepState::new()).collect();
+                self.gates = vec![GateState::default(); plan.gates.len()];
                 self.plan = Some(plan.clone());
                 self.created_at = Some(at);
             }
@@ -593,10 +664,7 @@ impl RunState {
                 }
                 s.clarification = None;
                 s.answers.insert(*call, answer.clone());
-                if self.status == RunStatus::Waiting && self.needs_input.is_none() {
-                    self.status = RunStatus::Running;
-                    self.reason = None;
-                }
+                self.human_answered();
             }
             Event::FileChanged { step, .. } => {
                 self.require_active()?;
@@ -695,10 +763,7 @@ impl RunState {
                 }
                 self.answers.insert(kind.clone(), answer.clone());
                 self.needs_input = None;
-                if self.status == RunStatus::Waiting {
-                    self.status = RunStatus::Running;
-                    self.reason = None;
-                }
+                self.human_answered();
             }
             Event::ArtifactCreated { step, artifact } => {
                 self.require_active()?;
@@ -717,13 +782,19 @@ impl RunState {
                 self.artifacts
                     .insert(artifact.name.clone(), artifact.clone());
             }
-            Event::StepCompleted { step, attempt, .. } => {
+            Event::StepCompleted {
+                step,
+                attempt,
+                assessment,
+                ..
+            } => {
                 self.require_active()?;
                 let s = self.step_mut(*step)?;
                 if s.status != StepStatus::Running || s.attempt != *attempt {
                     return Err(format!("step {step} attempt {attempt} is not running"));
                 }
                 s.status = StepStatus::Succeeded;
+                s.assessment = assessment.clone();
             }
             Event::StepFailed {
                 step,
@@ -760,7 +831,7 @@ impl RunState {
                 }
                 s.status = StepStatus::Interrupted;
             }
-            Event::StepRestarted { step, .. } => {
+            Event::StepRestarted { step, feedback, .. } => {
                 self.require_active()?;
                 let index = *step as usize;
                 if index >= self.steps.len() {
@@ -778,6 +849,22 @@ impl RunState {
                 {
                     return Err(format!("dependent step {i} is running"));
                 }
+                if let Some(text) = feedback {
+                    self.steps[index].feedback.push(text.clone());
+                }
+                // Outputs that will change are no longer approved, nor asked about.
+                if let Some(plan) = &self.plan {
+                    for (g, gate) in plan.gates.iter().enumerate() {
+                        if gate
+                            .steps
+                            .iter()
+                            .any(|i| dependants.contains(&(*i as usize)))
+                        {
+                            self.gates[g].approved_by = None;
+                            self.gates[g].request = None;
+                        }
+                    }
+                }
                 for i in dependants {
                     let s = &mut self.steps[i];
                     s.status = StepStatus::Pending;
@@ -786,6 +873,64 @@ impl RunState {
                 if self.status == RunStatus::Failed {
                     self.status = RunStatus::Running;
                 }
+                self.human_answered();
+            }
+            Event::HitlRequested {
+                gate,
+                steps,
+                reasons,
+                confidence,
+                quality,
+                title,
+                ..
+            } => {
+                self.require_active()?;
+                let g = *gate as usize;
+                let Some(plan_gate) = self.plan.as_ref().and_then(|p| p.gates.get(g)) else {
+                    return Err(format!("gate {gate} does not exist"));
+                };
+                if &plan_gate.steps != steps {
+                    return Err(format!(
+                        "gate {gate} covers steps {:?}, not {steps:?}",
+                        plan_gate.steps
+                    ));
+                }
+                if self.gate_verdict(g) == GateVerdict::NotReady {
+                    return Err(format!("gate {gate}: its steps are not finished"));
+                }
+                if self.gates[g].request.is_some() {
+                    return Err(format!("gate {gate} already waits for a decision"));
+                }
+                let question = format!("Approve {title}?");
+                self.gates[g].request = Some(GateRequest {
+                    question: question.clone(),
+                    reasons: reasons.clone(),
+                    confidence: *confidence,
+                    quality: *quality,
+                });
+                self.status = RunStatus::Waiting;
+                self.reason = Some(format!("approval of {title}"));
+            }
+            Event::HitlResolved {
+                gate,
+                decision,
+                feedback,
+                by,
+            } => {
+                self.require_active()?;
+                let g = *gate as usize;
+                let Some(state) = self.gates.get_mut(g) else {
+                    return Err(format!("gate {gate} does not exist"));
+                };
+                if state.request.take().is_none() {
+                    return Err(format!("gate {gate} does not wait for a decision"));
+                }
+                state.approved_by = match decision {
+                    HitlDecision::Approved => Some(by.clone()),
+                    HitlDecision::Rejected => None,
+                };
+                state.last_decision = Some((*decision, by.clone(), feedback.clone()));
+                self.human_answered();
             }
             Event::PipelinePaused { reason } => {
                 self.require_active()?;
@@ -809,9 +954,7 @@ impl RunState {
                     return Err("a run that never started is started, not resumed".into());
                 }
                 // A question still unanswered keeps the run waiting for it.
-                let asking = self.needs_input.is_some()
-                    || self.steps.iter().any(|s| s.clarification.is_some());
-                if asking {
+                if self.asks_human() {
                     self.status = RunStatus::Waiting;
                 } else {
                     self.status = RunStatus::Running;
@@ -921,7 +1064,38 @@ impl RunState {
                 step: Some(i as u32),
             }];
         }
+        // Gates whose steps are done and whose outputs need a human ask for one.
+        let mut approvals = Vec::new();
+        let mut cleared = Vec::with_capacity(plan.gates.len());
+        for (g, gate) in plan.gates.iter().enumerate() {
+            let state = &self.gates[g];
+            if state.approved_by.is_some() {
+                cleared.push(true);
+                continue;
+            }
+            let verdict = self.gate_verdict(g);
+            cleared.push(verdict == GateVerdict::Pass);
+            if let GateVerdict::Trip {
+                reasons,
+                confidence,
+                quality,
+            } = verdict
+                && state.request.is_none()
+            {
+                approvals.push(Action::RequestApproval {
+                    gate: g as u32,
+                    title: gate.title.clone(),
+                    steps: gate.steps.clone(),
+                    reasons,
+                    confidence,
+                    quality,
+                });
+            }
+        }
         if self.steps.iter().all(|s| s.status.satisfies_dependants()) {
+            if !approvals.is_empty() || cleared.iter().any(|c| !c) {
+                return approvals;
+            }
             if let Some(clean) = self.clean_workspace() {
                 return vec![clean];
             }
@@ -934,14 +1108,20 @@ impl RunState {
         let mut worktree_busy = self
             .running_steps()
             .any(|i| plan.steps[i as usize].needs_worktree());
-        let mut actions = Vec::new();
+        let mut actions = approvals;
         let mut slots = (request.options.max_parallel.max(1) as usize).saturating_sub(running);
         for (i, (s, p)) in self.steps.iter().zip(&plan.steps).enumerate() {
-            let deps_met = p.depends_on.iter().all(|d| {
-                self.steps
-                    .get(*d as usize)
-                    .is_some_and(|d| d.status.satisfies_dependants())
-            });
+            // A dependency is met when it is done and every gate over it that does not
+            // also cover this step has let its outputs pass.
+            let deps_met =
+                p.depends_on.iter().all(|d| {
+                    self.steps
+                        .get(*d as usize)
+                        .is_some_and(|d| d.status.satisfies_dependants())
+                        && plan.gates.iter().zip(&cleared).all(|(g, ok)| {
+                            *ok || !g.steps.contains(d) || g.steps.contains(&(i as u32))
+                        })
+                });
             // A step that asked a question waits for its answer.
             if s.clarification.is_some() {
                 continue;

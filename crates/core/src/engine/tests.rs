@@ -3,9 +3,9 @@
 //! the properties are checked on every prefix of the resulting log.
 
 use botarmy_protocol::{
-    ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, EventRecord, Plan,
-    PlanStep, ProjectId, RunId, RunOptions, RunRequest, RunStatus, StepStatus, ToolCall, Usage,
-    WorktreeInfo,
+    ArtifactId, ArtifactKind, ArtifactRef, Assessment, ErrorInfo, ErrorKind, Event, EventRecord,
+    GatePolicy, HitlDecision, Plan, PlanGate, PlanStep, ProjectId, RunId, RunOptions, RunRequest,
+    RunStatus, Score, StepStatus, ToolCall, Usage, WorktreeInfo,
 };
 use proptest::prelude::*;
 
@@ -37,6 +37,7 @@ fn plan(deps: &[&[u32]], optional: &[bool]) -> Plan {
                 max_turns: None,
             })
             .collect(),
+        gates: Vec::new(),
     }
 }
 
@@ -137,6 +138,32 @@ impl Log {
                     worktrees: vec![worktree()],
                 }
             }
+            // Approved on the spot, as `--yes` does.
+            Action::RequestApproval {
+                gate,
+                title,
+                steps,
+                reasons,
+                confidence,
+                quality,
+            } => {
+                self.push(Event::HitlRequested {
+                    gate: *gate,
+                    kind: "approval".into(),
+                    title: title.clone(),
+                    steps: steps.clone(),
+                    reasons: reasons.clone(),
+                    confidence: *confidence,
+                    quality: *quality,
+                })
+                .unwrap();
+                Event::HitlResolved {
+                    gate: *gate,
+                    decision: HitlDecision::Approved,
+                    feedback: None,
+                    by: "test".into(),
+                }
+            }
             Action::CleanWorkspace { worktrees } => Event::WorktreeSessionCleaned {
                 removed: worktrees.iter().map(|w| w.path.clone()).collect(),
             },
@@ -233,6 +260,7 @@ impl Log {
             attempt,
             usage: Usage::default(),
             duration_ms: 1,
+            assessment: None,
         })
         .unwrap();
     }
@@ -533,6 +561,8 @@ fn restarting_a_step_resets_it_and_its_dependants_only() {
     log.push(Event::StepRestarted {
         step: 1,
         reason: "feedback".into(),
+        feedback: None,
+        by: None,
     })
     .unwrap();
     let statuses: Vec<StepStatus> = log.state.steps.iter().map(|s| s.status).collect();
@@ -595,6 +625,7 @@ fn invalid_events_are_rejected_and_leave_the_state_unchanged() {
             attempt: 1,
             usage: Usage::default(),
             duration_ms: 0,
+            assessment: None,
         },
         Event::StepInterrupted {
             step: 0,
@@ -696,6 +727,16 @@ fn simulate(
     for (step, opt) in plan.steps.iter_mut().zip(optional) {
         step.optional = *opt;
     }
+    // Every other step has a gate that always asks (and the simulated human approves).
+    plan.gates = (0..plan.steps.len() as u32)
+        .step_by(2)
+        .map(|i| PlanGate {
+            key: format!("gate-{i}"),
+            title: format!("gate {i}"),
+            steps: vec![i],
+            policy: Some(GatePolicy::Always),
+        })
+        .collect();
     let mut log = Log::new(plan, options);
     let mut asked = Vec::new();
     // After the random outcomes, every step succeeds, so every run must end.
@@ -836,7 +877,7 @@ proptest! {
         let mut state = RunState::from_events(log.run_id, &log.records[..cut]).unwrap();
         let event = match kind {
             0 => Event::StepStarted { step, attempt, agent: "a".into() },
-            1 => Event::StepCompleted { step, attempt, usage: Usage::default(), duration_ms: 0 },
+            1 => Event::StepCompleted { step, attempt, usage: Usage::default(), duration_ms: 0, assessment: None },
             2 => Event::StepInterrupted { step, attempt },
             3 => Event::StepSkipped { step, reason: "r".into() },
             4 => Event::ToolCallCompleted { step, attempt, call: attempt, id: "c".into(), tool: "t".into(), is_error: false, summary: "s".into(), result: "r".into(), duration_ms: 0 },
@@ -1104,4 +1145,313 @@ fn a_question_waits_for_an_answer_that_fits_and_survives_the_resume() {
     log.complete_step(0, 2);
     log.drive_to_end();
     assert_eq!(log.state.status, RunStatus::Succeeded);
+}
+
+fn score(value: f64) -> Option<Score> {
+    Some(Score {
+        value,
+        reasons: vec![format!("scored {value}")],
+    })
+}
+
+/// A plan of `deps` where a phase gate covers steps `covered` with `policy`.
+fn gated(deps: &[&[u32]], covered: &[u32], policy: Option<GatePolicy>) -> Plan {
+    let mut p = plan(deps, &[]);
+    p.gates = vec![PlanGate {
+        key: "phase:discovery".into(),
+        title: "the Discovery phase".into(),
+        steps: covered.to_vec(),
+        policy,
+    }];
+    p
+}
+
+impl Log {
+    /// Starts `step` (a fresh attempt) and completes it with these scores.
+    fn finish_scored(&mut self, step: u32, confidence: Option<Score>, quality: Option<Score>) {
+        let attempt = self.state.steps[step as usize].attempt + 1;
+        self.perform(&Action::StartStep {
+            step,
+            attempt,
+            resume: false,
+        });
+        self.push(Event::StepCompleted {
+            step,
+            attempt,
+            usage: Usage::default(),
+            duration_ms: 1,
+            assessment: Some(Assessment {
+                confidence,
+                quality,
+                checklist: Vec::new(),
+            }),
+        })
+        .unwrap();
+    }
+
+    fn request(&mut self, action: &Action) {
+        let Action::RequestApproval {
+            gate,
+            title,
+            steps,
+            reasons,
+            confidence,
+            quality,
+        } = action
+        else {
+            panic!("not an approval request: {action:?}");
+        };
+        self.push(Event::HitlRequested {
+            gate: *gate,
+            kind: "approval".into(),
+            title: title.clone(),
+            steps: steps.clone(),
+            reasons: reasons.clone(),
+            confidence: *confidence,
+            quality: *quality,
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_gate_holds_the_next_phase_until_a_human_approves_low_confidence() {
+    // Steps 0 and 1 form a phase; step 2 depends on step 1 and is outside the gate.
+    let mut log = Log::new(
+        gated(&[&[], &[0], &[1]], &[0, 1], None),
+        RunOptions::default(),
+    );
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.5), score(0.9));
+    // Inside the gate, step 1 does not wait for it.
+    assert!(matches!(
+        log.state.next_actions()[..],
+        [Action::StartStep { step: 1, .. }]
+    ));
+    log.finish_scored(1, score(0.95), score(0.95));
+    let actions = log.state.next_actions();
+    let [
+        Action::RequestApproval {
+            gate: 0,
+            reasons,
+            confidence,
+            quality,
+            ..
+        },
+    ] = &actions[..]
+    else {
+        panic!("{actions:?}")
+    };
+    // The weakest step speaks for the gate.
+    assert_eq!(*confidence, Some(0.5));
+    assert_eq!(*quality, Some(0.9));
+    assert_eq!(
+        reasons,
+        &["confidence 0.50 is below 0.80: `step-0`: scored 0.5"]
+    );
+    log.request(&actions[0]);
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    assert!(log.state.next_actions().is_empty());
+    let q = log.state.question().unwrap();
+    assert_eq!((q.kind, q.gate), ("approval", Some(0)));
+    assert_eq!(q.question, "Approve the Discovery phase?");
+    // A resume without a decision keeps waiting.
+    log.push(Event::PipelineResumed {}).unwrap();
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    log.push(Event::HitlResolved {
+        gate: 0,
+        decision: HitlDecision::Approved,
+        feedback: None,
+        by: "ada".into(),
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Running);
+    assert_eq!(log.state.gates[0].approved_by.as_deref(), Some("ada"));
+    assert!(matches!(
+        log.state.next_actions()[..],
+        [Action::StartStep { step: 2, .. }]
+    ));
+    // Rebuilt from its log, the run is the same.
+    assert_eq!(
+        RunState::from_events(log.run_id, &log.records).unwrap(),
+        log.state
+    );
+}
+
+#[test]
+fn gates_trip_on_each_criterion_and_follow_the_policy_that_applies() {
+    let cases: [(
+        Option<GatePolicy>,
+        Option<GatePolicy>,
+        Option<Score>,
+        Option<Score>,
+        bool,
+    ); 8] = [
+        // default thresholds: confidence 0.8, quality 0.85
+        (None, None, score(0.9), score(0.9), false),
+        (None, None, score(0.79), score(0.9), true),
+        (None, None, score(0.9), score(0.84), true),
+        (None, None, None, score(0.9), true),
+        (Some(GatePolicy::Auto), None, score(0.1), score(0.1), false),
+        (Some(GatePolicy::Always), None, score(1.0), score(1.0), true),
+        // The run's policy overrides the workflow's.
+        (
+            Some(GatePolicy::Always),
+            Some(GatePolicy::Auto),
+            score(0.1),
+            None,
+            false,
+        ),
+        (
+            None,
+            Some(GatePolicy::parse("quality_below=0.5").unwrap()),
+            score(0.1),
+            score(0.6),
+            false,
+        ),
+    ];
+    for (i, (workflow, run, confidence, quality, trips)) in cases.into_iter().enumerate() {
+        let options = RunOptions {
+            gate_policy: run,
+            ..RunOptions::default()
+        };
+        let mut log = Log::new(gated(&[&[], &[0]], &[0], workflow), options);
+        log.perform(&Action::StartRun);
+        log.finish_scored(0, confidence, quality);
+        let actions = log.state.next_actions();
+        let asked = matches!(actions[..], [Action::RequestApproval { .. }]);
+        assert_eq!(asked, trips, "case {i}: {actions:?}");
+        if !trips {
+            assert!(
+                matches!(actions[..], [Action::StartStep { step: 1, .. }]),
+                "case {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rejecting_with_feedback_reruns_the_step_and_its_dependants_and_asks_again() {
+    let mut log = Log::new(gated(&[&[], &[0]], &[0], None), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.3), score(0.9));
+    let actions = log.state.next_actions();
+    log.request(&actions[0]);
+    log.push(Event::HitlResolved {
+        gate: 0,
+        decision: HitlDecision::Rejected,
+        feedback: Some("name the users".into()),
+        by: "ada".into(),
+    })
+    .unwrap();
+    log.push(Event::StepRestarted {
+        step: 0,
+        reason: "sent back".into(),
+        feedback: Some("name the users".into()),
+        by: Some("ada".into()),
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Running);
+    assert_eq!(log.state.steps[0].feedback, ["name the users"]);
+    assert_eq!(
+        log.state.next_actions(),
+        [Action::StartStep {
+            step: 0,
+            attempt: 2,
+            resume: false
+        }]
+    );
+    // The revised output is good enough: the gate lets it through this time.
+    log.finish_scored(0, score(0.9), score(0.9));
+    assert!(matches!(
+        log.state.next_actions()[..],
+        [Action::StartStep { step: 1, .. }]
+    ));
+    log.finish_scored(1, None, None);
+    // Feedback on a finished step later on reruns it and what depends on it, and takes
+    // back the gate's approval for outputs that change.
+    log.push(Event::StepRestarted {
+        step: 0,
+        reason: "late feedback".into(),
+        feedback: Some("and their goals".into()),
+        by: Some("bo".into()),
+    })
+    .unwrap();
+    let statuses: Vec<StepStatus> = log.state.steps.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [StepStatus::Pending, StepStatus::Pending]);
+    assert_eq!(
+        log.state.steps[0].feedback,
+        ["name the users", "and their goals"]
+    );
+    log.finish_scored(0, score(0.2), score(0.9));
+    assert!(matches!(
+        log.state.next_actions()[..],
+        [Action::RequestApproval { gate: 0, .. }]
+    ));
+}
+
+#[test]
+fn a_gate_event_that_does_not_fit_is_refused() {
+    let mut log = Log::new(gated(&[&[], &[0]], &[0], None), RunOptions::default());
+    log.perform(&Action::StartRun);
+    let request = Event::HitlRequested {
+        gate: 0,
+        kind: "approval".into(),
+        title: "t".into(),
+        steps: vec![0],
+        reasons: vec![],
+        confidence: None,
+        quality: None,
+    };
+    // Its step is not finished.
+    assert!(log.push(request.clone()).is_err());
+    log.finish_scored(0, score(0.1), score(0.1));
+    let approve = Event::HitlResolved {
+        gate: 0,
+        decision: HitlDecision::Approved,
+        feedback: None,
+        by: "x".into(),
+    };
+    // Nothing was asked yet.
+    assert!(log.push(approve.clone()).is_err());
+    let mut wrong_steps = request.clone();
+    if let Event::HitlRequested { steps, .. } = &mut wrong_steps {
+        *steps = vec![1];
+    }
+    assert!(log.push(wrong_steps).is_err());
+    log.push(request.clone()).unwrap();
+    assert!(log.push(request).is_err(), "asked twice");
+    log.push(approve.clone()).unwrap();
+    assert!(log.push(approve).is_err(), "decided twice");
+}
+
+#[test]
+fn a_run_does_not_complete_while_a_gate_waits() {
+    let mut log = Log::new(gated(&[&[]], &[0], None), RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.1), score(0.1));
+    assert!(matches!(
+        log.state.next_actions()[..],
+        [Action::RequestApproval { .. }]
+    ));
+    let completes = Event::PipelineCompleted {
+        usage: Usage::default(),
+        duration_ms: 1,
+    };
+    log.request(&log.state.next_actions()[0].clone());
+    assert!(log.state.next_actions().is_empty());
+    log.push(Event::HitlResolved {
+        gate: 0,
+        decision: HitlDecision::Approved,
+        feedback: None,
+        by: "x".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        log.state.next_actions(),
+        [Action::CompleteRun {
+            usage: log.state.usage
+        }]
+    );
+    log.push(completes).unwrap();
 }

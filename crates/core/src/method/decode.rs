@@ -106,6 +106,34 @@ impl<'f> Decoder<'f> {
         }
     }
 
+    /// A gate policy: `auto`, `always`, `confidence_below=0.8`, or a map of thresholds.
+    pub(crate) fn gate(
+        &mut self,
+        node: Option<&Node>,
+        field: &str,
+    ) -> Option<botarmy_protocol::GatePolicy> {
+        let node = node?;
+        let parsed = match &node.value {
+            Value::Null => return None,
+            Value::Scalar { text, .. } => botarmy_protocol::GatePolicy::parse(text),
+            Value::Map(_) => serde_json::from_value(node.to_json()).map_err(|e| e.to_string()),
+            _ => Err(String::new()),
+        };
+        match parsed {
+            Ok(p) => Some(p),
+            Err(why) => {
+                let mut expected = "a gate policy: `auto`, `always`, or thresholds such as \
+                                    `{confidence_below: 0.8, quality_below: 0.85}`"
+                    .to_owned();
+                if !why.is_empty() {
+                    expected = format!("{expected} ({why})");
+                }
+                self.wrong(node, field, &expected);
+                None
+            }
+        }
+    }
+
     /// A non-negative integer.
     pub(crate) fn u32(&mut self, node: Option<&Node>, field: &str) -> Option<u32> {
         let node = node?;

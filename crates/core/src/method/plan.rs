@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use botarmy_protocol::{Plan, PlanStep};
+use botarmy_protocol::{Plan, PlanGate, PlanStep};
 
 use super::Method;
 use super::resolve::{artifact_name, is_work, means_everything, stem};
@@ -139,8 +139,10 @@ impl Method {
                 cycle: keys,
             });
         }
+        let gates = gates_of(wf, &drafts);
         let steps: Vec<PlanStep> = drafts.into_iter().map(|d| d.step).collect();
         Ok(Plan {
+            gates,
             workflow_id: wf.id.clone(),
             workflow_name: wf.name.clone(),
             cycle_type: if wf.kind.is_empty() {
@@ -443,6 +445,41 @@ impl Method {
         }
         Ok(())
     }
+}
+
+/// The plan's gates: a step with a `gate` of its own gets one; the other steps of a phase
+/// share their phase's; a step outside any phase has its own.
+fn gates_of(wf: &Workflow, drafts: &[Draft<'_>]) -> Vec<PlanGate> {
+    let mut gates = Vec::new();
+    let own = |i: usize, d: &Draft<'_>| PlanGate {
+        key: d.step.key.clone(),
+        title: format!("`{}` ({})", d.step.key, d.step.title),
+        steps: vec![i as u32],
+        policy: d.item.gate,
+    };
+    let mut phase_gates: Vec<PlanGate> = wf
+        .phases
+        .iter()
+        .map(|p| PlanGate {
+            key: format!("phase:{}", p.id),
+            title: format!("the {} phase", p.name),
+            steps: Vec::new(),
+            policy: p.gate,
+        })
+        .collect();
+    for (i, d) in drafts.iter().enumerate() {
+        let phase = d
+            .phase_id
+            .as_deref()
+            .and_then(|id| wf.phases.iter().position(|p| p.id == id));
+        match phase {
+            Some(p) if d.item.gate.is_none() => phase_gates[p].steps.push(i as u32),
+            _ => gates.push(own(i, d)),
+        }
+    }
+    gates.extend(phase_gates.into_iter().filter(|g| !g.steps.is_empty()));
+    gates.sort_by_key(|g| g.steps.first().copied());
+    gates
 }
 
 /// Every phase `phase` waits for, directly or through others.

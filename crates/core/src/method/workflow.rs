@@ -77,8 +77,8 @@ pub struct Phase {
     pub name: String,
     /// `depends_on`: ids of phases that must finish first.
     pub depends_on: Vec<String>,
-    /// `gate`: how the phase is approved (for later issues), as written.
-    pub gate: Option<String>,
+    /// `gate`: when the phase's outputs need a human's approval (none: the run's default).
+    pub gate: Option<botarmy_protocol::GatePolicy>,
     /// Line of the phase.
     pub line: u32,
 }
@@ -130,8 +130,8 @@ pub struct SequenceItem {
     pub instruction: Option<String>,
     /// Extension `depends_on`: step keys or artifact names that must exist first.
     pub depends_on: Vec<String>,
-    /// Extension `gate`.
-    pub gate: Option<String>,
+    /// Extension `gate`: the step gets a gate of its own with this policy.
+    pub gate: Option<botarmy_protocol::GatePolicy>,
     /// Extension `tools`.
     pub tools: Vec<String>,
     /// Extension `max_turns`.
@@ -216,7 +216,7 @@ fn decode_workflow(d: &mut Decoder<'_>, root: &Node) -> Workflow {
             .string(p.get("name"), &join(&field, "name"))
             .unwrap_or_else(|| id.clone());
         let depends_on = d.string_or_list(p.get("depends_on"), &join(&field, "depends_on"));
-        let gate = d.string(p.get("gate"), &join(&field, "gate"));
+        let gate = d.gate(p.get("gate"), &join(&field, "gate"));
         w.phases.push(Phase {
             id,
             name,
@@ -320,7 +320,7 @@ fn decode_item(d: &mut Decoder<'_>, node: &Node, i: usize) -> Option<SequenceIte
     it.template = d.string(body.get("template"), &f("template"));
     it.instruction = d.string(body.get("instruction"), &f("instruction"));
     it.depends_on = d.string_or_list(body.get("depends_on"), &f("depends_on"));
-    it.gate = d.string(body.get("gate"), &f("gate"));
+    it.gate = d.gate(body.get("gate"), &f("gate"));
     it.tools = d.string_or_list(body.get("tools"), &f("tools"));
     it.max_turns = d.u32(body.get("max_turns"), &f("max_turns"));
     Some(it)

@@ -1,0 +1,109 @@
+//! Gates: the engine's view of where a run waits for a human's approval, and what a gate
+//! says about its steps' outputs (a pure function of their scores and its policy).
+
+use botarmy_protocol::{Assessment, HitlDecision, Score, StepStatus};
+
+use super::RunState;
+
+/// The engine's view of one gate of the plan.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GateState {
+    /// The approval asked for now (`hitl_requested` without its `hitl_resolved`).
+    pub request: Option<GateRequest>,
+    /// Who approved the current outputs of the gate's steps (reset when one restarts).
+    pub approved_by: Option<String>,
+    /// The last decision taken at the gate: what, by whom, with what feedback.
+    pub last_decision: Option<(HitlDecision, String, Option<String>)>,
+}
+
+/// An approval a gate waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRequest {
+    /// The question, for people.
+    pub question: String,
+    /// Why the gate asks.
+    pub reasons: Vec<String>,
+    /// The lowest confidence among its steps.
+    pub confidence: Option<f64>,
+    /// The lowest quality among its steps.
+    pub quality: Option<f64>,
+}
+
+/// The answers an approval accepts (a rejection carries feedback besides).
+pub const APPROVAL_OPTIONS: [&str; 2] = ["approve", "reject"];
+
+/// What a gate says about the current outputs of its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    /// Some of its steps are not finished.
+    NotReady,
+    /// The outputs pass without a human.
+    Pass,
+    /// A human must approve them.
+    Trip {
+        /// Why.
+        reasons: Vec<String>,
+        /// The lowest confidence among its steps (none: one gave no score).
+        confidence: Option<f64>,
+        /// The lowest quality among its steps (none: one was not measured).
+        quality: Option<f64>,
+    },
+}
+
+impl RunState {
+    /// What gate `gate` says about its steps' current outputs.
+    pub fn gate_verdict(&self, gate: usize) -> GateVerdict {
+        let (Some(plan), Some(request)) = (&self.plan, &self.request) else {
+            return GateVerdict::NotReady;
+        };
+        let Some(g) = plan.gates.get(gate) else {
+            return GateVerdict::NotReady;
+        };
+        let mut done = Vec::new();
+        for &i in &g.steps {
+            let Some(s) = self.steps.get(i as usize) else {
+                return GateVerdict::NotReady;
+            };
+            match s.status {
+                StepStatus::Succeeded => done.push((i, s)),
+                StepStatus::Skipped => {}
+                _ => return GateVerdict::NotReady,
+            }
+        }
+        if done.is_empty() {
+            return GateVerdict::Pass;
+        }
+        let policy = plan.gate_policy(gate, &request.options);
+        // The weakest step speaks for the gate; its reasons are named after it.
+        let lowest = |pick: fn(&Assessment) -> Option<&Score>| {
+            let mut worst: Option<Score> = None;
+            for (i, s) in &done {
+                let score = s.assessment.as_ref().and_then(pick)?;
+                if worst.as_ref().is_none_or(|w| score.value < w.value) {
+                    let key = &plan.steps[*i as usize].key;
+                    worst = Some(Score {
+                        value: score.value,
+                        reasons: score
+                            .reasons
+                            .iter()
+                            .map(|r| format!("`{key}`: {r}"))
+                            .collect(),
+                    });
+                }
+            }
+            worst
+        };
+        let confidence = lowest(|a| a.confidence.as_ref());
+        let quality = lowest(|a| a.quality.as_ref());
+        let reasons = policy.trips(confidence.as_ref(), quality.as_ref());
+        if reasons.is_empty() {
+            GateVerdict::Pass
+        } else {
+            GateVerdict::Trip {
+                reasons,
+                confidence: confidence.map(|s| s.value),
+                quality: quality.map(|s| s.value),
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Humans' decisions at gates: approving what a gate waits for, rejecting it with
+//! feedback (its steps restart with the feedback in their prompt, their dependants after
+//! them), and feedback on any finished step. Each is a durable event appended to the run's
+//! log; the caller continues the run afterwards, as after an answer.
+
+use botarmy_core::engine::RunState;
+use botarmy_protocol::{Event, HitlDecision, RunId, StepStatus};
+
+use crate::{Runtime, RuntimeError};
+
+/// Who approved a gate when the run was started with `--yes`.
+pub(crate) const AUTO_APPROVER: &str = "auto-approve (--yes)";
+
+impl Runtime {
+    /// Approves the outputs a gate of the run waits for: the gate over `step` when given,
+    /// else the first gate that waits.
+    pub async fn approve(
+        &self,
+        run_id: RunId,
+        step: Option<u32>,
+        by: &str,
+    ) -> Result<RunState, RuntimeError> {
+        self.append_outside(
+            run_id,
+            "it has finished; nothing waits for approval",
+            |state| {
+                let gate = waiting_gate(state, run_id, step)?;
+                Ok(Event::HitlResolved {
+                    gate,
+                    decision: HitlDecision::Approved,
+                    feedback: None,
+                    by: by.to_owned(),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Sends outputs back with `feedback`. When a gate waits, it is rejected and its steps
+    /// (only `step`, when given) restart with the feedback; otherwise `step` must be a
+    /// finished step, which restarts with it. Either way the steps that depend on a
+    /// restarted step run again after it, and every attempt stays in the log.
+    pub async fn reject(
+        &self,
+        run_id: RunId,
+        step: Option<u32>,
+        feedback: &str,
+        by: &str,
+    ) -> Result<RunState, RuntimeError> {
+        let problem = |problem: String| RuntimeError::Answer { run_id, problem };
+        if feedback.trim().is_empty() {
+            return Err(problem(
+                "feedback is empty; say what should change (--feedback TEXT)".into(),
+            ));
+        }
+        self.append_all_outside(run_id, "it has finished; start a new run", |state| {
+            let plan = state
+                .plan
+                .as_ref()
+                .ok_or_else(|| problem("the run has no plan".into()))?;
+            let waiting = waiting_gate(state, run_id, step).ok();
+            let mut events = Vec::new();
+            let restart: Vec<u32> = match waiting {
+                Some(gate) => {
+                    events.push(Event::HitlResolved {
+                        gate,
+                        decision: HitlDecision::Rejected,
+                        feedback: Some(feedback.to_owned()),
+                        by: by.to_owned(),
+                    });
+                    let covered = &plan.gates[gate as usize].steps;
+                    match step {
+                        Some(s) => vec![s],
+                        None => covered
+                            .iter()
+                            .copied()
+                            .filter(|i| state.steps[*i as usize].status == StepStatus::Succeeded)
+                            .collect(),
+                    }
+                }
+                None => {
+                    let Some(s) = step else {
+                        return Err(problem(
+                            "no gate waits for a decision; name the finished step to send back"
+                                .into(),
+                        ));
+                    };
+                    let status = state.steps.get(s as usize).map(|st| st.status);
+                    if status != Some(StepStatus::Succeeded) {
+                        return Err(problem(format!(
+                            "step `{}` is {}; only a finished step can be sent back",
+                            plan.steps.get(s as usize).map_or("?", |p| p.key.as_str()),
+                            status.map_or("missing", |st| st.as_str())
+                        )));
+                    }
+                    vec![s]
+                }
+            };
+            for s in restart {
+                events.push(Event::StepRestarted {
+                    step: s,
+                    reason: format!("sent back by {by} with feedback"),
+                    feedback: Some(feedback.to_owned()),
+                    by: Some(by.to_owned()),
+                });
+            }
+            Ok(events)
+        })
+        .await
+    }
+}
+
+/// The gate that waits for a decision: the one over `step` when given, else the first.
+fn waiting_gate(state: &RunState, run_id: RunId, step: Option<u32>) -> Result<u32, RuntimeError> {
+    let plan = state.plan.as_ref();
+    let found = state.gates.iter().enumerate().find(|(g, gs)| {
+        gs.request.is_some()
+            && step.is_none_or(|s| {
+                plan.and_then(|p| p.gates.get(*g))
+                    .is_some_and(|pg| pg.steps.contains(&s))
+            })
+    });
+    match found {
+        Some((g, _)) => Ok(g as u32),
+        None => Err(RuntimeError::Answer {
+            run_id,
+            problem: match step {
+                Some(s) => format!(
+                    "no approval waits for step `{}`",
+                    plan.and_then(|p| p.steps.get(s as usize))
+                        .map_or("?", |p| p.key.as_str())
+                ),
+                None => "nothing waits for approval".into(),
+            },
+        }),
+    }
+}
