@@ -115,16 +115,24 @@ pub async fn inbox(config: &Config, json: bool) -> Result<ExitCode> {
             Some(q) => {
                 let step = q.asker.map(|a| a.step);
                 let answer = match (step, q.options) {
+                    _ if q.gate.is_some() => format!(
+                        "botarmy approve {0}  |  botarmy reject {0} --feedback TEXT",
+                        run.id
+                    ),
                     (None, options) if !options.is_empty() => {
                         format!("botarmy answer {} <{}>", run.id, options.join("|"))
                     }
                     _ => format!("botarmy answer {} TEXT", run.id),
                 };
-                json!({
+                let mut item = json!({
                     "run_id": run.id, "kind": q.kind, "step": step,
                     "agent": step.and_then(|s| state.agent_of(s)),
                     "question": q.question, "options": q.options, "answer": answer,
-                })
+                });
+                if let Some(g) = q.gate {
+                    item["gate"] = json!(state.gate_view(g));
+                }
+                item
             }
             None => json!({
                 "run_id": run.id, "kind": "waiting", "question": state.reason.clone().unwrap_or_default(),
@@ -195,10 +203,17 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             })
             .into_iter()
             .collect();
+        let gates = state.gate_views();
+        let assessments: std::collections::BTreeMap<u32, _> = state
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as u32, s.assessment.as_ref()?)))
+            .collect();
         let value = json!({
             "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
             "queued": queued, "worktrees": worktrees, "needs_input": needs_input,
-            "questions": questions,
+            "questions": questions, "gates": gates, "assessments": assessments,
         });
         serde_json::to_writer_pretty(&mut w, &value)?;
         writeln!(w)?;
@@ -224,6 +239,13 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
         writeln!(w, "error     {e}")?;
     }
     match state.question() {
+        Some(q) if q.gate.is_some() => {
+            writeln!(
+                w,
+                "waiting   {} `botarmy approve {1}` or `botarmy reject {1} --feedback TEXT`",
+                q.question, state.run_id
+            )?;
+        }
         Some(q) if q.asker.is_none() => {
             writeln!(w, "waiting   {} ({})", q.question, q.options.join(" / "))?;
         }
@@ -277,6 +299,21 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             && s.status.as_str() != "succeeded"
         {
             writeln!(w, "        {e}")?;
+        }
+        if let Some(a) = state
+            .steps
+            .get(s.step as usize)
+            .and_then(|st| st.assessment.as_ref())
+        {
+            let score = |v: Option<&botarmy_protocol::Score>| {
+                v.map_or_else(|| "none".to_owned(), |s| format!("{:.2}", s.value))
+            };
+            writeln!(
+                w,
+                "        confidence {} · quality {}",
+                score(a.confidence.as_ref()),
+                score(a.quality.as_ref())
+            )?;
         }
         if let Some(resource) = queued.get(&s.step) {
             writeln!(
@@ -413,6 +450,24 @@ pub async fn summary(
         (Some(a), Some(b)) => (b - a).max(0) as u64,
         _ => 0,
     };
+    // A run that waits for a person says how to answer it, whatever the output format.
+    if state.status == RunStatus::Waiting {
+        let id = state.run_id;
+        let how = match state.question() {
+            Some(q) if q.gate.is_some() => format!(
+                "{} `botarmy approve {id}`, or `botarmy reject {id} --feedback TEXT`",
+                q.question
+            ),
+            Some(q) if !q.options.is_empty() => format!(
+                "{} `botarmy answer {id} <{}>`",
+                q.question,
+                q.options.join("|")
+            ),
+            Some(q) => format!("{} `botarmy answer {id} TEXT`", q.question),
+            None => format!("`botarmy resume {id}` once what it waits for is there"),
+        };
+        eprintln!("waiting: {how}");
+    }
     if json {
         let latest: Vec<_> = artifacts
             .iter()

@@ -5,6 +5,7 @@
 mod bad_input;
 mod check;
 mod crash;
+mod gates_e2e;
 mod providers_e2e;
 mod replay;
 mod repos;

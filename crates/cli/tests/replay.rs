@@ -25,7 +25,15 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
     let out = s.out("out");
     let o = ok(s
         .replay(&cassette)
-        .args(["run", IDEA, "--max-tokens", "48", "--json", "--out"])
+        .args([
+            "run",
+            IDEA,
+            "--max-tokens",
+            "48",
+            "--yes",
+            "--json",
+            "--out",
+        ])
         .arg(&out));
     let summary = json(&o);
     assert_eq!(summary["status"], "succeeded");
@@ -59,7 +67,9 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         );
     }
 
-    // The store agrees: 17 steps, each one LLM call, tokens as recorded in the cassette.
+    // The store agrees: 17 steps, each scored for its gate; every recorded exchange was
+    // one LLM call (a document per step, and the checklist batches that measure quality);
+    // tokens as recorded in the cassette.
     let show = json(&ok(s.cmd().args(["show", &run_id[..8], "--json"])));
     let steps = show["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 17);
@@ -67,13 +77,34 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         steps.iter().all(|st| st["status"] == "succeeded"),
         "{steps:?}"
     );
-    let calls = show["llm_calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 17);
     let recorded: Vec<serde_json::Value> = std::fs::read_to_string(&cassette)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let calls = show["llm_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), recorded.len());
+    assert!(
+        calls.len() > 17,
+        "checklists were executed: {}",
+        calls.len()
+    );
+    for step in 0..17 {
+        let scored = &show["assessments"][step.to_string()];
+        assert!(
+            scored["quality"]["value"].is_number(),
+            "step {step}: {scored}"
+        );
+    }
+    // `--yes` approved every gate that asked, and the log says so.
+    let log = stdout(&ok(s.cmd().args(["events", &run_id])));
+    let asked = log.matches("\"type\":\"hitl_requested\"").count();
+    let approved = log.matches("auto-approve (--yes)").count();
+    assert!(
+        asked > 0,
+        "the tiny model is not sure enough for every gate"
+    );
+    assert_eq!(asked, approved);
     let recorded_out: u64 = recorded
         .iter()
         .map(|e| e["response"]["usage"]["output_tokens"].as_u64().unwrap())
@@ -106,7 +137,7 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
     // Replaying again reproduces every artifact byte for byte.
     let o = ok(s
         .replay(&cassette)
-        .args(["run", IDEA, "--max-tokens", "48", "--json"]));
+        .args(["run", IDEA, "--max-tokens", "48", "--yes", "--json"]));
     let second = json(&o)["run_id"].as_str().unwrap().to_string();
     let again = json(&ok(s.cmd().args(["show", &second, "--json"])));
     assert_eq!(artifacts_by_name(&show), artifacts_by_name(&again));
@@ -123,6 +154,7 @@ fn a_real_bmad_workflow_runs_from_the_fixtures() {
             "a REST API for a bookshop",
             "--max-tokens",
             "48",
+            "--yes",
             "--json",
             "--workflow",
             "greenfield-service",

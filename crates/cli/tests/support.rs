@@ -118,3 +118,36 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
 }
+
+/// A scripted model, served over OpenAI's wire format by a local server, and the way to
+/// point the binary at it.
+pub struct Scripted {
+    pub server: botarmy_testkit::MockServer,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Scripted {
+    /// Serves every request with `reply(request, index of the request)`.
+    pub fn start(
+        reply: impl Fn(&botarmy_testkit::Recorded, usize) -> botarmy_testkit::Reply
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(botarmy_testkit::MockServer::start(reply));
+        Self { server, _rt: rt }
+    }
+
+    /// `cmd` with the environment that makes every agent ask this model.
+    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("BOTARMY_PROVIDER", "openai")
+            .env("BOTARMY_MODEL", "gpt-4o")
+            .env("OPENAI_API_KEY", "sk-test-tools")
+            .env("OPENAI_BASE_URL", &self.server.base)
+    }
+}

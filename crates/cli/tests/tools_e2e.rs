@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use botarmy_testkit::{MockServer, Recorded, Reply};
+use botarmy_testkit::{Recorded, Reply};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -143,32 +143,6 @@ fn reply(request: &Recorded, index: usize) -> Reply {
     }
 }
 
-/// The scripted model, served over OpenAI's wire format, and the way to point the binary
-/// at it.
-struct Scripted {
-    server: MockServer,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Scripted {
-    fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = rt.block_on(MockServer::start(reply));
-        Self { server, _rt: rt }
-    }
-
-    fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("BOTARMY_PROVIDER", "openai")
-            .env("BOTARMY_MODEL", "gpt-4o")
-            .env("OPENAI_API_KEY", "sk-test-tools")
-            .env("OPENAI_BASE_URL", &self.server.base)
-    }
-}
-
 /// `git args…` in `dir` (with an identity for commits); its output, or the test fails.
 fn git_in(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
@@ -296,7 +270,7 @@ fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
     let cassette = cassette("tools-fix-loop.jsonl");
 
     // 1. The model over the wire, recorded.
-    let model = Scripted::start();
+    let model = Scripted::start(reply);
     let s = Sandbox::new();
     let recorded = s.out("recorded.jsonl");
     let out = ok(run_cmd(model.configure(&mut s.cmd()))
@@ -315,7 +289,7 @@ fn a_coder_and_a_tester_fix_a_failing_test_with_tools() {
 
 #[test]
 fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
-    let model = Scripted::start();
+    let model = Scripted::start(reply);
     let server = &model.server;
     let s = Sandbox::new();
     let python = std::env::var("BOTARMY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -377,7 +351,7 @@ fn toml_string(s: &str) -> String {
 
 #[test]
 fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
-    let model = Scripted::start();
+    let model = Scripted::start(reply);
     let server = &model.server;
     let s = Sandbox::new();
     // The user's repository: a crate (so `cargo fetch` is proposed) with one commit.
@@ -460,7 +434,7 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
 
 #[test]
 fn an_agent_asks_and_botarmy_answer_continues_the_run() {
-    let model = Scripted::start();
+    let model = Scripted::start(reply);
     let server = &model.server;
     let s = Sandbox::new();
     let openai = |cmd: &mut Command| {
@@ -537,7 +511,7 @@ fn an_agent_asks_and_botarmy_answer_continues_the_run() {
 
 #[test]
 fn at_a_terminal_the_run_asks_inline_and_the_answer_continues_it() {
-    let model = Scripted::start();
+    let model = Scripted::start(reply);
     let s = Sandbox::new();
     let mut cmd = s.cmd();
     model.configure(&mut cmd).env("USER", "ada");

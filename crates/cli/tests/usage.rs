@@ -16,6 +16,7 @@ fn replayed_run(s: &Sandbox, project: &str) -> String {
         IDEA,
         "--max-tokens",
         "48",
+        "--yes",
         "--json",
         "--project",
         project,

@@ -73,7 +73,11 @@ fn parse_confidence(line: &str) -> Option<Score> {
 
 /// How many of the template's required sections the document has, with content.
 pub fn section_coverage(document: &str, expected: &[ExpectedSection]) -> Option<Score> {
-    let required: Vec<&ExpectedSection> = expected.iter().filter(|s| s.required).collect();
+    // A title that still holds a placeholder names a section the agent names itself.
+    let required: Vec<&ExpectedSection> = expected
+        .iter()
+        .filter(|s| s.required && !s.title.contains("{{"))
+        .collect();
     if required.is_empty() {
         return None;
     }
@@ -310,6 +314,7 @@ mod tests {
     #[test]
     fn sections_count_when_present_and_filled() {
         let expected = [
+            section("{{feature_name}}", true),
             section("Goals", true),
             section("Scope", true),
             section("Risks", true),

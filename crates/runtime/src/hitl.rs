@@ -110,6 +110,38 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Runs a finished (or failed, or skipped) step again, and what depends on it, without
+    /// feedback: a manual restart.
+    pub async fn restart(
+        &self,
+        run_id: RunId,
+        step: u32,
+        by: &str,
+    ) -> Result<RunState, RuntimeError> {
+        self.append_outside(run_id, "it has finished; start a new run", |state| {
+            let status = state.steps.get(step as usize).map(|s| s.status);
+            match status {
+                None => Err(RuntimeError::Answer {
+                    run_id,
+                    problem: format!("step {step} does not exist"),
+                }),
+                Some(StepStatus::Running) => Err(RuntimeError::Answer {
+                    run_id,
+                    problem: format!("step {step} is running; pause the run first"),
+                }),
+                Some(_) => Ok(Event::StepRestarted {
+                    step,
+                    reason: format!("restarted by {by}"),
+                    feedback: None,
+                    by: Some(by.to_owned()),
+                }),
+            }
+        })
+        .await
+    }
+}
+
 /// The gate that waits for a decision: the one over `step` when given, else the first.
 fn waiting_gate(state: &RunState, run_id: RunId, step: Option<u32>) -> Result<u32, RuntimeError> {
     let plan = state.plan.as_ref();

@@ -88,6 +88,10 @@ pub fn request(idea: &str) -> RunRequest {
         idea: idea.into(),
         workflow: "sdlc".into(),
         method: "builtin".into(),
-        options: RunOptions::default(),
+        // These tests are about other things; gates have tests of their own.
+        options: RunOptions {
+            gate_policy: Some(botarmy_protocol::GatePolicy::Auto),
+            ..RunOptions::default()
+        },
     }
 }

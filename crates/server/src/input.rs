@@ -288,4 +288,12 @@ impl PathIds {
             .map_or("", |(_, v)| v.as_str());
         raw.parse().map_err(|e| ApiError::bad_id(name, &e))
     }
+
+    /// The segment `name` as text (empty when absent).
+    pub fn text(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
 }

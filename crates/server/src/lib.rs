@@ -23,6 +23,7 @@
 //! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
 //! ```
 
+mod approvals;
 mod artifacts;
 mod drives;
 mod error;
@@ -180,6 +181,11 @@ impl Server {
             .route("/runs/{id}/resume", post(runs::resume))
             .route("/runs/{id}/cancel", post(runs::cancel))
             .route("/runs/{id}/answer", post(runs::answer))
+            .route("/runs/{id}/gates", get(approvals::gates))
+            .route("/runs/{id}/approve", post(approvals::approve))
+            .route("/runs/{id}/reject", post(approvals::reject))
+            .route("/runs/{id}/steps/{step}/restart", post(approvals::restart))
+            .route("/approvals", get(approvals::pending))
             .route("/runs/{id}/events", get(events::page))
             .route("/runs/{id}/usage", get(events::usage))
             .route("/runs/{id}/artifacts", get(artifacts::list))

@@ -3,6 +3,9 @@
 
 use utoipa::OpenApi;
 
+use crate::approvals::{
+    ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
+};
 use crate::error::{ErrorBody, ErrorCode, FieldError};
 use crate::projects::CreateProject;
 use crate::repositories::{AddRepository, RepositoryList, RepositoryView};
@@ -37,6 +40,11 @@ use crate::views::{
         crate::runs::resume,
         crate::runs::cancel,
         crate::runs::answer,
+        crate::approvals::pending,
+        crate::approvals::gates,
+        crate::approvals::approve,
+        crate::approvals::reject,
+        crate::approvals::restart,
         crate::events::page,
         crate::events::usage,
         crate::artifacts::list,
@@ -52,11 +60,13 @@ use crate::views::{
         CancelRun, AnswerRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
         ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
         UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
+        ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep,
     )),
     tags(
         (name = "server", description = "health, readiness, version"),
         (name = "projects", description = "projects; every run belongs to one"),
         (name = "runs", description = "runs, their control, event log and usage"),
+        (name = "approvals", description = "gates: what waits for a human, approve, reject with feedback, restart a step"),
         (name = "artifacts", description = "the documents and code runs produce"),
         (name = "repositories", description = "repositories registered for runs to work in"),
     )

@@ -367,11 +367,15 @@ pub async fn get(
 
 /// Reads a run's records into its detail view.
 pub async fn detail(state: &AppState, id: RunId) -> Result<RunDetail, ApiError> {
+    // Asked before the store is read: a run not driven here then has its final records
+    // below (the drive stores everything before it ends), so `driven_here: false` never
+    // comes with a status its drive already left.
+    let driven_here = state.drives.is_driven(id);
     let run = state.store.get_run(id).await?;
     let last_seq = run.last_seq;
     let steps = state.store.steps(id).await?;
     let attempts = state.store.attempts(id).await?;
-    let mut detail = RunDetail::new(run, steps, attempts, state.drives.is_driven(id));
+    let mut detail = RunDetail::new(run, steps, attempts, driven_here);
     if detail.steps.iter().any(|s| s.status == StepStatus::Running) {
         // Whether a running step waits for a slot is its latest event; the tail of the log
         // holds it (a queued step has nothing newer).

@@ -278,7 +278,7 @@ pub async fn a_run_waiting_on_its_setup_is_answered_over_the_api(backend: Backen
     let created = server
         .post(
             "/api/runs",
-            &json!({"idea": "x", "options": {"repositories": ["tool"]}}),
+            &json!({"idea": "x", "options": {"repositories": ["tool"], "gate_policy": "auto"}}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);

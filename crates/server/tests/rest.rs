@@ -106,7 +106,10 @@ pub async fn projects_are_created_listed_and_read(backend: Backend) {
     assert_eq!(run.status, 201, "{}", run.body);
     assert_eq!(run.body["project_id"], ids[0].as_str());
     let other = server
-        .post("/api/runs", &json!({ "idea": "a boat", "project": "beta" }))
+        .post(
+            "/api/runs",
+            &json!({ "idea": "a boat", "project": "beta", "options": {"gate_policy": "auto"} }),
+        )
         .await;
     assert_eq!(other.body["project_id"], ids[1].as_str());
     let listed = server
@@ -127,7 +130,7 @@ pub async fn a_finished_run_reads_back_whole(backend: Backend) {
             &json!({
                 "idea": "a todo app",
                 "workflow": "sdlc",
-                "options": { "max_parallel": 2, "budget": { "usd": 5.0 } }
+                "options": { "max_parallel": 2, "budget": { "usd": 5.0 }, "gate_policy": "auto" }
             }),
         )
         .await;

@@ -231,7 +231,10 @@ pub async fn a_run_driven_elsewhere_is_streamed_from_the_store(backend: Backend)
         idea: "driven elsewhere".into(),
         workflow: "sdlc".into(),
         method: "builtin".into(),
-        options: botarmy_protocol::RunOptions::default(),
+        options: botarmy_protocol::RunOptions {
+            gate_policy: Some(botarmy_protocol::GatePolicy::Auto),
+            ..botarmy_protocol::RunOptions::default()
+        },
     };
     let run = other.create_run("default", request).await.unwrap();
     let mut ws = server.connect(run, 0).await;

@@ -345,7 +345,11 @@ impl TestServer {
     /// Creates a run of the built-in lifecycle; returns its id.
     pub async fn create_run(&self, idea: &str) -> RunId {
         let answer = self
-            .post("/api/runs", &serde_json::json!({ "idea": idea }))
+            // Gates have a test of their own; here runs go through them.
+            .post(
+                "/api/runs",
+                &serde_json::json!({ "idea": idea, "options": {"gate_policy": "auto"} }),
+            )
             .await;
         assert_eq!(answer.status, 201, "{}", answer.body);
         answer.body["id"].as_str().unwrap().parse().unwrap()

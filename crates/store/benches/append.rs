@@ -378,6 +378,7 @@ async fn six_step_run(store: &Arc<dyn Store>, lat: &mut Vec<Duration>) {
                     attempt: 1,
                     usage: Usage::default(),
                     duration_ms: 0,
+                    assessment: None,
                 },
                 next,
             ],
@@ -404,6 +405,7 @@ fn created(project_id: botarmy_protocol::ProjectId) -> Event {
             workflow_name: "SDLC".into(),
             cycle_type: "sdlc".into(),
             method_digest: "0".repeat(64),
+            gates: Vec::new(),
             steps: (0..STEPS)
                 .map(|i| PlanStep {
                     key: format!("phase-{i}/doc"),

@@ -29,9 +29,6 @@ pub struct GateRequest {
     pub quality: Option<f64>,
 }
 
-/// The answers an approval accepts (a rejection carries feedback besides).
-pub const APPROVAL_OPTIONS: [&str; 2] = ["approve", "reject"];
-
 /// What a gate says about the current outputs of its steps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GateVerdict {
@@ -105,5 +102,97 @@ impl RunState {
                 quality: quality.map(|s| s.value),
             }
         }
+    }
+}
+
+/// A gate of a run as clients see it: its plan entry, the policy that applies, what it
+/// says now, the approval it waits for and the last decision taken.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GateView {
+    /// Index in the plan's gates.
+    pub gate: u32,
+    /// `phase:<id>` or a step key.
+    pub key: String,
+    /// For people.
+    pub title: String,
+    /// The steps it covers.
+    pub steps: Vec<u32>,
+    /// The policy that applies in this run.
+    pub policy: botarmy_protocol::GatePolicy,
+    /// `not_ready`, `pass` or `trip`.
+    pub verdict: &'static str,
+    /// The approval it waits for.
+    pub waiting: Option<WaitingView>,
+    /// Who approved the current outputs.
+    pub approved_by: Option<String>,
+    /// The last decision: `approved` or `rejected`, by whom, with what feedback.
+    pub last_decision: Option<DecisionView>,
+}
+
+/// What a waiting gate asks.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WaitingView {
+    /// The question.
+    pub question: String,
+    /// Why it asks.
+    pub reasons: Vec<String>,
+    /// The lowest confidence among its steps.
+    pub confidence: Option<f64>,
+    /// The lowest quality among its steps.
+    pub quality: Option<f64>,
+}
+
+/// A decision taken at a gate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DecisionView {
+    /// `approved` or `rejected`.
+    pub decision: HitlDecision,
+    /// Who.
+    pub by: String,
+    /// The feedback of a rejection.
+    pub feedback: Option<String>,
+}
+
+impl RunState {
+    /// Gate `gate` as clients see it (none: no such gate).
+    pub fn gate_view(&self, gate: u32) -> Option<GateView> {
+        let plan = self.plan.as_ref()?;
+        let request = self.request.as_ref()?;
+        let pg = plan.gates.get(gate as usize)?;
+        let gs = self.gates.get(gate as usize)?;
+        Some(GateView {
+            gate,
+            key: pg.key.clone(),
+            title: pg.title.clone(),
+            steps: pg.steps.clone(),
+            policy: plan.gate_policy(gate as usize, &request.options),
+            verdict: match self.gate_verdict(gate as usize) {
+                GateVerdict::NotReady => "not_ready",
+                GateVerdict::Pass => "pass",
+                GateVerdict::Trip { .. } => "trip",
+            },
+            waiting: gs.request.as_ref().map(|r| WaitingView {
+                question: r.question.clone(),
+                reasons: r.reasons.clone(),
+                confidence: r.confidence,
+                quality: r.quality,
+            }),
+            approved_by: gs.approved_by.clone(),
+            last_decision: gs
+                .last_decision
+                .as_ref()
+                .map(|(decision, by, feedback)| DecisionView {
+                    decision: *decision,
+                    by: by.clone(),
+                    feedback: feedback.clone(),
+                }),
+        })
+    }
+
+    /// Every gate of the run as clients see it.
+    pub fn gate_views(&self) -> Vec<GateView> {
+        (0..self.gates.len() as u32)
+            .filter_map(|g| self.gate_view(g))
+            .collect()
     }
 }

@@ -13,7 +13,7 @@ mod state;
 mod tests;
 
 pub use action::Action;
-pub use gate::{APPROVAL_OPTIONS, GateRequest, GateState, GateVerdict};
+pub use gate::{DecisionView, GateRequest, GateState, GateVerdict, GateView, WaitingView};
 pub use state::check_answer;
 pub use state::{
     Asker, Clarification, EngineError, InputRequest, Question, RecordedCall, RecordedToolCall,

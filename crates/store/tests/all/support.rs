@@ -151,6 +151,7 @@ pub fn plan(n: usize) -> Plan {
                 max_turns: None,
             })
             .collect(),
+        gates: Vec::new(),
     }
 }
 
@@ -258,6 +259,7 @@ pub fn step_completed(step: u32, attempt: u32) -> Event {
         attempt,
         usage: Usage::default(),
         duration_ms: 5,
+        assessment: None,
     }
 }
 

@@ -100,6 +100,8 @@ pub async fn projections_follow_a_realistic_run(ctx: &Ctx) {
         vec![Event::StepRestarted {
             step: 2,
             reason: "feedback".into(),
+            feedback: Some("more detail".into()),
+            by: Some("ada".into()),
         }],
         vec![],
     )

@@ -1,0 +1,277 @@
+//! Gates over REST: what waits for approval across runs, a run's gates, approving,
+//! rejecting with feedback, and restarting a step. Each decision is appended to the run's
+//! log with who took it, and the run continues on this server.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use botarmy_core::engine::RunState;
+use botarmy_protocol::{RunId, RunStatus};
+use botarmy_store::RunFilter;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::drives::Start;
+use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::input::{JsonBody, OptionalJsonBody, PathIds};
+use crate::runs::detail;
+use crate::views::RunDetail;
+
+/// Approvals waiting across runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalList {
+    /// One per waiting gate.
+    pub items: Vec<PendingApproval>,
+}
+
+/// A gate that waits for a human.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingApproval {
+    /// The run.
+    #[schema(value_type = String)]
+    pub run_id: RunId,
+    /// The run's idea.
+    pub idea: String,
+    /// The gate: key, title, steps, policy, verdict, what it waits for (question, reasons,
+    /// confidence, quality), last decision.
+    #[schema(value_type = Object)]
+    pub gate: serde_json::Value,
+}
+
+/// A run's gates.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GateList {
+    /// Every gate of the run's plan, in plan order.
+    #[schema(value_type = Vec<Object>)]
+    pub gates: Vec<serde_json::Value>,
+}
+
+/// Approving what a gate waits for.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRun {
+    /// The step whose gate to approve (index, key, or key without its phase); default: the
+    /// gate that waits.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Who approves (recorded); default "api".
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Sending outputs back.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRun {
+    /// What should change; the restarted steps see it in their prompt.
+    pub feedback: String,
+    /// The step to send back; default: every step of the gate that waits. Without a
+    /// waiting gate, a finished step to send back.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Who rejects (recorded); default "api".
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Restarting one step.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartStep {
+    /// Feedback for the step's next attempt (optional).
+    #[serde(default)]
+    pub feedback: Option<String>,
+    /// Who restarts it (recorded); default "api".
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// Lists the gates that wait for a human, across runs.
+#[utoipa::path(get, path = "/api/approvals", tag = "approvals",
+    responses((status = 200, description = "waiting approvals", body = ApprovalList)))]
+pub async fn pending(State(state): State<AppState>) -> Result<Json<ApprovalList>, ApiError> {
+    let waiting = state
+        .store
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Waiting),
+            ..RunFilter::default()
+        })
+        .await?;
+    let mut items = Vec::new();
+    for run in waiting {
+        let run_state = state.runtime.load(run.id).await?;
+        for view in run_state.gate_views() {
+            if view.waiting.is_some() {
+                items.push(PendingApproval {
+                    run_id: run.id,
+                    idea: run.idea.clone(),
+                    gate: serde_json::to_value(&view).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(Json(ApprovalList { items }))
+}
+
+/// A run's gates: policies, verdicts, what they wait for, decisions.
+#[utoipa::path(get, path = "/api/runs/{id}/gates", tag = "approvals",
+    params(("id" = String, Path, description = "run id (UUID)")),
+    responses(
+        (status = 200, description = "the run's gates", body = GateList),
+        (status = 404, description = "no such run", body = ErrorBody),
+    ))]
+pub async fn gates(
+    State(state): State<AppState>,
+    path: PathIds,
+) -> Result<Json<GateList>, ApiError> {
+    let id: RunId = path.get("id")?;
+    state.store.get_run(id).await?;
+    let run = state.runtime.load(id).await?;
+    Ok(Json(GateList {
+        gates: run
+            .gate_views()
+            .iter()
+            .map(|g| serde_json::to_value(g).unwrap_or_default())
+            .collect(),
+    }))
+}
+
+/// The step a body names, or a 422 naming the field.
+fn step_of(run: &RunState, name: Option<&str>, field: &str) -> Result<Option<u32>, ApiError> {
+    let Some(name) = name else { return Ok(None) };
+    run.find_step(name).map(Some).ok_or_else(|| {
+        let keys: Vec<&str> = run
+            .plan
+            .iter()
+            .flat_map(|p| p.steps.iter().map(|s| s.key.as_str()))
+            .collect();
+        ApiError::validation(vec![FieldError {
+            path: field.into(),
+            message: format!("no step `{name}`; the run's steps: {}", keys.join(", ")),
+        }])
+    })
+}
+
+/// Refuses a run this server drives now (it would be written by two writers).
+fn not_driven(state: &AppState, id: RunId) -> Result<(), ApiError> {
+    if state.drives.is_driven(id) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("run {id} is running on this server; it is not waiting for a decision"),
+        ));
+    }
+    Ok(())
+}
+
+/// Continues the run on this server after a decision.
+async fn continue_run(state: &AppState, id: RunId) -> Result<impl IntoResponse + use<>, ApiError> {
+    if state.drives.spawn(id, Start::Resume).is_err() {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("run {id} is already running on this server"),
+        ));
+    }
+    Ok((StatusCode::ACCEPTED, Json(detail(state, id).await?)))
+}
+
+/// Approves what a gate of the run waits for, and continues the run.
+#[utoipa::path(post, path = "/api/runs/{id}/approve", tag = "approvals",
+    params(("id" = String, Path, description = "run id (UUID)")),
+    request_body(content = Option<ApproveRun>, description = "optional"),
+    responses(
+        (status = 202, description = "approved; the run goes on", body = RunDetail),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "finished, or running on this server", body = ErrorBody),
+        (status = 422, description = "nothing waits for approval, or no such step", body = ErrorBody),
+    ))]
+pub async fn approve(
+    State(state): State<AppState>,
+    path: PathIds,
+    OptionalJsonBody(body): OptionalJsonBody<ApproveRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: RunId = path.get("id")?;
+    state.store.get_run(id).await?;
+    not_driven(&state, id)?;
+    let run = state.runtime.load(id).await?;
+    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let by = body.by.as_deref().unwrap_or("api");
+    state.runtime.approve(id, step, by).await?;
+    continue_run(&state, id).await
+}
+
+/// Sends a gate's outputs (or a finished step) back with feedback: the steps restart with
+/// it in their prompt, their dependants after them; the run continues.
+#[utoipa::path(post, path = "/api/runs/{id}/reject", tag = "approvals", request_body = RejectRun,
+    params(("id" = String, Path, description = "run id (UUID)")),
+    responses(
+        (status = 202, description = "sent back; the run goes on", body = RunDetail),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "finished, or running on this server", body = ErrorBody),
+        (status = 422, description = "empty feedback, nothing to send back, or no such step", body = ErrorBody),
+    ))]
+pub async fn reject(
+    State(state): State<AppState>,
+    path: PathIds,
+    JsonBody(body): JsonBody<RejectRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: RunId = path.get("id")?;
+    state.store.get_run(id).await?;
+    if body.feedback.trim().is_empty() {
+        return Err(ApiError::validation(vec![FieldError {
+            path: "feedback".into(),
+            message: "must say what should change".into(),
+        }]));
+    }
+    not_driven(&state, id)?;
+    let run = state.runtime.load(id).await?;
+    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let by = body.by.as_deref().unwrap_or("api");
+    state
+        .runtime
+        .reject(id, step, body.feedback.trim(), by)
+        .await?;
+    continue_run(&state, id).await
+}
+
+/// Runs one step again (with feedback, if given), and the steps that depend on it.
+#[utoipa::path(post, path = "/api/runs/{id}/steps/{step}/restart", tag = "approvals",
+    params(
+        ("id" = String, Path, description = "run id (UUID)"),
+        ("step" = String, Path, description = "step index, key, or key without its phase"),
+    ),
+    request_body(content = Option<RestartStep>, description = "optional"),
+    responses(
+        (status = 202, description = "restarted; the run goes on", body = RunDetail),
+        (status = 404, description = "no such run or step", body = ErrorBody),
+        (status = 409, description = "finished, or running on this server", body = ErrorBody),
+        (status = 422, description = "the step cannot restart now", body = ErrorBody),
+    ))]
+pub async fn restart(
+    State(state): State<AppState>,
+    path: PathIds,
+    OptionalJsonBody(body): OptionalJsonBody<RestartStep>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: RunId = path.get("id")?;
+    let name = path.text("step").to_owned();
+    state.store.get_run(id).await?;
+    not_driven(&state, id)?;
+    let run = state.runtime.load(id).await?;
+    let Some(step) = run.find_step(&name) else {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("run {id} has no step `{name}`"),
+        ));
+    };
+    let by = body.by.as_deref().unwrap_or("api");
+    match body.feedback.as_deref().map(str::trim) {
+        Some(feedback) if !feedback.is_empty() => {
+            state.runtime.reject(id, Some(step), feedback, by).await?;
+        }
+        _ => {
+            state.runtime.restart(id, step, by).await?;
+        }
+    }
+    continue_run(&state, id).await
+}
