@@ -80,6 +80,8 @@ struct Cache {
     /// Keys without a `kid` (used only when the JWKS has exactly one key).
     anonymous: Vec<DecodingKey>,
     fetched: Option<Instant>,
+    /// When an unknown key id last made it fetch.
+    refetched: Option<Instant>,
 }
 
 /// The verifier, with its cache of the issuer's keys.
@@ -111,6 +113,7 @@ impl JwtVerifier {
                 keys: HashMap::new(),
                 anonymous: Vec::new(),
                 fetched: None,
+                refetched: None,
             }),
         }
     }
@@ -174,9 +177,10 @@ impl JwtVerifier {
         }
         // Perhaps the issuer rotated its keys: fetch again, but not too often.
         let recent = cache
-            .fetched
+            .refetched
             .is_some_and(|at| now.duration_since(at) < self.config.refetch_every);
         if !stale && !recent {
+            cache.refetched = Some(now);
             self.fetch(&mut cache, now).await?;
             if let Some(key) = find(&cache, kid) {
                 return Ok(key);
