@@ -9,5 +9,6 @@ mod providers_e2e;
 mod replay;
 mod repos;
 mod support;
+mod tokens;
 mod tools_e2e;
 mod usage;
