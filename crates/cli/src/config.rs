@@ -57,6 +57,9 @@ pub struct FileConfig {
     /// `[gates]`: the policy of gates a workflow leaves unset.
     #[serde(default)]
     pub gates: GatesFile,
+    /// `botarmy serve`.
+    #[serde(default)]
+    pub server: ServerFile,
 }
 
 /// `[gates]` of `botarmy.toml`.
@@ -66,6 +69,122 @@ pub struct GatesFile {
     /// `default = "always"`, `"auto"`, `"confidence_below=0.8,quality_below=0.85"`, or a
     /// table `{ confidence_below = 0.8, quality_below = 0.85 }`.
     pub default: Option<botarmy_protocol::GatePolicy>,
+}
+
+/// `[server]` of `botarmy.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Who may call the API.
+    #[serde(default)]
+    pub auth: AuthFile,
+}
+
+/// `[server.auth]` of `botarmy.toml`: how callers of `botarmy serve` authenticate. None of
+/// it is secret (tokens live hashed in the database; an issuer's keys are public).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// Accept API tokens made with `botarmy token create`.
+    #[serde(default)]
+    pub tokens: bool,
+    /// Requests per token (or JWT subject) for tokens without their own limit: `N/s`,
+    /// `N/min` or `N/h`.
+    pub rate_limit: Option<String>,
+    /// Tenants whose callers may register and forget repositories through the API.
+    #[serde(default)]
+    pub admin_tenants: Vec<String>,
+    /// Accept JWTs of an OpenID issuer.
+    pub oidc: Option<OidcFile>,
+}
+
+/// `[server.auth.oidc]`: the issuer whose JWTs are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    /// The `iss` of its tokens (Auth0: `https://TENANT.auth0.com/`).
+    pub issuer: String,
+    /// The `aud` its tokens must include (the API's identifier).
+    pub audience: String,
+    /// Where it publishes its keys; default `<issuer>/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// The claim that names the caller's tenant (`org_id`).
+    pub tenant_claim: String,
+}
+
+impl AuthFile {
+    /// The server's authentication settings, checked; `rate_limit` overrides the file's.
+    pub fn auth_config(
+        &self,
+        path: &Path,
+        tokens: bool,
+        rate_limit: Option<botarmy_store::RateLimit>,
+    ) -> Result<botarmy_server::AuthConfig, ConfigError> {
+        let bad = |message: String| ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let rate_limit = match (rate_limit, &self.rate_limit) {
+            (Some(flag), _) => Some(flag),
+            (None, Some(text)) => Some(
+                text.parse()
+                    .map_err(|e: String| bad(format!("[server.auth] rate_limit: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        for tenant in &self.admin_tenants {
+            botarmy_store::check_tenant(tenant).map_err(|problem| {
+                bad(format!("[server.auth] admin_tenants: `{tenant}` {problem}"))
+            })?;
+        }
+        let oidc = match &self.oidc {
+            None => None,
+            Some(o) => {
+                let jwks_url = o.jwks_url.clone().unwrap_or_else(|| {
+                    format!("{}/.well-known/jwks.json", o.issuer.trim_end_matches('/'))
+                });
+                check_url(&jwks_url).map_err(|expected| {
+                    bad(format!(
+                        "[server.auth.oidc] jwks_url `{jwks_url}`: {expected}"
+                    ))
+                })?;
+                if o.issuer.trim().is_empty() || o.audience.trim().is_empty() {
+                    return Err(bad(
+                        "[server.auth.oidc] issuer and audience must not be empty".into(),
+                    ));
+                }
+                if o.tenant_claim.trim().is_empty() {
+                    return Err(bad(
+                        "[server.auth.oidc] tenant_claim: expected the name of the claim that names the tenant (org_id)".into(),
+                    ));
+                }
+                Some(botarmy_server::OidcConfig::new(
+                    o.issuer.clone(),
+                    o.audience.clone(),
+                    jwks_url,
+                    o.tenant_claim.clone(),
+                ))
+            }
+        };
+        Ok(botarmy_server::AuthConfig {
+            tokens: self.tokens || tokens,
+            oidc,
+            rate_limit,
+            admin_tenants: self.admin_tenants.clone(),
+        })
+    }
+}
+
+/// An issuer's keys are fetched over HTTPS (plain HTTP only from this machine).
+fn check_url(url: &str) -> Result<(), &'static str> {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    if url.starts_with("https://") || local {
+        Ok(())
+    } else {
+        Err("expected an https:// URL (http:// only on this machine)")
+    }
 }
 
 /// `[limits]` of `botarmy.toml`: per-process bounds; work beyond them queues.

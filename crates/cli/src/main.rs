@@ -8,6 +8,7 @@ mod progress;
 mod providers;
 mod repo;
 mod serve;
+mod token;
 mod usage;
 
 use std::io::IsTerminal;
@@ -66,8 +67,12 @@ enum Command {
     Model(ModelCommand),
     /// Which provider and model answer for each agent (keys masked); `--ping` checks them.
     Providers(ProvidersArgs),
-    /// Serve the REST and WebSocket API (loopback only until auth is configured).
+    /// Serve the REST and WebSocket API (on other than a loopback address only with
+    /// authentication configured).
     Serve(serve::ServeArgs),
+    /// API tokens for `botarmy serve`: create (the secret is shown once), list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Repositories runs work in: add (a folder or a URL to clone), list, remove.
     #[command(subcommand)]
     Repo(repo::RepoCommand),
@@ -335,6 +340,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Model(ModelCommand::List { json }) => models::list(&config, json),
         Command::Serve(args) => serve::serve(&config, args).await,
         Command::Repo(command) => repo::repo(&config, command).await,
+        Command::Token(command) => token::token(&config, command).await,
         Command::Worktree(command) => repo::worktree(&config, command).await,
     }
 }

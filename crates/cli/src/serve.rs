@@ -5,30 +5,54 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use botarmy_server::{Server, ServerConfig};
+use botarmy_server::{AuthConfig, Server, ServerConfig};
+use botarmy_store::RateLimit;
 use clap::Args;
 
 use crate::config::Config;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Only loopback addresses are accepted until authentication
-    /// can be configured.
+    /// Address to listen on. An address other machines can reach needs authentication
+    /// (`--auth-tokens`, or `[server.auth]` in botarmy.toml).
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
+    /// Accept API tokens (`botarmy token create`), as `[server.auth] tokens = true`.
+    #[arg(long)]
+    auth_tokens: bool,
+    /// Requests per token for tokens without their own limit (N/s, N/min or N/h), over
+    /// `[server.auth] rate_limit`.
+    #[arg(long, value_name = "RATE")]
+    rate_limit: Option<RateLimit>,
+}
+
+/// The server's authentication from botarmy.toml and the flags, and whether it may listen
+/// on `args.addr`: an address other machines can reach needs authentication.
+pub fn auth_for(config: &Config, args: &ServeArgs) -> Result<AuthConfig> {
+    let path = config.file_path.clone().unwrap_or_default();
+    let auth = config
+        .file
+        .server
+        .auth
+        .auth_config(&path, args.auth_tokens, args.rate_limit)?;
+    botarmy_server::check_address(args.addr, &auth)?;
+    Ok(auth)
 }
 
 pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
-    // Refuse an address other machines can reach before anything is opened.
-    botarmy_server::check_address(args.addr)?;
+    // Refuse an address other machines can reach without authentication before anything
+    // is opened.
+    let auth = auth_for(config, &args)?;
     let (runtime, note) = crate::open_runtime(config, None).await?;
-    let listener = botarmy_server::bind(args.addr).await?;
+    let listener = botarmy_server::bind(args.addr, &auth).await?;
     let local = listener.local_addr()?;
     eprintln!("botarmy serving on http://{local}");
     eprintln!("  REST under /api (OpenAPI: /api/openapi.json), WebSocket /ws, /health, /ready");
+    eprintln!("  {}", describe(&auth));
     eprintln!("  {}", note.banner());
     let server_config = ServerConfig {
         clones: Some(config.clones_dir()),
+        auth,
         ..ServerConfig::default()
     };
     Server::new(runtime, server_config)
@@ -36,6 +60,25 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         .await?;
     eprintln!("botarmy server stopped; runs it drove are paused (`botarmy resume` continues them)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line about who may call.
+fn describe(auth: &AuthConfig) -> String {
+    if !auth.is_enabled() {
+        return "no authentication (loopback only): every caller is tenant `default`".into();
+    }
+    let mut ways = Vec::new();
+    if auth.tokens {
+        ways.push("API tokens".to_string());
+    }
+    if let Some(oidc) = &auth.oidc {
+        ways.push(format!("JWTs of {}", oidc.issuer));
+    }
+    let limit = auth.rate_limit.map_or_else(
+        || "no default rate limit".to_string(),
+        |l| format!("{l} per token by default"),
+    );
+    format!("authentication: {} ({limit})", ways.join(" and "))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -10,5 +10,6 @@ mod providers_e2e;
 mod replay;
 mod repos;
 mod support;
+mod tokens;
 mod tools_e2e;
 mod usage;

@@ -14,7 +14,7 @@ use botarmy_protocol::{
     HitlDecision, LiveEvent, PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus,
     UnixMillis, Usage, now_millis,
 };
-use botarmy_store::{AppendBatch, ArtifactBody, Store, StoreError};
+use botarmy_store::{AppendBatch, ArtifactBody, ProjectRecord, Store, StoreError};
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
@@ -67,6 +67,15 @@ impl Settings {
             settings
         })
     }
+}
+
+/// The project a new run goes into.
+#[derive(Clone, Copy)]
+enum ProjectChoice<'a> {
+    /// The default tenant's project of this name, created if needed.
+    Named(&'a str),
+    /// A project the caller resolved.
+    Known(&'a ProjectRecord),
 }
 
 /// Drives runs: creates them, executes their steps through the models, and appends every
@@ -133,6 +142,26 @@ impl Runtime {
         project: &str,
         request: RunRequest,
     ) -> Result<RunId, RuntimeError> {
+        self.create_run_in(ProjectChoice::Named(project), request)
+            .await
+    }
+
+    /// [`Runtime::create_run`] in a project the caller has already resolved (a tenant's,
+    /// found or made with [`Store::ensure_project_in`]).
+    pub async fn create_run_in_project(
+        &self,
+        project: &ProjectRecord,
+        request: RunRequest,
+    ) -> Result<RunId, RuntimeError> {
+        self.create_run_in(ProjectChoice::Known(project), request)
+            .await
+    }
+
+    async fn create_run_in(
+        &self,
+        project: ProjectChoice<'_>,
+        request: RunRequest,
+    ) -> Result<RunId, RuntimeError> {
         let (run_id, created) = self.prepare_run(project, request).await?;
         let record = match self
             .store
@@ -157,7 +186,9 @@ impl Runtime {
         on_created: impl FnOnce(RunId),
         cancel: CancellationToken,
     ) -> Result<RunState, RuntimeError> {
-        let (run_id, created) = self.prepare_run(project, request).await?;
+        let (run_id, created) = self
+            .prepare_run(ProjectChoice::Named(project), request)
+            .await?;
         on_created(run_id);
         let state = RunState::from_events(
             run_id,
@@ -179,9 +210,13 @@ impl Runtime {
     /// with its manifest, the project, and the `PipelineCreated` event.
     async fn prepare_run(
         &self,
-        project: &str,
+        choice: ProjectChoice<'_>,
         mut request: RunRequest,
     ) -> Result<(RunId, Created), RuntimeError> {
+        let project = match choice {
+            ProjectChoice::Named(name) => name,
+            ProjectChoice::Known(p) => p.name.as_str(),
+        };
         let method = self.method(&request.method)?;
         let plan = method.plan(&request.workflow)?;
         let run_id = RunId::new();
@@ -201,7 +236,11 @@ impl Runtime {
             source,
         })?;
         request.options.out_dir = Some(out.display().to_string());
-        let project_id = match self.project_id(project).await {
+        let resolved = match choice {
+            ProjectChoice::Named(name) => self.project_id(name).await,
+            ProjectChoice::Known(p) => Ok(p.id),
+        };
+        let project_id = match resolved {
             Ok(id) => id,
             Err(e) => {
                 let _ = std::fs::remove_file(out.join("run.json"));

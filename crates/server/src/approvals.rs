@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::drives::Start;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::input::{JsonBody, OptionalJsonBody, PathIds};
@@ -91,11 +92,15 @@ pub struct RestartStep {
 /// Lists the gates that wait for a human, across runs.
 #[utoipa::path(get, path = "/api/approvals", tag = "approvals",
     responses((status = 200, description = "waiting approvals", body = ApprovalList)))]
-pub async fn pending(State(state): State<AppState>) -> Result<Json<ApprovalList>, ApiError> {
+pub async fn pending(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ApprovalList>, ApiError> {
     let waiting = state
         .store
         .list_runs(&RunFilter {
             status: Some(RunStatus::Waiting),
+            tenant: Some(caller.tenant.clone()),
             ..RunFilter::default()
         })
         .await?;
@@ -124,10 +129,11 @@ pub async fn pending(State(state): State<AppState>) -> Result<Json<ApprovalList>
     ))]
 pub async fn gates(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<GateList>, ApiError> {
     let id: RunId = path.get("id")?;
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     let run = state.runtime.load(id).await?;
     Ok(Json(GateList {
         gates: run
@@ -166,14 +172,18 @@ fn not_driven(state: &AppState, id: RunId) -> Result<(), ApiError> {
 }
 
 /// Continues the run on this server after a decision.
-async fn continue_run(state: &AppState, id: RunId) -> Result<impl IntoResponse + use<>, ApiError> {
+async fn continue_run(
+    state: &AppState,
+    caller: &Caller,
+    id: RunId,
+) -> Result<impl IntoResponse + use<>, ApiError> {
     if state.drives.spawn(id, Start::Resume).is_err() {
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!("run {id} is already running on this server"),
         ));
     }
-    Ok((StatusCode::ACCEPTED, Json(detail(state, id).await?)))
+    Ok((StatusCode::ACCEPTED, Json(detail(state, caller, id).await?)))
 }
 
 /// Approves what a gate of the run waits for, and continues the run.
@@ -188,17 +198,18 @@ async fn continue_run(state: &AppState, id: RunId) -> Result<impl IntoResponse +
     ))]
 pub async fn approve(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     OptionalJsonBody(body): OptionalJsonBody<ApproveRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: RunId = path.get("id")?;
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     not_driven(&state, id)?;
     let run = state.runtime.load(id).await?;
     let step = step_of(&run, body.step.as_deref(), "step")?;
     let by = body.by.as_deref().unwrap_or("api");
     state.runtime.approve(id, step, by).await?;
-    continue_run(&state, id).await
+    continue_run(&state, &caller, id).await
 }
 
 /// Sends a gate's outputs (or a finished step) back with feedback: the steps restart with
@@ -213,11 +224,12 @@ pub async fn approve(
     ))]
 pub async fn reject(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     JsonBody(body): JsonBody<RejectRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: RunId = path.get("id")?;
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     if body.feedback.trim().is_empty() {
         return Err(ApiError::validation(vec![FieldError {
             path: "feedback".into(),
@@ -232,7 +244,7 @@ pub async fn reject(
         .runtime
         .reject(id, step, body.feedback.trim(), by)
         .await?;
-    continue_run(&state, id).await
+    continue_run(&state, &caller, id).await
 }
 
 /// Runs one step again (with feedback, if given), and the steps that depend on it.
@@ -250,12 +262,13 @@ pub async fn reject(
     ))]
 pub async fn restart(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     OptionalJsonBody(body): OptionalJsonBody<RestartStep>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: RunId = path.get("id")?;
     let name = path.text("step").to_owned();
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     not_driven(&state, id)?;
     let run = state.runtime.load(id).await?;
     let Some(step) = run.find_step(&name) else {
@@ -273,5 +286,5 @@ pub async fn restart(
             state.runtime.restart(id, step, by).await?;
         }
     }
-    continue_run(&state, id).await
+    continue_run(&state, &caller, id).await
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use botarmy_protocol::{ArtifactId, ArtifactKind, RunId};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::PathIds;
 use crate::views::{ArtifactList, ArtifactView};
@@ -20,20 +21,25 @@ use crate::views::{ArtifactList, ArtifactView};
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<ArtifactList>, ApiError> {
     let id: RunId = path.get("id")?;
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     let items = state.store.artifacts(id).await?;
     Ok(Json(ArtifactList {
         items: items.into_iter().map(ArtifactView::from).collect(),
     }))
 }
 
-async fn find(state: &AppState, path: &PathIds) -> Result<botarmy_store::ArtifactRecord, ApiError> {
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    path: &PathIds,
+) -> Result<botarmy_store::ArtifactRecord, ApiError> {
     let run: RunId = path.get("id")?;
     let artifact: ArtifactId = path.get("artifact_id")?;
-    state.store.get_run(run).await?;
+    state.store.get_run_in(&caller.tenant, run).await?;
     state
         .store
         .artifacts(run)
@@ -55,9 +61,10 @@ async fn find(state: &AppState, path: &PathIds) -> Result<botarmy_store::Artifac
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<ArtifactView>, ApiError> {
-    find(&state, &path).await.map(|a| Json(a.into()))
+    find(&state, &caller, &path).await.map(|a| Json(a.into()))
 }
 
 /// One artifact version's content, as stored.
@@ -70,8 +77,12 @@ pub async fn get(
         (status = 200, description = "the content as stored: text/markdown for documents, application/octet-stream for code"),
         (status = 404, description = "no such run or artifact", body = ErrorBody),
     ))]
-pub async fn raw(State(state): State<AppState>, path: PathIds) -> Result<Response, ApiError> {
-    let record = find(&state, &path).await?;
+pub async fn raw(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: PathIds,
+) -> Result<Response, ApiError> {
+    let record = find(&state, &caller, &path).await?;
     let content = state.store.artifact_content(record.artifact.id).await?;
     let content_type = match record.artifact.kind {
         ArtifactKind::Document => "text/markdown; charset=utf-8",

@@ -6,7 +6,7 @@
 //! real cause, so internals never reach a client.
 
 use axum::http::StatusCode;
-use axum::http::header::{HeaderValue, RETRY_AFTER};
+use axum::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::response::{IntoResponse, Response};
 use botarmy_protocol::IdParseError;
 use botarmy_runtime::RuntimeError;
@@ -26,6 +26,11 @@ pub enum ErrorCode {
     ValidationFailed,
     /// The thing asked for does not exist.
     NotFound,
+    /// The request carries no credentials, or ones that are unknown, revoked, expired or
+    /// not for this server (the `WWW-Authenticate` header says `Bearer`).
+    Unauthorized,
+    /// The caller is known but may not do this.
+    Forbidden,
     /// The route exists but not with this method.
     MethodNotAllowed,
     /// The request conflicts with the current state (a run that already finished, a
@@ -35,6 +40,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The body is not JSON.
     UnsupportedMediaType,
+    /// The caller made too many requests; `retry-after` says in how many seconds to try
+    /// again.
+    RateLimited,
     /// The server cannot answer now (store busy or unreachable); try again.
     Unavailable,
     /// The server failed; the reference in the message finds the cause in its log.
@@ -47,6 +55,9 @@ impl ErrorCode {
             Self::InvalidRequest | Self::InvalidId => StatusCode::BAD_REQUEST,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -82,6 +93,8 @@ pub struct ErrorBody {
 #[derive(Debug)]
 pub struct ApiError {
     body: ErrorBody,
+    /// Seconds after which to try again (`retry-after`), for a rate-limited request.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -93,7 +106,25 @@ impl ApiError {
                 message: message.into(),
                 details: Vec::new(),
             },
+            retry_after: None,
         }
+    }
+
+    /// A request without acceptable credentials; the message says what is missing, never
+    /// what a credential contained.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// Too many requests: try again in `seconds` (at least 1).
+    pub fn rate_limited(seconds: u64) -> Self {
+        let seconds = seconds.max(1);
+        let mut error = Self::new(
+            ErrorCode::RateLimited,
+            format!("too many requests for this token; try again in {seconds} s"),
+        );
+        error.retry_after = Some(seconds);
+        error
     }
 
     /// Adds the field at fault.
@@ -117,6 +148,7 @@ impl ApiError {
                 message,
                 details,
             },
+            retry_after: None,
         }
     }
 
@@ -161,11 +193,20 @@ fn display_path(path: &str) -> &str {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.body.code.status();
+        let retry_after = self.retry_after;
         let mut response = (status, axum::Json(self.body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.unwrap_or(1)));
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use botarmy_protocol::RunId;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::input::{PathIds, QueryParams};
 use crate::views::{EventPage, RunUsage, UsageRowView};
@@ -23,6 +24,7 @@ use crate::views::{EventPage, RunUsage, UsageRowView};
     ))]
 pub async fn page(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     mut query: QueryParams,
 ) -> Result<Json<EventPage>, ApiError> {
@@ -31,7 +33,7 @@ pub async fn page(
     let limit = query.number("limit", 100, 1, 1_000)?;
     query.finish()?;
     // The run first: its last_seq is a lower bound of what the read below can see.
-    let run = state.store.get_run(id).await?;
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
     let events = state.store.read_events(id, since, limit as u32).await?;
     let next_since = events.last().map_or(since, |e| e.seq);
     let last_seq = run.last_seq.max(next_since);
@@ -52,10 +54,11 @@ pub async fn page(
     ))]
 pub async fn usage(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<RunUsage>, ApiError> {
     let id: RunId = path.get("id")?;
-    let run = state.store.get_run(id).await?;
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
     let rows = state.store.usage_breakdown(id).await?;
     Ok(Json(RunUsage {
         run_id: id,

@@ -22,9 +22,15 @@
 //! GET  /api/repositories/{name}                           DELETE /api/repositories/{name}
 //! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
 //! ```
+//!
+//! Authentication and tenants: see [`auth`]. Every project, run, event and artifact
+//! belongs to a tenant, and a caller reaches only its own tenant's; the registered
+//! repositories are server-wide (the operator's, like the server's folders they point at):
+//! every caller may list them and name them in runs, only admin tenants may change them.
 
 mod approvals;
 mod artifacts;
+pub mod auth;
 mod drives;
 mod error;
 mod events;
@@ -50,6 +56,7 @@ use botarmy_runtime::Runtime;
 use botarmy_store::Store;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{AuthConfig, OidcConfig, ServeError, check_address};
 pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
 pub use openapi::document as openapi_document;
 
@@ -73,6 +80,8 @@ pub struct ServerConfig {
     /// Where repositories registered by URL are cloned (`$BOTARMY_HOME/repos`); `None`:
     /// only checkouts on this machine can be registered.
     pub clones: Option<PathBuf>,
+    /// Who may call, and how (default: no authentication, everyone is tenant `default`).
+    pub auth: AuthConfig,
 }
 
 impl Default for ServerConfig {
@@ -84,46 +93,17 @@ impl Default for ServerConfig {
             slow_client: Duration::from_secs(10),
             token_batch: Duration::from_millis(50),
             clones: None,
+            auth: AuthConfig::default(),
         }
     }
 }
 
-/// Why the server refuses to start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// Listening beyond this machine needs authentication, which is not configured.
-    #[error(
-        "refusing to listen on {addr}: it is reachable from other machines and no authentication is configured; \
-         listen on a loopback address (127.0.0.1, [::1]) or put an authenticating proxy in front and bind it to loopback"
-    )]
-    NotLoopback {
-        /// The address asked for.
-        addr: SocketAddr,
-    },
-    /// The address cannot be bound or the server failed while serving.
-    #[error("serving on {addr}: {source}")]
-    Io {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// Refuses an address other machines can reach while authentication is not configured
-/// (authentication comes later; until then only loopback addresses are served).
-pub fn check_address(addr: SocketAddr) -> Result<(), ServeError> {
-    if addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(ServeError::NotLoopback { addr })
-    }
-}
-
 /// Checks `addr` with [`check_address`] and binds it.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
-    check_address(addr)?;
+pub async fn bind(
+    addr: SocketAddr,
+    auth: &AuthConfig,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    check_address(addr, auth)?;
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Io { addr, source })
@@ -136,6 +116,7 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) drives: Arc<drives::Drives>,
     pub(crate) config: Arc<ServerConfig>,
+    pub(crate) auth: auth::SharedAuth,
     /// Cancelled when the server shuts down: streams say goodbye and end.
     pub(crate) shutdown: CancellationToken,
 }
@@ -154,6 +135,7 @@ impl Server {
                 drives: Arc::new(drives::Drives::new(Arc::clone(&runtime))),
                 runtime,
                 store,
+                auth: Arc::new(auth::Auth::new(config.auth.clone())),
                 config: Arc::new(config),
                 shutdown: CancellationToken::new(),
             },
@@ -201,6 +183,10 @@ impl Server {
             .nest("/api", api)
             .fallback(meta::no_route)
             .method_not_allowed_fallback(meta::wrong_method)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                auth::require,
+            ))
             .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
             .with_state(self.state.clone())
     }

@@ -1,7 +1,8 @@
 //! The OpenAPI document of the REST API, generated from the handlers' annotations so it
 //! cannot drift from the routes' shapes.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::approvals::{
     ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
@@ -23,8 +24,13 @@ use crate::views::{
         description = "Start, steer and read BotArmy runs. Every error has the shape \
             `{code, message, details: [{path, message}]}`. Live events: the WebSocket \
             `/ws?run_id=ID&since=N` streams a run's stored events after N, then live ones \
-            (see the server crate's `ws` module)."
+            (see the server crate's `ws` module). Every route but `/health`, `/ready` and \
+            `/api/openapi.json` needs `Authorization: Bearer <token>` when the server has \
+            authentication on: an API token (`botarmy token create`) or a JWT of the \
+            configured OpenID issuer. A caller sees only its own tenant's projects, runs, \
+            events and artifacts; another tenant's answer 404 like missing ones."
     ),
+    modifiers(&BearerAuth),
     paths(
         crate::meta::health,
         crate::meta::ready,
@@ -72,6 +78,39 @@ use crate::views::{
     )
 )]
 struct ApiDoc;
+
+/// The bearer security scheme, required everywhere but on the routes that are open.
+struct BearerAuth;
+
+/// Routes that answer without a credential.
+const OPEN: [&str; 3] = ["/health", "/ready", "/api/openapi.json"];
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API token (`bat_…`, from `botarmy token create`) or a JWT of the configured OpenID issuer",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+        for path in OPEN {
+            if let Some(item) = openapi.paths.paths.get_mut(path)
+                && let Some(get) = item.get.as_mut()
+            {
+                // An empty requirement: no credential needed.
+                get.security = Some(vec![SecurityRequirement::default()]);
+            }
+        }
+    }
+}
 
 /// The OpenAPI document, as JSON.
 pub fn document() -> serde_json::Value {

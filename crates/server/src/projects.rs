@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::input::{JsonBody, PathIds, QueryParams};
 use crate::views::{ProjectPage, ProjectView};
@@ -18,7 +19,8 @@ use crate::views::{ProjectPage, ProjectView};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
-    /// Unique name: 1 to 100 characters, no control characters, not only spaces.
+    /// Name, unique within the caller's tenant: 1 to 100 characters, no control
+    /// characters, not only spaces.
     pub name: String,
 }
 
@@ -49,12 +51,13 @@ pub fn check_name(name: &str, path: &str) -> Option<FieldError> {
     ))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateProject>,
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(problem) = check_name(&body.name, "name") {
         return Err(ApiError::validation(vec![problem]));
     }
-    let existing = state.store.list_projects().await?;
+    let existing = state.store.list_projects_in(&caller.tenant).await?;
     if existing.iter().any(|p| p.name == body.name) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -62,7 +65,12 @@ pub async fn create(
         )
         .field("name", "is taken"));
     }
-    let project = ProjectView::from(state.store.ensure_project(&body.name).await?);
+    let project = ProjectView::from(
+        state
+            .store
+            .ensure_project_in(&caller.tenant, &body.name)
+            .await?,
+    );
     Ok((
         StatusCode::CREATED,
         [(LOCATION, format!("/api/projects/{}", project.id))],
@@ -70,7 +78,7 @@ pub async fn create(
     ))
 }
 
-/// Lists projects, newest first.
+/// Lists the caller's projects, newest first.
 #[utoipa::path(get, path = "/api/projects", tag = "projects",
     params(
         ("limit" = Option<u64>, Query, description = "at most this many (1-500, default 50)"),
@@ -82,12 +90,13 @@ pub async fn create(
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     mut query: QueryParams,
 ) -> Result<Json<ProjectPage>, ApiError> {
     let limit = query.number("limit", 50, 1, 500)?;
     let offset = query.number("offset", 0, 0, u64::from(u32::MAX))?;
     query.finish()?;
-    let all = state.store.list_projects().await?;
+    let all = state.store.list_projects_in(&caller.tenant).await?;
     let total = all.len() as u64;
     let items: Vec<ProjectView> = all
         .into_iter()
@@ -112,20 +121,10 @@ pub async fn list(
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<ProjectView>, ApiError> {
     let id: ProjectId = path.get("id")?;
-    find(&state, id).await.map(Json)
-}
-
-/// The project with this id.
-pub async fn find(state: &AppState, id: ProjectId) -> Result<ProjectView, ApiError> {
-    state
-        .store
-        .list_projects()
-        .await?
-        .into_iter()
-        .find(|p| p.id == id)
-        .map(ProjectView::from)
-        .ok_or_else(|| ApiError::not_found("project", id))
+    let project = state.store.get_project_in(&caller.tenant, id).await?;
+    Ok(Json(project.into()))
 }

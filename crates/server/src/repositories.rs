@@ -1,6 +1,11 @@
 //! `/api/repositories`: register (a folder on the server's machine, or a URL it clones),
 //! list, read and forget the repositories runs work in. The rules are the runtime's
 //! (`botarmy_runtime::repositories`), shared with `botarmy repo`.
+//!
+//! Repositories are server-wide: they point at folders of the server's machine, which are
+//! the operator's. With authentication on, every caller may list and read them and name
+//! them in runs; registering and forgetting take a caller of an admin tenant
+//! (`[server.auth] admin_tenants`), or the operator's `botarmy repo` on the machine.
 
 use axum::Json;
 use axum::extract::rejection::RawPathParamsRejection;
@@ -16,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::input::{JsonBody, QueryParams, invalid_param};
 
@@ -101,6 +107,19 @@ impl From<RepositoryError> for ApiError {
     }
 }
 
+/// Refuses a caller that is not of an admin tenant.
+fn admin_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "registering and forgetting repositories takes a caller of an admin tenant \
+             ([server.auth] admin_tenants), or `botarmy repo` on the server's machine",
+        ))
+    }
+}
+
 /// The `{name}` segment of the path.
 fn name_of(path: Result<RawPathParams, RawPathParamsRejection>) -> Result<String, ApiError> {
     let path = path.map_err(|e| {
@@ -121,13 +140,16 @@ fn name_of(path: Result<RawPathParams, RawPathParamsRejection>) -> Result<String
     responses(
         (status = 201, description = "registered (a URL is cloned first)", body = RepositoryView),
         (status = 400, description = "malformed body", body = ErrorBody),
+        (status = 403, description = "the caller is not of an admin tenant", body = ErrorBody),
         (status = 409, description = "the name is taken, or the clone's folder exists", body = ErrorBody),
         (status = 422, description = "bad name or location: not a git checkout, a URL that is not cloned, a clone that failed (git's message)", body = ErrorBody),
     ))]
 pub async fn add(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<AddRepository>,
 ) -> Result<impl IntoResponse, ApiError> {
+    admin_only(&caller)?;
     let clones = match (&state.config.clones, Location::parse(&body.location)?) {
         (Some(clones), _) => clones.clone(),
         (None, Location::Path(_)) => std::path::PathBuf::new(),
@@ -201,14 +223,17 @@ pub async fn get(
     responses(
         (status = 200, description = "forgotten; what was registered", body = RepositoryView),
         (status = 400, description = "bad query", body = ErrorBody),
+        (status = 403, description = "the caller is not of an admin tenant", body = ErrorBody),
         (status = 404, description = "no such repository", body = ErrorBody),
         (status = 409, description = "delete_clone for a repository BotArmy did not clone", body = ErrorBody),
     ))]
 pub async fn remove(
     State(state): State<AppState>,
+    caller: Caller,
     path: Result<RawPathParams, RawPathParamsRejection>,
     mut query: QueryParams,
 ) -> Result<Json<RepositoryView>, ApiError> {
+    admin_only(&caller)?;
     let name = name_of(path)?;
     let delete_clone = match query.take("delete_clone").as_deref() {
         None | Some("false") => false,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::drives::Start;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::input::{JsonBody, OptionalJsonBody, PathIds, QueryParams, invalid_param};
@@ -31,11 +32,11 @@ pub struct CreateRun {
     /// Workflow id; default: the method's default workflow.
     #[serde(default)]
     pub workflow: Option<String>,
-    /// The project by id; wins over `project`.
+    /// The project by id (one of the caller's tenant); wins over `project`.
     #[serde(default)]
     #[schema(value_type = Option<String>, format = Uuid)]
     pub project_id: Option<ProjectId>,
-    /// The project by name, created if needed; default `default`.
+    /// The project by name, in the caller's tenant, created if needed; default `default`.
     #[serde(default)]
     pub project: Option<String>,
     /// Where definitions come from; only `builtin` for now.
@@ -207,6 +208,7 @@ impl CreateRun {
     ))]
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut problems = Vec::new();
@@ -268,21 +270,29 @@ pub async fn create(
         }),
     }
     let project = match body.project_id {
-        Some(id) => match crate::projects::find(&state, id).await {
-            Ok(p) => Some(p.name),
-            Err(e) if e.code() == ErrorCode::NotFound => {
+        Some(id) => match state.store.get_project_in(&caller.tenant, id).await {
+            Ok(p) => Some(Ok(p)),
+            Err(botarmy_store::StoreError::NotFound { .. }) => {
                 problems.push(FieldError {
                     path: "project_id".into(),
                     message: format!("no project has the id {id}"),
                 });
                 None
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         },
-        None => Some(body.project.clone().unwrap_or_else(|| "default".into())),
+        None => Some(Err(body
+            .project
+            .clone()
+            .unwrap_or_else(|| "default".into()))),
     };
     let (Some(project), Some(workflow), true) = (project, workflow, problems.is_empty()) else {
         return Err(ApiError::validation(problems));
+    };
+    // A project named, not found by id, is made only once the request is known to be good.
+    let project = match project {
+        Ok(found) => found,
+        Err(name) => state.store.ensure_project_in(&caller.tenant, &name).await?,
     };
     let request = RunRequest {
         idea: body.idea,
@@ -290,10 +300,13 @@ pub async fn create(
         method: METHOD.into(),
         options,
     };
-    let run_id = state.runtime.create_run(&project, request).await?;
+    let run_id = state
+        .runtime
+        .create_run_in_project(&project, request)
+        .await?;
     // A run created a moment ago is driven by no one.
     let _ = state.drives.spawn(run_id, Start::Fresh);
-    let detail = detail(&state, run_id).await?;
+    let detail = detail(&state, &caller, run_id).await?;
     Ok((
         StatusCode::CREATED,
         [(LOCATION, format!("/api/runs/{run_id}"))],
@@ -301,7 +314,7 @@ pub async fn create(
     ))
 }
 
-/// Lists runs, newest first.
+/// Lists the caller's runs, newest first.
 #[utoipa::path(get, path = "/api/runs", tag = "runs",
     params(
         ("project_id" = Option<String>, Query, description = "only runs of this project"),
@@ -315,6 +328,7 @@ pub async fn create(
     ))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     mut query: QueryParams,
 ) -> Result<Json<RunPage>, ApiError> {
     let project = query.id::<ProjectId>("project_id")?;
@@ -333,6 +347,7 @@ pub async fn list(
     let offset = query.number("offset", 0, 0, u64::from(u32::MAX))?;
     query.finish()?;
     let filter = RunFilter {
+        tenant: Some(caller.tenant),
         project,
         status,
         limit: limit as u32,
@@ -359,19 +374,20 @@ pub async fn list(
     ))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<RunDetail>, ApiError> {
     let id: RunId = path.get("id")?;
-    detail(&state, id).await.map(Json)
+    detail(&state, &caller, id).await.map(Json)
 }
 
-/// Reads a run's records into its detail view.
-pub async fn detail(state: &AppState, id: RunId) -> Result<RunDetail, ApiError> {
+/// Reads a run of the caller's tenant into its detail view.
+pub async fn detail(state: &AppState, caller: &Caller, id: RunId) -> Result<RunDetail, ApiError> {
     // Asked before the store is read: a run not driven here then has its final records
     // below (the drive stores everything before it ends), so `driven_here: false` never
     // comes with a status its drive already left.
     let driven_here = state.drives.is_driven(id);
-    let run = state.store.get_run(id).await?;
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
     let last_seq = run.last_seq;
     let steps = state.store.steps(id).await?;
     let attempts = state.store.attempts(id).await?;
@@ -416,11 +432,13 @@ const QUEUE_TAIL: u64 = 256;
     ))]
 pub async fn pause(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
 ) -> Result<Json<RunDetail>, ApiError> {
     let id: RunId = path.get("id")?;
+    // 404 before anything changes.
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
     if !state.drives.pause(id).await {
-        let run = state.store.get_run(id).await?;
         return Err(ApiError::new(
             ErrorCode::Conflict,
             format!(
@@ -429,7 +447,7 @@ pub async fn pause(
             ),
         ));
     }
-    detail(&state, id).await.map(Json)
+    detail(&state, &caller, id).await.map(Json)
 }
 
 /// Continues a paused, waiting or interrupted run on this server, with new spending
@@ -444,6 +462,7 @@ pub async fn pause(
     ))]
 pub async fn resume(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     OptionalJsonBody(body): OptionalJsonBody<ResumeRun>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -455,7 +474,7 @@ pub async fn resume(
             return Err(ApiError::validation(problems));
         }
     }
-    let run = state.store.get_run(id).await?;
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
     if state.drives.is_driven(id) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -477,7 +496,10 @@ pub async fn resume(
             format!("run {id} is already running on this server"),
         ));
     }
-    Ok((StatusCode::ACCEPTED, Json(detail(&state, id).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(detail(&state, &caller, id).await?),
+    ))
 }
 
 /// Answers what a waiting run asks (an agent's question, or a decision such as running a
@@ -492,11 +514,12 @@ pub async fn resume(
     ))]
 pub async fn answer(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     JsonBody(body): JsonBody<AnswerRun>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: RunId = path.get("id")?;
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     if state.drives.is_driven(id) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -511,7 +534,10 @@ pub async fn answer(
             format!("run {id} is already running on this server"),
         ));
     }
-    Ok((StatusCode::ACCEPTED, Json(detail(&state, id).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(detail(&state, &caller, id).await?),
+    ))
 }
 
 /// Cancels a run for good (pausing it first if this server drives it).
@@ -526,6 +552,7 @@ pub async fn answer(
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     path: PathIds,
     OptionalJsonBody(body): OptionalJsonBody<CancelRun>,
 ) -> Result<Json<RunDetail>, ApiError> {
@@ -540,8 +567,8 @@ pub async fn cancel(
         }]));
     }
     // 404 before anything changes.
-    state.store.get_run(id).await?;
+    state.store.get_run_in(&caller.tenant, id).await?;
     state.drives.pause(id).await;
     state.runtime.cancel(id, &reason).await?;
-    detail(&state, id).await.map(Json)
+    detail(&state, &caller, id).await.map(Json)
 }

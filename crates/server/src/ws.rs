@@ -41,6 +41,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorCode};
 use crate::input::{QueryParams, invalid_param};
 
@@ -63,6 +64,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upgrades to the WebSocket stream of one run, after checking the request.
 pub async fn upgrade(
     State(state): State<AppState>,
+    caller: Caller,
     mut query: QueryParams,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
@@ -76,15 +78,21 @@ pub async fn upgrade(
         }
     };
     let since = query.number("since", 0, 0, i64::MAX as u64)?;
+    // The credential, for clients that cannot send headers; authentication read it.
+    let _ = query.take("token");
     query.finish()?;
-    let run = state.store.get_run(run_id).await?;
+    let run = state.store.get_run_in(&caller.tenant, run_id).await?;
     let ws = ws.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             format!("/ws speaks WebSocket only: {}", e.body_text()),
         )
     })?;
-    Ok(ws.on_upgrade(move |socket| stream(state, socket, run, since)))
+    // A client that sent its token as the subprotocols `bearer, <token>` gets `bearer`
+    // back (never the token).
+    Ok(ws
+        .protocols(["bearer"])
+        .on_upgrade(move |socket| stream(state, socket, run, since)))
 }
 
 /// What the feeder hands the writer.

@@ -5,6 +5,7 @@
 mod support;
 
 mod approvals;
+mod auth;
 mod control;
 mod errors;
 mod repositories;
@@ -56,4 +57,8 @@ on_both_backends!(
     repositories::repositories_are_registered_listed_read_and_removed,
     repositories::bad_repository_requests_name_the_field,
     repositories::a_run_waiting_on_its_setup_is_answered_over_the_api,
+    auth::requests_without_a_valid_token_are_refused,
+    auth::no_tenant_reaches_another_tenants_things,
+    auth::a_token_over_its_rate_limit_gets_429,
+    auth::jwts_of_the_issuer_are_accepted_and_others_refused,
 );

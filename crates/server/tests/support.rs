@@ -295,7 +295,7 @@ impl Answer {
 }
 
 impl TestServer {
-    async fn answer(&self, request: reqwest::RequestBuilder) -> Answer {
+    pub async fn answer(&self, request: reqwest::RequestBuilder) -> Answer {
         let response = tokio::time::timeout(PATIENCE, request.send())
             .await
             .expect("the server answers in time")
@@ -315,6 +315,30 @@ impl TestServer {
     pub async fn get(&self, path: &str) -> Answer {
         self.answer(self.client.get(format!("{}{path}", self.http)))
             .await
+    }
+
+    /// A GET with `Authorization: Bearer <token>`.
+    pub async fn get_as(&self, token: &str, path: &str) -> Answer {
+        self.answer(
+            self.client
+                .get(format!("{}{path}", self.http))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// A POST of JSON (`Value::Null`: no body) with `Authorization: Bearer <token>`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.http))
+            .bearer_auth(token);
+        if !body.is_null() {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        self.answer(request).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
@@ -401,6 +425,22 @@ impl TestServer {
                 .await
                 .expect("the server stops in time")
                 .unwrap();
+        }
+    }
+
+    /// Opens `/ws` with this request (headers of the caller's choosing); `Err(status)` when
+    /// the server refuses the upgrade.
+    pub async fn connect_request(
+        &self,
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+        since: u64,
+    ) -> Result<Ws, u16> {
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(Ws::hello(socket, since).await),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(other) => panic!("the WebSocket handshake failed: {other}"),
         }
     }
 

@@ -113,12 +113,39 @@ pub enum StoreError {
     },
 }
 
-/// A project: runs belong to one.
+/// The tenant of everything made without one: runs started by the CLI, projects that
+/// existed before tenants, every request of a server without authentication.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Longest tenant name accepted.
+pub const MAX_TENANT: usize = 128;
+
+/// Checks a tenant name: 1 to [`MAX_TENANT`] characters, no control characters or spaces.
+/// The error says what is wrong.
+pub fn check_tenant(tenant: &str) -> Result<(), String> {
+    if tenant.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if tenant.chars().count() > MAX_TENANT {
+        return Err(format!("must be at most {MAX_TENANT} characters"));
+    }
+    if let Some(bad) = tenant.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "must not contain spaces or control characters, found {bad:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// A project: runs belong to one, and it belongs to a tenant. Runs, their events and
+/// artifacts reach their tenant through their project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProjectRecord {
     /// Id.
     pub id: ProjectId,
-    /// Unique name.
+    /// The tenant that owns it.
+    pub tenant: String,
+    /// Name, unique within its tenant.
     pub name: String,
     /// `active` or `archived`.
     pub status: String,
@@ -189,6 +216,8 @@ pub struct AppendBatch {
 /// Filters for [`Store::list_runs`].
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Only runs of this tenant's projects.
+    pub tenant: Option<String>,
     /// Only runs of this project.
     pub project: Option<ProjectId>,
     /// Only runs in this state.
@@ -317,6 +346,78 @@ pub struct LlmCallRecord {
     pub created_at: UnixMillis,
 }
 
+/// How many requests a caller may make per period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Requests per period (at least 1).
+    pub requests: u32,
+    /// The period, in seconds (at least 1).
+    pub per_secs: u32,
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.per_secs {
+            1 => write!(f, "{}/s", self.requests),
+            60 => write!(f, "{}/min", self.requests),
+            3600 => write!(f, "{}/h", self.requests),
+            secs => write!(f, "{}/{secs}s", self.requests),
+        }
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    /// `N/s`, `N/min`, `N/h` (also `N/second`, `N/minute`, `N/hour`, `N/Ks` for K seconds).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let expected = || {
+            format!(
+                "`{text}` is not a rate: expected N/s, N/min or N/h (N a positive whole number)"
+            )
+        };
+        let (count, period) = text.trim().split_once('/').ok_or_else(expected)?;
+        let requests: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(expected)?;
+        let per_secs = match period.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            other => other
+                .strip_suffix('s')
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(expected)?,
+        };
+        Ok(Self { requests, per_secs })
+    }
+}
+
+/// An API token as stored: its secret only as a hash, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenRecord {
+    /// Id, shown in lists and used to revoke it.
+    pub id: String,
+    /// The tenant whose data the token reaches.
+    pub tenant: String,
+    /// What it is for, as its creator named it.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the secret.
+    pub hash: String,
+    /// When created.
+    pub created_at: UnixMillis,
+    /// When last used (recorded at most about once a minute).
+    pub last_used_at: Option<UnixMillis>,
+    /// When revoked; a revoked token is refused.
+    pub revoked_at: Option<UnixMillis>,
+    /// Its own rate limit, over the server's default.
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// BotArmy's durable state. Implementations: SQLite (embedded default) and PostgreSQL.
 ///
 /// Every method is safe to call from many tasks and processes at once. All writes about
@@ -328,11 +429,63 @@ pub trait Store: Send + Sync + 'static {
     /// Where the data lives, for messages (never contains a password).
     fn location(&self) -> String;
 
-    /// Returns the project with this name, creating it if needed.
-    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError>;
+    /// Returns the [`DEFAULT_TENANT`]'s project with this name, creating it if needed.
+    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        self.ensure_project_in(DEFAULT_TENANT, name).await
+    }
 
-    /// All projects, newest first.
+    /// Returns the tenant's project with this name, creating it if needed.
+    async fn ensure_project_in(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ProjectRecord, StoreError>;
+
+    /// All projects of every tenant, newest first.
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// The tenant's projects, newest first.
+    async fn list_projects_in(&self, tenant: &str) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    /// The project with this id if it belongs to the tenant; [`StoreError::NotFound`] if it
+    /// does not exist or belongs to another (the two are not told apart).
+    async fn get_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+    ) -> Result<ProjectRecord, StoreError>;
+
+    /// The tenant of the run (its project's); `None` if there is no such run.
+    async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError>;
+
+    /// The run if it belongs to the tenant; [`StoreError::NotFound`] if it does not exist
+    /// or belongs to another (the two are not told apart).
+    async fn get_run_in(&self, tenant: &str, run_id: RunId) -> Result<RunSummary, StoreError> {
+        match self.run_tenant(run_id).await? {
+            Some(owner) if owner == tenant => self.get_run(run_id).await,
+            _ => Err(StoreError::NotFound {
+                what: "run",
+                id: run_id.to_string(),
+            }),
+        }
+    }
+
+    /// Stores a new API token. [`StoreError::InvalidInput`] for a bad tenant or a hash that
+    /// is stored already (nothing is written then).
+    async fn create_token(&self, token: ApiTokenRecord) -> Result<(), StoreError>;
+
+    /// Tokens of one tenant (or of all), oldest first.
+    async fn list_tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiTokenRecord>, StoreError>;
+
+    /// The token whose secret hashes to `hash`, revoked or not; `None` if none does.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, StoreError>;
+
+    /// Revokes a token (a revoked one keeps its first revocation time) and returns it;
+    /// [`StoreError::NotFound`] if no token has this id.
+    async fn revoke_token(&self, id: &str, at: UnixMillis) -> Result<ApiTokenRecord, StoreError>;
+
+    /// Records that the token was used at `at`.
+    async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError>;
 
     /// Registers a repository. [`StoreError::AlreadyExists`] if its name is taken,
     /// [`StoreError::InvalidInput`] if the name breaks [`check_repository_name`]; nothing is

@@ -9,6 +9,7 @@ mod listen;
 mod read;
 mod repositories;
 mod schema;
+mod tokens;
 mod usage;
 mod write;
 
@@ -24,9 +25,9 @@ use tokio_postgres::error::SqlState;
 use crate::projection::{self, PreparedEvent};
 use crate::watch::{self, Watchers};
 use crate::{
-    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
-    ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord, Store,
-    StoreError, UsageRow,
+    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats,
+    ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord,
+    Store, StoreError, UsageRow,
 };
 
 /// Connections in the pool.
@@ -200,15 +201,63 @@ impl Store for PgStore {
         self.location.clone()
     }
 
-    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+    async fn ensure_project_in(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ProjectRecord, StoreError> {
+        crate::check_tenant(tenant)
+            .map_err(|problem| projection::invalid(format!("tenant `{tenant}` {problem}")))?;
         let id = ProjectId::new();
         let at = botarmy_protocol::now_millis();
-        self.with(async |c| write::ensure_project(c, name, id, at).await)
+        self.with(async |c| write::ensure_project(c, tenant, name, id, at).await)
             .await
     }
 
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
-        self.with(async |c| read::list_projects(c).await).await
+        self.with(async |c| read::list_projects(c, None).await)
+            .await
+    }
+
+    async fn list_projects_in(&self, tenant: &str) -> Result<Vec<ProjectRecord>, StoreError> {
+        self.with(async |c| read::list_projects(c, Some(tenant)).await)
+            .await
+    }
+
+    async fn get_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+    ) -> Result<ProjectRecord, StoreError> {
+        self.with(async |c| read::project_in(c, tenant, id).await)
+            .await
+    }
+
+    async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError> {
+        self.with(async |c| read::run_tenant(c, run_id).await).await
+    }
+
+    async fn create_token(&self, token: ApiTokenRecord) -> Result<(), StoreError> {
+        crate::check_tenant(&token.tenant).map_err(|problem| {
+            projection::invalid(format!("tenant `{}` {problem}", token.tenant))
+        })?;
+        self.with(async |c| tokens::create(c, &token).await).await
+    }
+
+    async fn list_tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        self.with(async |c| tokens::list(c, tenant).await).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+        self.with(async |c| tokens::by_hash(c, hash).await).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: UnixMillis) -> Result<ApiTokenRecord, StoreError> {
+        self.with(async |c| tokens::revoke(c, id, at).await).await
+    }
+
+    async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
+        self.with(async |c| tokens::touch(c, id, at).await).await
     }
 
     async fn add_repository(

@@ -31,41 +31,87 @@ const CALL_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0)::BIGINT, \
      COALESCE(SUM(c.output_tokens), 0)::BIGINT, COALESCE(SUM(c.cached_tokens), 0)::BIGINT, \
      COALESCE(SUM(c.cost_usd), 0)::DOUBLE PRECISION, COUNT(c.seq)";
 
+const PROJECT_COLUMNS: &str = "id, tenant, name, status, created_at";
+
 fn project(row: &Row) -> ProjectRecord {
     ProjectRecord {
         id: ProjectId(row.get(0)),
-        name: row.get(1),
-        status: row.get(2),
-        created_at: row.get(3),
+        tenant: row.get(1),
+        name: row.get(2),
+        status: row.get(3),
+        created_at: row.get(4),
     }
 }
 
 pub(crate) async fn project_by_name(
     client: &Object,
+    tenant: &str,
     name: &str,
 ) -> Result<Option<ProjectRecord>, Fail> {
     let stmt = client
-        .prepare_cached("SELECT id, name, status, created_at FROM projects WHERE name = $1")
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE tenant = $1 AND name = $2"
+        ))
         .await?;
     Ok(client
-        .query_opt(&stmt, &[&name])
+        .query_opt(&stmt, &[&tenant, &name])
         .await?
         .as_ref()
         .map(project))
 }
 
-pub(crate) async fn list_projects(client: &Object) -> Result<Vec<ProjectRecord>, Fail> {
+pub(crate) async fn project_in(
+    client: &Object,
+    tenant: &str,
+    id: ProjectId,
+) -> Result<ProjectRecord, Fail> {
     let stmt = client
-        .prepare_cached(
-            "SELECT id, name, status, created_at FROM projects ORDER BY created_at DESC, id DESC",
-        )
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE tenant = $1 AND id = $2"
+        ))
+        .await?;
+    client
+        .query_opt(&stmt, &[&tenant, &id.0])
+        .await?
+        .as_ref()
+        .map(project)
+        .ok_or_else(|| {
+            Fail::Store(StoreError::NotFound {
+                what: "project",
+                id: id.to_string(),
+            })
+        })
+}
+
+/// Projects of one tenant or of all, newest first.
+pub(crate) async fn list_projects(
+    client: &Object,
+    tenant: Option<&str>,
+) -> Result<Vec<ProjectRecord>, Fail> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE $1::TEXT IS NULL OR tenant = $1
+             ORDER BY created_at DESC, id DESC"
+        ))
         .await?;
     Ok(client
-        .query(&stmt, &[])
+        .query(&stmt, &[&tenant])
         .await?
         .iter()
         .map(project)
         .collect())
+}
+
+pub(crate) async fn run_tenant(client: &Object, run_id: RunId) -> Result<Option<String>, Fail> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT p.tenant FROM runs r JOIN projects p ON p.id = r.project_id WHERE r.id = $1",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&run_id.0])
+        .await?
+        .map(|r| r.get(0)))
 }
 
 pub(crate) async fn read_events(
@@ -171,7 +217,14 @@ pub(crate) async fn list_runs(
     let limit = (filter.limit > 0).then_some(i64::from(filter.limit));
     let offset = i64::from(filter.offset);
     let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE TRUE");
-    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(4);
+    let mut args: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(5);
+    if let Some(tenant) = &filter.tenant {
+        args.push(tenant);
+        sql.push_str(&format!(
+            " AND project_id IN (SELECT id FROM projects WHERE tenant = ${})",
+            args.len()
+        ));
+    }
     if let Some(project) = &project {
         args.push(project);
         sql.push_str(&format!(" AND project_id = ${}", args.len()));

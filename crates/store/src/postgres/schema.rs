@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repositories",
         include_str!("migrations/0003_repositories.sql"),
     ),
+    (4, "tenants", include_str!("migrations/0004_tenants.sql")),
 ];
 
 /// Key of the advisory lock held while migrating ("botarmy" in ASCII).

@@ -33,21 +33,25 @@ enum Check<'a> {
 
 pub(crate) async fn ensure_project(
     client: &mut Object,
+    tenant: &str,
     name: &str,
     id: ProjectId,
     at: UnixMillis,
 ) -> Result<ProjectRecord, Fail> {
-    if let Some(found) = super::read::project_by_name(client, name).await? {
+    if let Some(found) = super::read::project_by_name(client, tenant, name).await? {
         return Ok(found);
     }
     let insert = client
         .prepare_cached(
-            "INSERT INTO projects (id, name, status, created_at) VALUES ($1, $2, 'active', $3)
-             ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO projects (id, tenant, name, status, created_at)
+             VALUES ($1, $2, $3, 'active', $4)
+             ON CONFLICT (tenant, name) DO NOTHING",
         )
         .await?;
-    client.execute(&insert, &[&id.0, &name, &at]).await?;
-    super::read::project_by_name(client, name)
+    client
+        .execute(&insert, &[&id.0, &tenant, &name, &at])
+        .await?;
+    super::read::project_by_name(client, tenant, name)
         .await?
         .ok_or_else(|| {
             Fail::Store(StoreError::NotFound {

@@ -18,6 +18,7 @@ mod poll;
 mod read;
 mod repositories;
 mod schema;
+mod tokens;
 mod usage;
 mod writer;
 
@@ -34,11 +35,11 @@ use crate::projection::{self, PreparedEvent};
 use crate::target::SqliteTarget;
 use crate::watch::{self, Watchers, lock};
 use crate::{
-    AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats, ProjectRecord,
-    ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord, Store,
-    StoreError, UsageRow,
+    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats,
+    ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord,
+    Store, StoreError, UsageRow,
 };
-use writer::{Job, Write};
+use writer::{Job, Plain, Write};
 
 /// Reader connections kept open.
 const READERS: usize = 4;
@@ -324,6 +325,16 @@ impl SqliteStore {
         rx.await.map_err(|_| self.writer_gone())?
     }
 
+    /// Sends a change of plain rows to the writer and waits for its answer.
+    async fn change<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+    {
+        self.write(|reply| Write::Other(Box::new(Plain { f, reply })))
+            .await
+    }
+
     fn writer_gone(&self) -> StoreError {
         StoreError::Backend(format!("the writer of {} stopped", self.location).into())
     }
@@ -335,17 +346,25 @@ impl Store for SqliteStore {
         self.location.clone()
     }
 
-    async fn ensure_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
-        let owned = name.to_string();
-        if let Some(found) = self.read(move |c| read::project_by_name(c, &owned)).await? {
+    async fn ensure_project_in(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ProjectRecord, StoreError> {
+        crate::check_tenant(tenant)
+            .map_err(|problem| projection::invalid(format!("tenant `{tenant}` {problem}")))?;
+        let (t, n) = (tenant.to_string(), name.to_string());
+        if let Some(found) = self.read(move |c| read::project_by_name(c, &t, &n)).await? {
             return Ok(found);
         }
-        let (name, id, at) = (
+        let (tenant, name, id, at) = (
+            tenant.to_string(),
             name.to_string(),
             ProjectId::new(),
             botarmy_protocol::now_millis(),
         );
         self.write(|reply| Write::Project {
+            tenant,
             name,
             id,
             at,
@@ -355,7 +374,53 @@ impl Store for SqliteStore {
     }
 
     async fn list_projects(&self) -> Result<Vec<ProjectRecord>, StoreError> {
-        self.read(read::list_projects).await
+        self.read(|c| read::list_projects(c, None)).await
+    }
+
+    async fn list_projects_in(&self, tenant: &str) -> Result<Vec<ProjectRecord>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| read::list_projects(c, Some(&tenant)))
+            .await
+    }
+
+    async fn get_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+    ) -> Result<ProjectRecord, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| read::project_in(c, &tenant, id)).await
+    }
+
+    async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError> {
+        self.read(move |c| read::run_tenant(c, run_id)).await
+    }
+
+    async fn create_token(&self, token: ApiTokenRecord) -> Result<(), StoreError> {
+        crate::check_tenant(&token.tenant).map_err(|problem| {
+            projection::invalid(format!("tenant `{}` {problem}", token.tenant))
+        })?;
+        self.change(move |c| tokens::create(c, &token)).await
+    }
+
+    async fn list_tokens(&self, tenant: Option<&str>) -> Result<Vec<ApiTokenRecord>, StoreError> {
+        let tenant = tenant.map(str::to_string);
+        self.read(move |c| tokens::list(c, tenant.as_deref())).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiTokenRecord>, StoreError> {
+        let hash = hash.to_string();
+        self.read(move |c| tokens::by_hash(c, &hash)).await
+    }
+
+    async fn revoke_token(&self, id: &str, at: UnixMillis) -> Result<ApiTokenRecord, StoreError> {
+        let id = id.to_string();
+        self.change(move |c| tokens::revoke(c, &id, at)).await
+    }
+
+    async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.change(move |c| tokens::touch(c, &id, at)).await
     }
 
     async fn add_repository(

@@ -35,36 +35,80 @@ fn usage(row: &Row<'_>, i: usize) -> rusqlite::Result<Usage> {
 const CALL_USAGE: &str = "COALESCE(SUM(c.input_tokens), 0), COALESCE(SUM(c.output_tokens), 0), \
      COALESCE(SUM(c.cached_tokens), 0), COALESCE(SUM(c.cost_usd), 0.0), COUNT(c.seq)";
 
-pub(crate) fn project_by_name(
-    conn: &Connection,
-    name: &str,
-) -> Result<Option<ProjectRecord>, Fail> {
-    let row: Option<(String, String, String, i64)> = conn
-        .prepare_cached("SELECT id, name, status, created_at FROM projects WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .optional()?;
-    row.map(project).transpose()
+const PROJECT_COLUMNS: &str = "id, tenant, name, status, created_at";
+
+type ProjectRow = (String, String, String, String, i64);
+
+fn project_row(r: &Row<'_>) -> rusqlite::Result<ProjectRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn project(
-    (id, name, status, created_at): (String, String, String, i64),
-) -> Result<ProjectRecord, Fail> {
+fn project((id, tenant, name, status, created_at): ProjectRow) -> Result<ProjectRecord, Fail> {
     Ok(ProjectRecord {
         id: ProjectId(uuid("projects", "id", &id)?),
+        tenant,
         name,
         status,
         created_at,
     })
 }
 
-pub(crate) fn list_projects(conn: &Connection) -> Result<Vec<ProjectRecord>, Fail> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, name, status, created_at FROM projects ORDER BY created_at DESC, id DESC",
-    )?;
+pub(crate) fn project_by_name(
+    conn: &Connection,
+    tenant: &str,
+    name: &str,
+) -> Result<Option<ProjectRecord>, Fail> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE tenant = ?1 AND name = ?2"
+        ))?
+        .query_row([tenant, name], project_row)
+        .optional()?;
+    row.map(project).transpose()
+}
+
+pub(crate) fn project_in(
+    conn: &Connection,
+    tenant: &str,
+    id: ProjectId,
+) -> Result<ProjectRecord, Fail> {
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT {PROJECT_COLUMNS} FROM projects WHERE tenant = ?1 AND id = ?2"
+        ))?
+        .query_row(params![tenant, id.0.to_string()], project_row)
+        .optional()?;
+    match row {
+        Some(row) => project(row),
+        None => Err(Fail::Store(StoreError::NotFound {
+            what: "project",
+            id: id.to_string(),
+        })),
+    }
+}
+
+/// Projects of one tenant or of all, newest first.
+pub(crate) fn list_projects(
+    conn: &Connection,
+    tenant: Option<&str>,
+) -> Result<Vec<ProjectRecord>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PROJECT_COLUMNS} FROM projects WHERE ?1 IS NULL OR tenant = ?1
+         ORDER BY created_at DESC, id DESC"
+    ))?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .query_map([tenant], project_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     rows.into_iter().map(project).collect()
+}
+
+pub(crate) fn run_tenant(conn: &Connection, run_id: RunId) -> Result<Option<String>, Fail> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT p.tenant FROM runs r JOIN projects p ON p.id = r.project_id WHERE r.id = ?1",
+        )?
+        .query_row([run_id.0.to_string()], |r| r.get(0))
+        .optional()?)
 }
 
 pub(crate) fn read_events(
@@ -195,6 +239,13 @@ pub(crate) fn resolve_run(conn: &Connection, input: &str) -> Result<RunId, Fail>
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>, Fail> {
     let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
     let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(tenant) = &filter.tenant {
+        args.push(Box::new(tenant.clone()));
+        sql.push_str(&format!(
+            " AND project_id IN (SELECT id FROM projects WHERE tenant = ?{})",
+            args.len()
+        ));
+    }
     if let Some(project) = filter.project {
         args.push(Box::new(project.0.to_string()));
         sql.push_str(&format!(" AND project_id = ?{}", args.len()));

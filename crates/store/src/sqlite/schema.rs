@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "repositories",
         include_str!("migrations/0003_repositories.sql"),
     ),
+    (4, "tenants", include_str!("migrations/0004_tenants.sql")),
 ];
 
 /// The schema version this binary writes.
@@ -27,7 +28,23 @@ pub(crate) fn latest() -> i64 {
 }
 
 /// Brings the database to [`latest`]; [`StoreError::SchemaTooNew`] if it is beyond.
+///
+/// Foreign keys are off while migrations run (SQLite's way to rebuild a table that others
+/// refer to; the setting cannot change inside a transaction) and every reference is checked
+/// before the commit.
 pub(crate) fn migrate(conn: &mut Connection, location: &str, now: i64) -> Result<(), Fail> {
+    let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    if enforced {
+        conn.pragma_update(None, "foreign_keys", false)?;
+    }
+    let result = migrate_unchecked(conn, location, now);
+    if enforced {
+        conn.pragma_update(None, "foreign_keys", true)?;
+    }
+    result
+}
+
+fn migrate_unchecked(conn: &mut Connection, location: &str, now: i64) -> Result<(), Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_table: bool = tx
         .query_row(
@@ -79,6 +96,15 @@ pub(crate) fn migrate(conn: &mut Connection, location: &str, now: i64) -> Result
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, now],
         )?;
+    }
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()?;
+    if let Some(table) = broken {
+        return Err(Fail::Store(StoreError::Corrupt {
+            location: location.to_string(),
+            detail: format!("after migrating, table `{table}` refers to rows that do not exist"),
+        }));
     }
     tx.commit()?;
     Ok(())

@@ -34,6 +34,7 @@ pub(crate) enum Job {
 pub(crate) enum Write {
     /// Find or create a project.
     Project {
+        tenant: String,
         name: String,
         id: ProjectId,
         at: UnixMillis,
@@ -65,6 +66,73 @@ pub(crate) enum Write {
         name: String,
         reply: Reply<RepositoryRecord>,
     },
+    /// Any other change of plain rows (API tokens).
+    Other(Box<dyn Op>),
+}
+
+/// A change of plain rows whose answer waits for the commit.
+pub(crate) trait Op: Send {
+    /// Does the change inside the transaction.
+    fn execute(self: Box<Self>, conn: &Connection, location: &str) -> Box<dyn Done>;
+    /// Answers without doing it.
+    fn refuse(self: Box<Self>, err: StoreError);
+}
+
+/// The answer of an [`Op`], held until the commit.
+pub(crate) trait Done: Send {
+    fn failed(&self) -> bool;
+    /// The commit failed: a success becomes `err`.
+    fn fail(self: Box<Self>, err: StoreError) -> Box<dyn Done>;
+    fn deliver(self: Box<Self>);
+}
+
+/// An [`Op`] made of a function and where its answer goes.
+pub(crate) struct Plain<T, F> {
+    pub(crate) f: F,
+    pub(crate) reply: Reply<T>,
+}
+
+struct Answer<T> {
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+}
+
+impl<T, F> Op for Plain<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, Fail> + Send,
+{
+    fn execute(self: Box<Self>, conn: &Connection, location: &str) -> Box<dyn Done> {
+        let result = (self.f)(conn).map_err(|e| e.into_store(location));
+        Box::new(Answer {
+            reply: self.reply,
+            result,
+        })
+    }
+
+    fn refuse(self: Box<Self>, err: StoreError) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+impl<T: Send + 'static> Done for Answer<T> {
+    fn failed(&self) -> bool {
+        self.result.is_err()
+    }
+
+    fn fail(self: Box<Self>, err: StoreError) -> Box<dyn Done> {
+        match self.result {
+            Ok(_) => Box::new(Answer {
+                reply: self.reply,
+                result: Err(err),
+            }),
+            Err(_) => self,
+        }
+    }
+
+    fn deliver(self: Box<Self>) {
+        let _ = self.reply.send(self.result);
+    }
 }
 
 impl Write {
@@ -77,6 +145,7 @@ impl Write {
             Self::AddRepository { reply, .. } | Self::RemoveRepository { reply, .. } => {
                 drop(reply.send(Err(err)));
             }
+            Self::Other(op) => op.refuse(err),
         }
     }
 }
@@ -97,6 +166,7 @@ enum Outcome {
         Reply<RepositoryRecord>,
         Result<RepositoryRecord, StoreError>,
     ),
+    Other(Box<dyn Done>),
 }
 
 impl Outcome {
@@ -107,6 +177,7 @@ impl Outcome {
             Self::Create(r, Ok(_)) => Self::Create(r, Err(err())),
             Self::Append(id, r, Ok(_)) => Self::Append(id, r, Err(err())),
             Self::Repository(r, Ok(_)) => Self::Repository(r, Err(err())),
+            Self::Other(done) => Self::Other(done.fail(err())),
             other => other,
         }
     }
@@ -121,6 +192,7 @@ impl Outcome {
             Self::Repository(reply, result) => {
                 let _ = reply.send(result);
             }
+            Self::Other(done) => done.deliver(),
             Self::Create(reply, result) => {
                 if let Ok(Some(last)) = result.as_ref().map(|r| r.last()) {
                     watchers.publish(last.run_id, last.seq);
@@ -180,13 +252,16 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers
                 conn.prepare_cached("SAVEPOINT request")?.execute([])?;
             }
             let outcome = execute(conn, job, location);
-            let failed = matches!(
-                &outcome,
-                Outcome::Project(_, Err(_))
-                    | Outcome::Create(_, Err(_))
-                    | Outcome::Append(_, _, Err(_))
-                    | Outcome::Repository(_, Err(_))
-            );
+            let failed = match &outcome {
+                Outcome::Other(done) => done.failed(),
+                other => matches!(
+                    other,
+                    Outcome::Project(_, Err(_))
+                        | Outcome::Create(_, Err(_))
+                        | Outcome::Append(_, _, Err(_))
+                        | Outcome::Repository(_, Err(_))
+                ),
+            };
             if failed && !single {
                 conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
             }
@@ -227,12 +302,14 @@ fn commit_group(conn: &mut Connection, group: &mut Vec<Job>, watchers: &Watchers
 fn execute(conn: &Connection, job: Write, location: &str) -> Outcome {
     match job {
         Write::Project {
+            tenant,
             name,
             id,
             at,
             reply,
         } => {
-            let r = ensure_project(conn, &name, id, at).map_err(|e| e.into_store(location));
+            let r =
+                ensure_project(conn, &tenant, &name, id, at).map_err(|e| e.into_store(location));
             Outcome::Project(reply, r)
         }
         Write::Create {
@@ -285,21 +362,24 @@ fn execute(conn: &Connection, job: Write, location: &str) -> Outcome {
             let r = super::repositories::remove(conn, &name).map_err(|e| e.into_store(location));
             Outcome::Repository(reply, r)
         }
+        Write::Other(op) => Outcome::Other(op.execute(conn, location)),
     }
 }
 
 fn ensure_project(
     conn: &Connection,
+    tenant: &str,
     name: &str,
     id: ProjectId,
     at: UnixMillis,
 ) -> Result<ProjectRecord, Fail> {
     conn.prepare_cached(
-        "INSERT INTO projects (id, name, status, created_at) VALUES (?1, ?2, 'active', ?3)
-         ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO projects (id, tenant, name, status, created_at)
+         VALUES (?1, ?2, ?3, 'active', ?4)
+         ON CONFLICT (tenant, name) DO NOTHING",
     )?
-    .execute(params![id.0.to_string(), name, at])?;
-    super::read::project_by_name(conn, name)?.ok_or_else(|| {
+    .execute(params![id.0.to_string(), tenant, name, at])?;
+    super::read::project_by_name(conn, tenant, name)?.ok_or_else(|| {
         Fail::Store(StoreError::NotFound {
             what: "project",
             id: name.to_string(),

@@ -54,4 +54,7 @@ for_both_backends!(
     repositories_are_added_listed_read_and_removed,
     a_taken_repository_name_is_refused,
     bad_repository_names_are_refused,
+    tenants_own_projects_and_runs,
+    tokens_are_stored_found_touched_and_revoked,
+    rate_limits_read_and_print,
 );

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use botarmy_protocol::RunStatus;
+use botarmy_protocol::{RunId, RunStatus};
 use botarmy_store::StoreError;
 
 use crate::support::*;
@@ -235,4 +235,87 @@ async fn the_wal_is_checkpointed_and_stays_bounded() {
     );
     // And the data is all there.
     assert_eq!(store.artifacts(run).await.unwrap().len(), APPENDS as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_tenants_is_migrated_to_the_default_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("botarmy.db");
+    let project = uuid::Uuid::now_v7().to_string();
+    let run = RunId::new();
+    {
+        // Schema v3 as an older botarmy left it, with a project and a run.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in [
+            (1, include_str!("../../src/sqlite/migrations/0001_init.sql")),
+            (
+                2,
+                include_str!("../../src/sqlite/migrations/0002_usage_indexes.sql"),
+            ),
+            (
+                3,
+                include_str!("../../src/sqlite/migrations/0003_repositories.sql"),
+            ),
+        ] {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
+                [version],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO projects (id, name, status, created_at) VALUES (?1, 'demo', 'active', 5)",
+            [&project],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO runs (id, project_id, workflow, idea, status, created_at, last_seq)
+             VALUES (?1, ?2, 'sdlc', 'old idea', 'succeeded', 6, 0)",
+            [run.0.to_string(), project.clone()],
+        )
+        .unwrap();
+    }
+    let store = botarmy_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let demo = store.ensure_project("demo").await.unwrap();
+    assert_eq!(
+        demo.id.0.to_string(),
+        project,
+        "the old project, not a new one"
+    );
+    assert_eq!((demo.tenant.as_str(), demo.created_at), ("default", 5));
+    assert_eq!(
+        store.run_tenant(run).await.unwrap().as_deref(),
+        Some("default")
+    );
+    assert_eq!(
+        store.get_run_in("default", run).await.unwrap().idea,
+        "old idea"
+    );
+    // The runs table still refers to the (rebuilt) projects table, and a tenant may reuse
+    // the name.
+    let new_run = new_run(&store, "demo", 1).await;
+    assert_eq!(store.get_run(new_run).await.unwrap().project_id, demo.id);
+    let other = store.ensure_project_in("acme", "demo").await.unwrap();
+    assert_ne!(other.id, demo.id);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let refs: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'runs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(refs.contains("REFERENCES projects"), "{refs}");
+    let broken: Option<String> = conn
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .ok();
+    assert_eq!(broken, None);
 }

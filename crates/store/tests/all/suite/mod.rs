@@ -4,6 +4,7 @@ mod log;
 mod projection;
 mod query;
 mod repositories;
+mod tenants;
 mod usage;
 mod wait;
 
@@ -16,6 +17,7 @@ pub use log::*;
 pub use projection::*;
 pub use query::*;
 pub use repositories::*;
+pub use tenants::*;
 pub use usage::*;
 pub use wait::*;
 

@@ -95,6 +95,7 @@ pub async fn list_runs_filters_and_pages(ctx: &Ctx) {
         status: Some(RunStatus::Pending),
         limit: 2,
         offset: 1,
+        tenant: None,
     };
     assert_eq!(
         ids(s.list_runs(&both).await.unwrap()),
