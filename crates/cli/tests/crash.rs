@@ -19,6 +19,8 @@ async fn a_killed_run_resumes_without_repeating_llm_calls() {
         .args([
             "run",
             "a tiny URL shortener",
+            "--gate-policy",
+            "auto",
             "--max-tokens",
             "24",
             "--max-parallel",
