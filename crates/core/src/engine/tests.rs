@@ -1278,15 +1278,18 @@ fn a_gate_holds_the_next_phase_until_a_human_approves_low_confidence() {
     );
 }
 
+/// The workflow's policy, the run's, the confidence and quality, and whether it trips.
+type GateCase = (
+    Option<GatePolicy>,
+    Option<GatePolicy>,
+    Option<Score>,
+    Option<Score>,
+    bool,
+);
+
 #[test]
 fn gates_trip_on_each_criterion_and_follow_the_policy_that_applies() {
-    let cases: [(
-        Option<GatePolicy>,
-        Option<GatePolicy>,
-        Option<Score>,
-        Option<Score>,
-        bool,
-    ); 8] = [
+    let cases: [GateCase; 8] = [
         // default thresholds: confidence 0.8, quality 0.85
         (None, None, score(0.9), score(0.9), false),
         (None, None, score(0.79), score(0.9), true),
