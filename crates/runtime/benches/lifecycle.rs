@@ -10,64 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use botarmy_llm::{ChatRequest, ChatResponse, FinishReason, LlmError, Provider, Router, TokenSink};
-use botarmy_protocol::{RunOptions, RunRequest, RunStatus, Usage};
+use botarmy_llm::Router;
+use botarmy_protocol::{GatePolicy, RunOptions, RunRequest, RunStatus};
 use botarmy_runtime::{Runtime, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// Answers at once with a small document: what is measured is everything but the model.
-struct Instant0;
-
-#[async_trait]
-impl Provider for Instant0 {
-    fn id(&self) -> &str {
-        "instant"
-    }
-    fn default_model(&self) -> &str {
-        "instant"
-    }
-    async fn chat(
-        &self,
-        _: &ChatRequest,
-        on_token: TokenSink<'_>,
-    ) -> Result<ChatResponse, LlmError> {
-        let text = "## Overview\n\nA short answer.\n\n## Details\n\n- one\n- two\n";
-        on_token(text);
-        Ok(ChatResponse {
-            text: text.into(),
-            usage: Usage {
-                input_tokens: 100,
-                output_tokens: 20,
-                ..Usage::default()
-            },
-            provider: "instant".into(),
-            model: "instant".into(),
-            finish: FinishReason::Stop,
-            tool_calls: Vec::new(),
-        })
-    }
-}
-
-const SIX_STEPS: &str = r#"workflow:
-  id: six
-  name: Six steps, one per phase
-  type: sdlc
-  phases:
-    - { id: discovery, name: Discovery }
-    - { id: plan, name: Plan, depends_on: [discovery] }
-    - { id: design, name: Design, depends_on: [plan] }
-    - { id: build, name: Build, depends_on: [design] }
-    - { id: validate, name: Validate, depends_on: [build] }
-    - { id: launch, name: Launch, depends_on: [validate] }
-  sequence:
-    - { agent: analyst, phase: discovery, creates: project-plan.md, template: project-plan-tmpl }
-    - { agent: analyst, phase: plan, creates: feature-breakdown.md, template: feature-breakdown-tmpl, requires: project-plan.md }
-    - { agent: architect, phase: design, creates: technical-architecture.md, template: technical-architecture-tmpl, requires: feature-breakdown.md }
-    - { agent: coder, phase: build, creates: source-code.md, template: source-code-tmpl, requires: technical-architecture.md }
-    - { agent: tester, phase: validate, creates: test-results.md, template: test-results-tmpl, requires: source-code.md }
-    - { agent: deployer, phase: launch, creates: deployment-plan.md, template: deployment-plan-tmpl, requires: test-results.md }
-"#;
+mod support;
+use support::{Instant0, percentile};
 
 fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
     RunRequest {
@@ -76,6 +25,8 @@ fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
         method: method.into(),
         options: RunOptions {
             out_dir: Some(out.join(i.to_string()).display().to_string()),
+            // The engine's path without a human in it (the approval bench measures that).
+            gate_policy: Some(GatePolicy::Auto),
             ..RunOptions::default()
         },
     }
@@ -120,10 +71,6 @@ fn cpu_per_run(before: Option<Duration>, runs: usize) -> String {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
     let runs: usize = std::env::args()
         .skip(1)
@@ -156,23 +103,12 @@ fn main() {
 
 async fn measure(label: &str, dir: &std::path::Path, out: &std::path::Path, runs: usize) {
     let method = dir.join("method");
-    for (path, text) in botarmy_core::method::builtin_files() {
-        let target = method.join(path);
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::write(target, text).unwrap();
-    }
-    std::fs::write(method.join("workflows/six.yaml"), SIX_STEPS).unwrap();
+    support::write_method(&method);
     // The engine's own cost: agents without tools, so no run makes a git worktree (that
     // cost is measured on its own at the end).
     let with_worktrees = method.with_file_name("method-worktrees");
     copy_dir(&method, &with_worktrees);
-    for agent in ["coder", "tester"] {
-        let file = method.join(format!("agents/{agent}.md"));
-        let text = std::fs::read_to_string(&file).unwrap();
-        let start = text.find("\ntools:").unwrap();
-        let end = text[start..].find("\n```").unwrap() + start;
-        std::fs::write(&file, format!("{}{}", &text[..start], &text[end..])).unwrap();
-    }
+    support::strip_tools(&method);
     let method = method.display().to_string();
     let db = dir.join(format!("bench-{}.db", label.len()));
     let store = botarmy_store::open(&format!("sqlite://{}", db.display()))
