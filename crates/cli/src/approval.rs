@@ -20,6 +20,10 @@ pub(crate) struct ApproveArgs {
     /// The step whose gate to approve (index, key, or key without its phase); default:
     /// the gate that waits.
     step: Option<String>,
+    /// Edit the step's document in $VISUAL / $EDITOR first; the edit is stored as its next
+    /// version and approved.
+    #[arg(long)]
+    amend: bool,
     /// Print the final run summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -76,17 +80,13 @@ async fn target(
 
 pub(crate) async fn approve(config: &Config, args: ApproveArgs) -> Result<std::process::ExitCode> {
     let (runtime, note, run_id, step) = target(config, &args.run, args.step.as_deref()).await?;
-    runtime.approve(run_id, step, crate::user(config)).await?;
-    eprintln!("run {run_id}: approved; continuing");
-    crate::drive(
-        &runtime,
-        run_id,
-        true,
-        args.json,
-        &note,
-        crate::user(config),
-    )
-    .await
+    if args.amend {
+        amend_in_editor(config, &runtime, run_id, step).await?;
+    } else {
+        runtime.approve(run_id, step, crate::user(config)).await?;
+        eprintln!("run {run_id}: approved; continuing");
+    }
+    crate::drive(config, &runtime, run_id, true, args.json, &note).await
 }
 
 pub(crate) async fn reject(config: &Config, args: RejectArgs) -> Result<std::process::ExitCode> {
@@ -98,15 +98,7 @@ pub(crate) async fn reject(config: &Config, args: RejectArgs) -> Result<std::pro
         "run {run_id}: sent back ({}); continuing",
         restarted(&state).join(", ")
     );
-    crate::drive(
-        &runtime,
-        run_id,
-        true,
-        args.json,
-        &note,
-        crate::user(config),
-    )
-    .await
+    crate::drive(config, &runtime, run_id, true, args.json, &note).await
 }
 
 /// The keys of the steps that wait to run again.
@@ -186,6 +178,50 @@ pub(crate) fn describe(runtime: &Runtime, state: &RunState, gate: u32) -> Vec<St
     out
 }
 
+/// Opens the document a gate waits on in the user's editor; a changed document is stored
+/// as its next version and approved (`amended`), an unchanged one simply approved.
+async fn amend_in_editor(
+    config: &Config,
+    runtime: &Runtime,
+    run_id: RunId,
+    step: Option<u32>,
+) -> Result<()> {
+    let (step, name, content) = runtime.amendable(run_id, step).await?;
+    let dir = tempfile::tempdir().context("making a folder for the document to edit")?;
+    let file_name = name.rsplit('/').next().unwrap_or("document.md");
+    let path = dir.path().join(file_name);
+    std::fs::write(&path, &content).with_context(|| format!("writing {}", path.display()))?;
+    let editor = config
+        .env
+        .get("VISUAL")
+        .or_else(|| config.env.get("EDITOR"))
+        .filter(|e| !e.trim().is_empty())
+        .cloned()
+        .unwrap_or_else(|| "vi".to_owned());
+    // The editor may carry arguments (`code --wait`); the shell splits them.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status()
+        .with_context(|| format!("starting the editor `{editor}`"))?;
+    if !status.success() {
+        bail!("the editor `{editor}` failed ({status}); nothing was changed");
+    }
+    let edited = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} back", path.display()))?;
+    let by = crate::user(config);
+    if edited == content {
+        runtime.approve(run_id, Some(step), by).await?;
+        eprintln!("run {run_id}: {name} unchanged; approved; continuing");
+    } else {
+        runtime.amend(run_id, Some(step), &edited, by).await?;
+        eprintln!("run {run_id}: {name} amended and approved; continuing");
+    }
+    Ok(())
+}
+
 fn read_line() -> Result<String> {
     let mut line = String::new();
     std::io::stdin()
@@ -196,7 +232,12 @@ fn read_line() -> Result<String> {
 
 /// Asks at the terminal whether to approve what the run's gate waits for: `true` when a
 /// decision was taken (the run goes on), `false` when the user leaves it waiting.
-pub(crate) async fn ask_inline(runtime: &Runtime, state: &RunState, by: &str) -> Result<bool> {
+pub(crate) async fn ask_inline(
+    config: &Config,
+    runtime: &Runtime,
+    state: &RunState,
+    by: &str,
+) -> Result<bool> {
     let Some(gate) = state.question().and_then(|q| q.gate) else {
         return Ok(false);
     };
@@ -206,7 +247,9 @@ pub(crate) async fn ask_inline(runtime: &Runtime, state: &RunState, by: &str) ->
         eprintln!("{line}");
     }
     loop {
-        eprint!("[a]pprove / [r]eject with feedback (empty: leave the run waiting)> ");
+        eprint!(
+            "[a]pprove / [r]eject with feedback / [e]dit a document and approve (empty: leave the run waiting)> "
+        );
         let _ = std::io::stderr().flush();
         let answer = tokio::task::spawn_blocking(read_line)
             .await
@@ -217,6 +260,10 @@ pub(crate) async fn ask_inline(runtime: &Runtime, state: &RunState, by: &str) ->
                 runtime.approve(run_id, None, by).await?;
                 return Ok(true);
             }
+            "e" | "edit" | "amend" => match amend_in_editor(config, runtime, run_id, None).await {
+                Ok(()) => return Ok(true),
+                Err(e) => eprintln!("{e:#}"),
+            },
             "r" | "reject" | "n" | "no" => loop {
                 eprint!("feedback (what should change)> ");
                 let _ = std::io::stderr().flush();

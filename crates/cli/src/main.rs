@@ -421,7 +421,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         runtime.out_dir(&state).display()
     );
     eprintln!("  {}", note.banner());
-    drive(&runtime, run_id, false, args.json, &note, user(config)).await
+    drive(config, &runtime, run_id, false, args.json, &note).await
 }
 
 async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
@@ -445,7 +445,7 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         eprintln!("run {run_id}: answered `{}`", answer.trim());
     }
     eprintln!("resuming run {run_id}");
-    drive(&runtime, run_id, true, args.json, &note, user(config)).await
+    drive(config, &runtime, run_id, true, args.json, &note).await
 }
 
 async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
@@ -457,7 +457,7 @@ async fn answer(config: &Config, args: AnswerArgs) -> Result<ExitCode> {
         .answer(run_id, args.answer.trim(), user(config))
         .await?;
     eprintln!("run {run_id}: answered; continuing");
-    drive(&runtime, run_id, true, args.json, &note, user(config)).await
+    drive(config, &runtime, run_id, true, args.json, &note).await
 }
 
 /// Who answers from this terminal (recorded with the answer).
@@ -476,13 +476,14 @@ fn workflow_label(state: &botarmy_core::engine::RunState) -> String {
 }
 
 pub(crate) async fn drive(
+    config: &Config,
     runtime: &Arc<Runtime>,
     run_id: botarmy_protocol::RunId,
     resume: bool,
     json: bool,
     note: &models::ModelNote,
-    user: &str,
 ) -> Result<ExitCode> {
+    let user = user(config);
     let plan = runtime
         .load(run_id)
         .await?
@@ -512,7 +513,9 @@ pub(crate) async fn drive(
         // At a terminal, what the run asks is asked here, and the answer continues it.
         if state.status == RunStatus::Waiting && std::io::stdin().is_terminal() {
             let answered = match state.question() {
-                Some(q) if q.gate.is_some() => approval::ask_inline(runtime, &state, user).await?,
+                Some(q) if q.gate.is_some() => {
+                    approval::ask_inline(config, runtime, &state, user).await?
+                }
                 Some(_) => match inline_question(&state) {
                     Some(question) => ask_until_answered(runtime, run_id, &question, user).await?,
                     None => false,

@@ -145,11 +145,14 @@ fn a_gate_stops_for_low_confidence_and_a_rejection_reruns_the_step_with_its_feed
     let inbox = json(&ok(s.cmd().args(["inbox", "--json"])));
     assert_eq!(inbox[0]["question"], "Approve the Publish phase?");
 
-    // 3. Approved: the run finishes.
+    // 3. A human edits the release text in their editor and approves it: the run finishes.
     let o = ok(model
         .configure(&mut s.cmd())
-        .args(["approve", &run_id, "--json"]));
+        .env("VISUAL", "sed -i s/Version/Release/")
+        .args(["approve", &run_id, "--amend", "--json"]));
     assert_eq!(json(&o)["status"], "succeeded");
+    let release = std::fs::read_to_string(out.join("release.md")).unwrap();
+    assert!(release.contains("Release 1 is out."), "{release}");
 
     // The log tells the whole story, attempts and decisions included.
     let log = events(&s, &run_id);
@@ -165,7 +168,7 @@ fn a_gate_stops_for_low_confidence_and_a_rejection_reruns_the_step_with_its_feed
         .collect();
     assert_eq!(
         decided,
-        [("rejected", &json!(FEEDBACK)), ("approved", &Value::Null)]
+        [("rejected", &json!(FEEDBACK)), ("amended", &Value::Null)]
     );
     assert!(
         of("hitl_resolved")
@@ -192,6 +195,13 @@ fn a_gate_stops_for_low_confidence_and_a_rejection_reruns_the_step_with_its_feed
         .collect();
     assert_eq!(versions, [1, 2]);
     assert!(show["gates"][1]["approved_by"].as_str().is_some());
+    let release_versions = show["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "release.md")
+        .count();
+    assert_eq!(release_versions, 2, "the model's and the human's");
 }
 
 #[test]

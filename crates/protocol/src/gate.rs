@@ -245,6 +245,8 @@ pub enum HitlDecision {
     Approved,
     /// The outputs are sent back with feedback; the steps named restart.
     Rejected,
+    /// A human edited an output (stored as its new version) and approved it.
+    Amended,
 }
 
 impl HitlDecision {
@@ -253,6 +255,7 @@ impl HitlDecision {
         match self {
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Amended => "amended",
         }
     }
 }

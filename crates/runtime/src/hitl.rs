@@ -4,8 +4,13 @@
 //! log; the caller continues the run afterwards, as after an answer.
 
 use botarmy_core::engine::RunState;
-use botarmy_protocol::{Event, HitlDecision, RunId, StepStatus};
+use botarmy_protocol::{
+    ArtifactId, ArtifactKind, ArtifactRef, Event, HitlDecision, RunId, StepStatus,
+};
+use botarmy_store::{AppendBatch, ArtifactBody};
+use sha2::{Digest, Sha256};
 
+use crate::files::write_under;
 use crate::{Runtime, RuntimeError};
 
 /// Who approved a gate when the run was started with `--yes`.
@@ -111,6 +116,88 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// The document a waiting gate would have a human amend: the latest document of `step`
+    /// (given, or the gate's only step with one), with its name and content.
+    pub async fn amendable(
+        &self,
+        run_id: RunId,
+        step: Option<u32>,
+    ) -> Result<(u32, String, String), RuntimeError> {
+        let state = self.load(run_id).await?;
+        let gate = waiting_gate(&state, run_id, step)?;
+        let (step, artifact) = amendable_document(&state, run_id, gate, step)?;
+        let content = self
+            .store()
+            .artifact_content(artifact.id)
+            .await
+            .map_err(|e| RuntimeError::Answer {
+                run_id,
+                problem: format!("the document `{}` cannot be read: {e}", artifact.name),
+            })?;
+        Ok((
+            step,
+            artifact.name.clone(),
+            String::from_utf8_lossy(&content).into_owned(),
+        ))
+    }
+
+    /// Approves what a gate waits for with a human's edit of one of its documents: the edit
+    /// is stored (and written to the run's folder) as the document's next version, and the
+    /// decision (`amended`) is logged with who made it.
+    pub async fn amend(
+        &self,
+        run_id: RunId,
+        step: Option<u32>,
+        content: &str,
+        by: &str,
+    ) -> Result<RunState, RuntimeError> {
+        let problem = |problem: String| RuntimeError::Answer { run_id, problem };
+        if content.trim().is_empty() {
+            return Err(problem("the amended document is empty".into()));
+        }
+        let state = self.load(run_id).await?;
+        let out_dir = self.out_dir(&state);
+        self.append_batch_outside(
+            run_id,
+            "it has finished; nothing waits for approval",
+            |state| {
+                let gate = waiting_gate(state, run_id, step)?;
+                let (step, latest) = amendable_document(state, run_id, gate, step)?;
+                write_under(&out_dir, &latest.name, content.as_bytes()).map_err(|e| {
+                    problem(format!(
+                        "cannot write {}: {e}",
+                        out_dir.join(&latest.name).display()
+                    ))
+                })?;
+                let id = ArtifactId::new();
+                let artifact = ArtifactRef {
+                    id,
+                    name: latest.name.clone(),
+                    kind: ArtifactKind::Document,
+                    version: latest.version + 1,
+                    sha256: hex::encode(Sha256::digest(content.as_bytes())),
+                    bytes: content.len() as u64,
+                };
+                Ok(AppendBatch {
+                    events: vec![
+                        Event::ArtifactCreated { step, artifact },
+                        Event::HitlResolved {
+                            gate,
+                            decision: HitlDecision::Amended,
+                            feedback: None,
+                            by: by.to_owned(),
+                        },
+                    ],
+                    artifacts: vec![ArtifactBody {
+                        id,
+                        content: content.as_bytes().to_vec(),
+                    }],
+                })
+            },
+        )
+        .await
+    }
+
     /// Runs a finished (or failed, or skipped) step again, and what depends on it, without
     /// feedback: a manual restart.
     pub async fn restart(
@@ -165,5 +252,46 @@ fn waiting_gate(state: &RunState, run_id: RunId, step: Option<u32>) -> Result<u3
                 None => "nothing waits for approval".into(),
             },
         }),
+    }
+}
+
+/// The latest document of `step` (or of the gate's only step with one) under `gate`.
+fn amendable_document(
+    state: &RunState,
+    run_id: RunId,
+    gate: u32,
+    step: Option<u32>,
+) -> Result<(u32, ArtifactRef), RuntimeError> {
+    let problem = |problem: String| RuntimeError::Answer { run_id, problem };
+    let plan = state
+        .plan
+        .as_ref()
+        .ok_or_else(|| problem("the run has no plan".into()))?;
+    let covered = &plan.gates[gate as usize].steps;
+    let latest_doc = |i: u32| {
+        let s = state.steps.get(i as usize)?;
+        let name = &s
+            .artifacts
+            .iter()
+            .rev()
+            .find(|a| a.kind == ArtifactKind::Document)?
+            .name;
+        state.artifacts.get(name).cloned()
+    };
+    let candidates: Vec<(u32, ArtifactRef)> = covered
+        .iter()
+        .filter(|i| step.is_none_or(|s| s == **i))
+        .filter_map(|i| Some((*i, latest_doc(*i)?)))
+        .collect();
+    match &candidates[..] {
+        [one] => Ok(one.clone()),
+        [] => Err(problem("no document of the gate's steps to amend".into())),
+        many => Err(problem(format!(
+            "the gate covers several documents; name the step to amend ({})",
+            many.iter()
+                .map(|(i, _)| plan.steps[*i as usize].key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
     }
 }

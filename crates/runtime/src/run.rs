@@ -454,6 +454,22 @@ impl Runtime {
         finished_hint: &'static str,
         events: impl FnOnce(&RunState) -> Result<Vec<Event>, RuntimeError>,
     ) -> Result<RunState, RuntimeError> {
+        self.append_batch_outside(run_id, finished_hint, |state| {
+            Ok(AppendBatch {
+                events: events(state)?,
+                artifacts: Vec::new(),
+            })
+        })
+        .await
+    }
+
+    /// [`Runtime::append_outside`] for a batch of events with artifact contents.
+    pub(crate) async fn append_batch_outside(
+        &self,
+        run_id: RunId,
+        finished_hint: &'static str,
+        batch: impl FnOnce(&RunState) -> Result<AppendBatch, RuntimeError>,
+    ) -> Result<RunState, RuntimeError> {
         let mut state = self.load(run_id).await?;
         if state.status.is_terminal() {
             return Err(RuntimeError::NotResumable {
@@ -462,16 +478,12 @@ impl Runtime {
                 hint: finished_hint,
             });
         }
-        let events = events(&state)?;
+        let batch = batch(&state)?;
         let before = state.last_seq;
         let at = now_millis();
-        for event in &events {
+        for event in &batch.events {
             state.apply_event(at, event)?;
         }
-        let batch = AppendBatch {
-            events,
-            artifacts: Vec::new(),
-        };
         let records = self
             .store
             .append(run_id, before, at, batch)

@@ -77,6 +77,20 @@ pub struct RejectRun {
     pub by: Option<String>,
 }
 
+/// A human's edit of a document a gate waits on.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AmendRun {
+    /// The whole edited document; stored as its next version and approved.
+    pub content: String,
+    /// The step whose document it is; needed when the gate covers several.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Who amends (recorded); default "api".
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
 /// Restarting one step.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -209,6 +223,38 @@ pub async fn approve(
     let step = step_of(&run, body.step.as_deref(), "step")?;
     let by = body.by.as_deref().unwrap_or("api");
     state.runtime.approve(id, step, by).await?;
+    continue_run(&state, &caller, id).await
+}
+
+/// Approves what a gate waits for with an edited document: the edit becomes the
+/// document's next version (`artifact_created`), the decision `amended`; the run continues.
+#[utoipa::path(post, path = "/api/runs/{id}/amend", tag = "approvals", request_body = AmendRun,
+    params(("id" = String, Path, description = "run id (UUID)")),
+    responses(
+        (status = 202, description = "amended and approved; the run goes on", body = RunDetail),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "finished, or running on this server", body = ErrorBody),
+        (status = 422, description = "empty content, nothing waits, or the step is ambiguous", body = ErrorBody),
+    ))]
+pub async fn amend(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: PathIds,
+    JsonBody(body): JsonBody<AmendRun>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id: RunId = path.get("id")?;
+    state.store.get_run_in(&caller.tenant, id).await?;
+    if body.content.trim().is_empty() {
+        return Err(ApiError::validation(vec![FieldError {
+            path: "content".into(),
+            message: "the amended document is empty".into(),
+        }]));
+    }
+    not_driven(&state, id)?;
+    let run = state.runtime.load(id).await?;
+    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let by = body.by.as_deref().unwrap_or("api");
+    state.runtime.amend(id, step, &body.content, by).await?;
     continue_run(&state, &caller, id).await
 }
 

@@ -166,6 +166,7 @@ impl Server {
             .route("/runs/{id}/gates", get(approvals::gates))
             .route("/runs/{id}/approve", post(approvals::approve))
             .route("/runs/{id}/reject", post(approvals::reject))
+            .route("/runs/{id}/amend", post(approvals::amend))
             .route("/runs/{id}/steps/{step}/restart", post(approvals::restart))
             .route("/approvals", get(approvals::pending))
             .route("/runs/{id}/events", get(events::page))

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::{Modify, OpenApi};
 
 use crate::approvals::{
-    ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
+    AmendRun, ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
 };
 use crate::error::{ErrorBody, ErrorCode, FieldError};
 use crate::projects::CreateProject;
@@ -50,6 +50,7 @@ use crate::views::{
         crate::approvals::gates,
         crate::approvals::approve,
         crate::approvals::reject,
+        crate::approvals::amend,
         crate::approvals::restart,
         crate::events::page,
         crate::events::usage,
@@ -66,7 +67,7 @@ use crate::views::{
         CancelRun, AnswerRun, ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView,
         ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
         UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
-        ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep,
+        ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep, AmendRun,
     )),
     tags(
         (name = "server", description = "health, readiness, version"),

@@ -117,6 +117,41 @@ pub async fn a_gate_is_rejected_with_feedback_then_approved_over_the_api(backend
             .all(|e| e["feedback"] == "Cover the users who cannot hear the alarm.")
     );
 
+    // The first gate, approved; at the Plan gate (two documents) a human amends one.
+    let approved = server
+        .post(&format!("/api/runs/{run}/approve"), &json!({"by": "ines"}))
+        .await;
+    assert_eq!(approved.status, 202, "{}", approved.body);
+    assert_eq!(settled(&server, &run).await["status"], "waiting");
+    let ambiguous = server
+        .post(
+            &format!("/api/runs/{run}/amend"),
+            &json!({"content": "# Features\n"}),
+        )
+        .await;
+    ambiguous.error(422, "validation_failed");
+    assert!(
+        ambiguous.body.to_string().contains("several documents"),
+        "{}",
+        ambiguous.body
+    );
+    let amended = server
+        .post(
+            &format!("/api/runs/{run}/amend"),
+            &json!({"content": "# Features\n\nEdited by a person.\n", "step": "feature-breakdown", "by": "ines"}),
+        )
+        .await;
+    assert_eq!(amended.status, 202, "{}", amended.body);
+    let artifacts = server.get(&format!("/api/runs/{run}/artifacts")).await;
+    let versions: Vec<u64> = artifacts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "feature-breakdown.md")
+        .map(|a| a["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2], "{}", artifacts.body);
+
     // Approving every gate lets the run finish.
     loop {
         let shown = settled(&server, &run).await;
@@ -149,5 +184,10 @@ pub async fn a_gate_is_rejected_with_feedback_then_approved_over_the_api(backend
         .iter()
         .filter(|e| e["type"] == "hitl_resolved" && e["decision"] == "approved")
         .count();
-    assert_eq!(approvals, 6, "one per phase");
+    assert_eq!(approvals, 5, "one per phase but the amended one");
+    assert!(
+        log.iter().any(|e| e["type"] == "hitl_resolved"
+            && e["decision"] == "amended"
+            && e["by"] == "ines")
+    );
 }

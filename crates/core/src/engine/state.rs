@@ -774,9 +774,23 @@ impl RunState {
                         artifact.name, artifact.version
                     ));
                 }
+                // A finished step's output is amended by a human while its gate waits.
+                let amending = self
+                    .steps
+                    .get(*step as usize)
+                    .is_some_and(|s| s.status == StepStatus::Succeeded)
+                    && self.plan.as_ref().is_some_and(|p| {
+                        p.gates
+                            .iter()
+                            .zip(&self.gates)
+                            .any(|(g, gs)| gs.request.is_some() && g.steps.contains(step))
+                    });
                 let s = self.step_mut(*step)?;
-                if s.status != StepStatus::Running {
-                    return Err(format!("step {step} is {}, not running", s.status));
+                if s.status != StepStatus::Running && !amending {
+                    return Err(format!(
+                        "step {step} is {}, not running (nor waiting for approval)",
+                        s.status
+                    ));
                 }
                 s.artifacts.push(artifact.clone());
                 self.artifacts
@@ -926,7 +940,7 @@ impl RunState {
                     return Err(format!("gate {gate} does not wait for a decision"));
                 }
                 state.approved_by = match decision {
-                    HitlDecision::Approved => Some(by.clone()),
+                    HitlDecision::Approved | HitlDecision::Amended => Some(by.clone()),
                     HitlDecision::Rejected => None,
                 };
                 state.last_decision = Some((*decision, by.clone(), feedback.clone()));
