@@ -25,7 +25,12 @@ fn writer(request: &Recorded, index: usize) -> Reply {
         .collect::<Vec<_>>()
         .join("\n");
     let revised = prompt.contains("Feedback on your previous version");
-    let text = if prompt.contains("[step:draft]") && !revised {
+    let answered = prompt.contains("The human answered: developers");
+    let text = if prompt.contains("[step:askdoc]") && !answered {
+        "CLARIFY: Who reads these notes?\nOPTIONS: operators | developers"
+    } else if prompt.contains("[step:askdoc]") {
+        "# Audience\n\nWritten for developers, as the human said.\n\nConfidence: 0.9 - settled"
+    } else if prompt.contains("[step:draft]") && !revised {
         "# Notes\n\n## Changes\n\nFirst draft of the changes.\n\nConfidence: 0.4 - I do not know who reads this"
     } else if prompt.contains("[step:draft]") {
         "# Notes\n\n## Changes\n\nFor operators upgrading from 0.9: the changes.\n\nConfidence: 0.9 - the audience is clear now"
@@ -254,5 +259,50 @@ fn yes_approves_every_gate_and_logs_it() {
         stderr(&o).contains("expected `auto`, `always`"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn a_model_without_tools_asks_with_a_clarify_line_and_the_answer_continues_it() {
+    let model = Scripted::start(writer);
+    let s = Sandbox::new();
+    let out = s.out("out");
+    let o = run(model
+        .configure(&mut s.cmd())
+        .args(["run", IDEA, "--workflow", "ask-doc", "--json", "--out"])
+        .arg(&out)
+        .arg("--method")
+        .arg(method()));
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    let run_id = json(&o)["run_id"].as_str().unwrap().to_string();
+    let inbox = json(&ok(s.cmd().args(["inbox", "--json"])));
+    assert_eq!(inbox[0]["kind"], "clarification");
+    assert_eq!(inbox[0]["question"], "Who reads these notes?");
+    assert_eq!(inbox[0]["options"], json!(["operators", "developers"]));
+    // An answer that is not an option is refused; the right one continues the step.
+    let o = run(s.cmd().args(["answer", &run_id, "managers"]));
+    assert_eq!(o.status.code(), Some(1));
+    let o = ok(model
+        .configure(&mut s.cmd())
+        .args(["answer", &run_id, "developers", "--json"]));
+    assert_eq!(json(&o)["status"], "succeeded");
+    let doc = std::fs::read_to_string(out.join("audience.md")).unwrap();
+    assert!(doc.contains("Written for developers"), "{doc}");
+    assert!(!doc.contains("CLARIFY"), "{doc}");
+    let log = events(&s, &run_id);
+    let kinds: Vec<&str> = log
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .filter(|t| t.starts_with("clarification") || *t == "llm_call_completed")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "llm_call_completed",
+            "clarification_requested",
+            "clarification_answered",
+            "llm_call_completed"
+        ],
+        "the question's call is not made again"
     );
 }

@@ -58,6 +58,7 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         "deployment-plan.md",
         "environment-config.md",
         "monitoring-setup.md",
+        "risk-cards.md",
     ] {
         let text =
             std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -67,12 +68,12 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         );
     }
 
-    // The store agrees: 17 steps, each scored for its gate; every recorded exchange was
+    // The store agrees: 18 steps, each scored for its gate; every recorded exchange was
     // one LLM call (a document per step, and the checklist batches that measure quality);
     // tokens as recorded in the cassette.
     let show = json(&ok(s.cmd().args(["show", &run_id[..8], "--json"])));
     let steps = show["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 17);
+    assert_eq!(steps.len(), 18);
     assert!(
         steps.iter().all(|st| st["status"] == "succeeded"),
         "{steps:?}"
@@ -85,11 +86,11 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
     let calls = show["llm_calls"].as_array().unwrap();
     assert_eq!(calls.len(), recorded.len());
     assert!(
-        calls.len() > 17,
+        calls.len() > 18,
         "checklists were executed: {}",
         calls.len()
     );
-    for step in 0..17 {
+    for step in 0..18 {
         let scored = &show["assessments"][step.to_string()];
         assert!(
             scored["quality"]["value"].is_number(),

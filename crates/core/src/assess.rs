@@ -2,7 +2,7 @@
 //! answer with), and measured quality (the template's sections present and filled, the
 //! outputs produced, and the agent's checklist executed item by item).
 
-use botarmy_protocol::{ChecklistItem, Score, Verdict};
+use botarmy_protocol::{ChecklistItem, RiskCard, Score, Severity, Verdict};
 
 use crate::prompt::ExpectedSection;
 
@@ -256,6 +256,67 @@ pub fn checklist_score(name: &str, items: &[ChecklistItem], unanswered: usize) -
     })
 }
 
+/// The risk cards of a risk review: each heading followed by a `Severity:` line (high,
+/// medium or low), with its `Description:` and `Mitigation:`; the heading's `Risk:` prefix
+/// is dropped.
+pub fn risk_cards(document: &str) -> Vec<RiskCard> {
+    let mut cards = Vec::new();
+    let mut current: Option<(String, Option<Severity>, String, String)> = None;
+    let mut finish = |c: Option<(String, Option<Severity>, String, String)>| {
+        if let Some((title, Some(severity), description, mitigation)) = c {
+            cards.push(RiskCard {
+                title,
+                severity,
+                description,
+                mitigation,
+            });
+        }
+    };
+    for line in document.lines() {
+        let t = line.trim();
+        let level = t.chars().take_while(|c| *c == '#').count();
+        if level > 0 && t[level..].starts_with(' ') {
+            finish(current.take());
+            let title = t[level..].trim();
+            let title = title
+                .get(..5)
+                .filter(|h| h.eq_ignore_ascii_case("risk:"))
+                .map_or(title, |_| title[5..].trim());
+            current = Some((title.to_owned(), None, String::new(), String::new()));
+            continue;
+        }
+        let Some(card) = current.as_mut() else {
+            continue;
+        };
+        let plain = t.trim_start_matches(['-', '*', ' ']).replace("**", "");
+        let field = |name: &str| {
+            plain
+                .get(..name.len())
+                .filter(|h| h.eq_ignore_ascii_case(name))
+                .and_then(|_| plain[name.len()..].trim_start().strip_prefix(':'))
+                .map(|v| v.trim().to_owned())
+        };
+        if let Some(v) = field("severity") {
+            let word = v.to_lowercase();
+            card.1 = if word.starts_with("high") || word.starts_with("critical") {
+                Some(Severity::High)
+            } else if word.starts_with("medium") {
+                Some(Severity::Medium)
+            } else if word.starts_with("low") {
+                Some(Severity::Low)
+            } else {
+                card.1
+            };
+        } else if let Some(v) = field("description") {
+            card.2 = v;
+        } else if let Some(v) = field("mitigation") {
+            card.3 = v;
+        }
+    }
+    finish(current);
+    cards
+}
+
 /// Quality from its parts: the mean of the scores measured, their reasons together, the
 /// weakest part's first.
 pub fn combine(parts: &[Option<Score>]) -> Option<Score> {
@@ -371,6 +432,19 @@ mod tests {
                 "failed: Three"
             ]
         );
+    }
+
+    #[test]
+    fn risk_cards_are_read_from_their_headings() {
+        let doc = "# Risks\n\n## Summary\n\nFine.\n\n### Risk: Data loss\n**Severity:** high\n**Description:** the disk fills\n**Mitigation:** alerts\n\n### Slow start\n- Severity: Medium\n- Mitigation: cache\n\n### Not a risk\nSeverity: unclear\n";
+        let cards = risk_cards(doc);
+        assert_eq!(cards.len(), 2, "{cards:?}");
+        assert_eq!(cards[0].title, "Data loss");
+        assert_eq!(cards[0].severity, Severity::High);
+        assert_eq!(cards[0].description, "the disk fills");
+        assert_eq!(cards[0].mitigation, "alerts");
+        assert_eq!(cards[1].title, "Slow start");
+        assert_eq!(cards[1].severity, Severity::Medium);
     }
 
     #[test]

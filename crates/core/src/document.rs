@@ -253,3 +253,70 @@ pub fn extract_code_files(markdown: &str) -> Vec<CodeFile> {
     }
     out
 }
+
+/// A question a model without tool calling asks instead of writing its document: a line
+/// `CLARIFY: <question>` among the first lines of its answer, optionally followed by
+/// `OPTIONS: <a> | <b>`. Returns the question and the options.
+pub fn clarification_marker(answer: &str) -> Option<(String, Vec<String>)> {
+    let lines: Vec<&str> = answer
+        .lines()
+        .map(|l| l.trim().trim_matches(['*', '`', '_']).trim())
+        .filter(|l| !l.is_empty())
+        .take(4)
+        .collect();
+    let (at, question) = lines.iter().enumerate().find_map(|(i, l)| {
+        let rest = strip_label(l, "clarify")?;
+        (!rest.is_empty()).then(|| (i, rest.to_owned()))
+    })?;
+    let options = lines
+        .get(at + 1)
+        .and_then(|l| strip_label(l, "options"))
+        .map(|rest| {
+            rest.split('|')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((question, options))
+}
+
+/// `label: rest` (any case) → `rest`, trimmed.
+fn strip_label<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    let head = line.get(..label.len())?;
+    if !head.eq_ignore_ascii_case(label) {
+        return None;
+    }
+    let rest = line[label.len()..].trim_start().strip_prefix(':')?;
+    Some(rest.trim().trim_start_matches(['*', '_']).trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clarification_marker;
+
+    #[test]
+    fn a_clarification_marker_is_read_with_its_options() {
+        assert_eq!(
+            clarification_marker("CLARIFY: Which license?\nOPTIONS: MIT | Apache-2.0\n"),
+            Some((
+                "Which license?".to_owned(),
+                vec!["MIT".to_owned(), "Apache-2.0".to_owned()]
+            ))
+        );
+        assert_eq!(
+            clarification_marker("\n**Clarify:** Who are the users?"),
+            Some(("Who are the users?".to_owned(), vec![]))
+        );
+        // Deep in a document, or without a question, it is not one.
+        assert_eq!(
+            clarification_marker("# Plan\n\na\n\nb\n\nc\n\nd\nCLARIFY: late?"),
+            None
+        );
+        assert_eq!(clarification_marker("CLARIFY:"), None);
+        assert_eq!(
+            clarification_marker("# Plan\n\nClarifying the scope."),
+            None
+        );
+    }
+}

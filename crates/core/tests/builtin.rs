@@ -23,7 +23,7 @@ fn loads_and_checks_clean() {
             "tester"
         ]
     );
-    assert_eq!(m.templates().len(), 17);
+    assert_eq!(m.templates().len(), 18);
     assert_eq!(m.workflow_ids(), ["sdlc"]);
     assert_eq!(m.default_workflow().map(|w| w.id.as_str()), Some("sdlc"));
     assert_eq!(m.check(), []);

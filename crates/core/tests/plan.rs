@@ -5,13 +5,13 @@ use botarmy_core::method::PlanError;
 use crate::support::{builtin, fixtures, method_of};
 
 #[test]
-fn sdlc_plans_17_steps_in_6_phases() {
+fn sdlc_plans_18_steps_in_6_phases() {
     let m = builtin();
     let plan = m.plan("sdlc").unwrap();
     assert_eq!(plan.workflow_id, "sdlc");
     assert_eq!(plan.cycle_type, "sdlc");
     assert_eq!(plan.method_digest, m.digest());
-    assert_eq!(plan.steps.len(), 17);
+    assert_eq!(plan.steps.len(), 18);
     let phases = ["Discovery", "Plan", "Design", "Build", "Validate", "Launch"];
     let outputs: [&[&str]; 6] = [
         &[
@@ -30,6 +30,7 @@ fn sdlc_plans_17_steps_in_6_phases() {
             "test-results.md",
             "quality-report.md",
             "performance-metrics.md",
+            "risk-cards.md",
         ],
         &[
             "deployment-plan.md",
@@ -52,13 +53,24 @@ fn sdlc_plans_17_steps_in_6_phases() {
         for out in outs {
             let s = &plan.steps[i];
             assert_eq!(s.phase.as_deref(), Some(*phase), "{}", s.key);
+            // The risk review is the risk agent's, in Validate.
+            let agent = if *out == "risk-cards.md" {
+                "risk"
+            } else {
+                agent
+            };
             assert_eq!(s.agent, agent, "{}", s.key);
             assert_eq!(s.creates.as_deref(), Some(*out));
             let stem = out.trim_end_matches(".md");
             assert_eq!(s.key, format!("{}/{stem}", phase.to_lowercase()));
             assert_eq!(s.template.as_deref(), Some(format!("{stem}-tmpl").as_str()));
-            // a phase waits for all of the previous phase, and nothing else
-            assert_eq!(s.depends_on, previous, "{}", s.key);
+            // a phase waits for all of the previous phase, and nothing else (the risk review
+            // also reads the test results and the quality report of its own phase)
+            let mut expected = previous.clone();
+            if *out == "risk-cards.md" {
+                expected.extend([11, 12]);
+            }
+            assert_eq!(s.depends_on, expected, "{}", s.key);
             for r in &s.requires {
                 let creator = plan
                     .steps
@@ -73,6 +85,24 @@ fn sdlc_plans_17_steps_in_6_phases() {
         }
         previous = this;
     }
+    // A gate per phase, and the risk review's own (a high risk waits for a person).
+    let gates: Vec<(&str, &[u32])> = plan
+        .gates
+        .iter()
+        .map(|g| (g.key.as_str(), g.steps.as_slice()))
+        .collect();
+    assert_eq!(
+        gates,
+        [
+            ("phase:discovery", &[0, 1, 2][..]),
+            ("phase:plan", &[3, 4]),
+            ("phase:design", &[5, 6, 7]),
+            ("phase:build", &[8, 9, 10]),
+            ("phase:validate", &[11, 12, 13]),
+            ("validate/risk-cards", &[14]),
+            ("phase:launch", &[15, 16, 17]),
+        ]
+    );
     assert!(
         plan.steps[5]
             .requires

@@ -198,6 +198,35 @@ pub struct Assessment {
     /// The checklist's items with their verdicts, when one was executed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checklist: Vec<ChecklistItem>,
+    /// Risk cards, when the step is a risk review; a high one holds its gate until a
+    /// person acknowledges it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risks: Vec<RiskCard>,
+}
+
+/// One risk a risk review found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskCard {
+    /// Short name.
+    pub title: String,
+    /// How bad.
+    pub severity: Severity,
+    /// What could go wrong and why.
+    pub description: String,
+    /// What to do about it.
+    pub mitigation: String,
+}
+
+/// A risk's severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Must be dealt with, or knowingly accepted, before launch.
+    High,
+    /// Worth a mitigation.
+    Medium,
+    /// Noted.
+    Low,
 }
 
 /// One item of an executed checklist.

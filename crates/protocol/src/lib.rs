@@ -15,7 +15,7 @@ mod usage;
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent, WorktreeInfo};
 pub use gate::{
     Assessment, ChecklistItem, DEFAULT_CONFIDENCE_BELOW, DEFAULT_QUALITY_BELOW, GatePolicy,
-    HitlDecision, PlanGate, Score, Thresholds, Verdict,
+    HitlDecision, PlanGate, RiskCard, Score, Severity, Thresholds, Verdict,
 };
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{

@@ -17,9 +17,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::method::MethodHandle;
-use botarmy_core::assess::{combine, parse_checklist_answer, section_coverage, split_confidence};
+use botarmy_core::assess::{
+    combine, parse_checklist_answer, risk_cards, section_coverage, split_confidence,
+};
 use botarmy_core::budget::{Amount, Ledger};
-use botarmy_core::document::extract_code_files;
+use botarmy_core::document::{clarification_marker, extract_code_files};
 use botarmy_core::prompt::parse_condition_answer;
 use botarmy_protocol::ChecklistItem;
 
@@ -182,10 +184,7 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
         Some(ws) if job.tool_calling && !ws.tools.is_empty() => {
             agent_loop::run(job, calls, ws, messages).await?
         }
-        _ => {
-            let request = job.request(messages, job.options.max_output_tokens, calls.next, None);
-            calls.chat(job, request).await?.0
-        }
+        _ => document_mode(job, calls, messages).await?,
     };
     let (text, confidence) = split_confidence(&text);
     let mut document = job.method.finish_document(&job.plan_step, &job.idea, &text);
@@ -230,6 +229,60 @@ async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorIn
         },
     );
     Ok(StepOutput::Produced(produced, assessment))
+}
+
+/// One call for the document; when the model asks a human instead (a `CLARIFY:` line), the
+/// question is recorded and the attempt stops; once answered, a second call gives the
+/// document with the answer in the conversation.
+async fn document_mode(
+    job: &StepJob,
+    calls: &mut Calls,
+    messages: Vec<ChatMessage>,
+) -> Result<String, ErrorInfo> {
+    let request = job.request(
+        messages.clone(),
+        job.options.max_output_tokens,
+        calls.next,
+        None,
+    );
+    let text = calls.chat(job, request).await?.0;
+    let Some((question, options)) = clarification_marker(&text) else {
+        return Ok(text);
+    };
+    // Without tool calls, the attempt's one question is number 0.
+    let Some(answer) = job.answers.get(&0) else {
+        calls.send_unsent(job).await?;
+        job.tx
+            .send(StepMsg::Record(Event::ClarificationRequested {
+                step: job.step,
+                attempt: job.attempt,
+                call: 0,
+                question: question.clone(),
+                options,
+            }))
+            .await
+            .map_err(|_| cancelled())?;
+        return Err(ErrorInfo::new(
+            ErrorKind::NeedsInput,
+            format!("agent `{}` asked: {question}", job.plan_step.agent),
+        ));
+    };
+    let mut follow = messages;
+    follow.push(ChatMessage::assistant(text));
+    follow.push(ChatMessage::user(format!(
+        "The human answered: {answer}\n\nNow write the complete result, as asked above."
+    )));
+    let request = job.request(follow, job.options.max_output_tokens, calls.next, None);
+    let text = calls.chat(job, request).await?.0;
+    // A second question in the same attempt is not asked; what came is the result.
+    Ok(match clarification_marker(&text) {
+        Some(_) => text
+            .lines()
+            .filter(|l| clarification_marker(l).is_none())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => text,
+    })
 }
 
 /// The document with a line under its title saying it was revised after `feedback`.
@@ -294,10 +347,22 @@ async fn assess(
         }
         checklist_score = botarmy_core::assess::checklist_score(&name, &checklist, unanswered);
     }
+    // A risk review's cards (other documents' severities, such as defects', are not risks).
+    let reviews_risks = job.plan_step.agent == "risk"
+        || job
+            .plan_step
+            .template
+            .as_deref()
+            .is_some_and(|t| t.contains("risk"));
     Ok(Assessment {
         confidence,
         quality: combine(&[sections, Some(outputs), checklist_score]),
         checklist,
+        risks: if reviews_risks {
+            risk_cards(document)
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -61,6 +61,7 @@ pub async fn a_gate_is_rejected_with_feedback_then_approved_over_the_api(backend
             "phase:design",
             "phase:build",
             "phase:validate",
+            "validate/risk-cards",
             "phase:launch"
         ]
     );
@@ -184,7 +185,10 @@ pub async fn a_gate_is_rejected_with_feedback_then_approved_over_the_api(backend
         .iter()
         .filter(|e| e["type"] == "hitl_resolved" && e["decision"] == "approved")
         .count();
-    assert_eq!(approvals, 5, "one per phase but the amended one");
+    assert_eq!(
+        approvals, 6,
+        "one per gate (six phases, the risk review) but the amended one"
+    );
     assert!(
         log.iter().any(|e| e["type"] == "hitl_resolved"
             && e["decision"] == "amended"

@@ -196,7 +196,11 @@ impl Fleet {
     }
 
     pub(super) fn for_agent(&self, agent: &str) -> &Mock {
-        self.mocks.iter().find(|m| m.agent == agent).unwrap()
+        // An agent without a route of its own asks the default provider.
+        self.mocks
+            .iter()
+            .find(|m| m.agent == agent)
+            .unwrap_or_else(|| self.mock("openai"))
     }
 
     /// Agents, failover, endpoints of the providers the environment has no variable for,

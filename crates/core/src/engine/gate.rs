@@ -92,7 +92,27 @@ impl RunState {
         };
         let confidence = lowest(|a| a.confidence.as_ref());
         let quality = lowest(|a| a.quality.as_ref());
-        let reasons = policy.trips(confidence.as_ref(), quality.as_ref());
+        let mut reasons = policy.trips(confidence.as_ref(), quality.as_ref());
+        // A high risk needs a person's acknowledgment, whatever the thresholds say (only
+        // `auto` waives it).
+        if policy != botarmy_protocol::GatePolicy::Auto {
+            for (i, s) in &done {
+                for risk in s.assessment.iter().flat_map(|a| &a.risks) {
+                    if risk.severity == botarmy_protocol::Severity::High {
+                        reasons.push(format!(
+                            "high risk from `{}`: {} (mitigation: {})",
+                            plan.steps[*i as usize].key,
+                            risk.title,
+                            if risk.mitigation.is_empty() {
+                                "none given"
+                            } else {
+                                &risk.mitigation
+                            }
+                        ));
+                    }
+                }
+            }
+        }
         if reasons.is_empty() {
             GateVerdict::Pass
         } else {

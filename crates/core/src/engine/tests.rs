@@ -1184,6 +1184,7 @@ impl Log {
                 confidence,
                 quality,
                 checklist: Vec::new(),
+                risks: Vec::new(),
             }),
         })
         .unwrap();
@@ -1457,4 +1458,55 @@ fn a_run_does_not_complete_while_a_gate_waits() {
         }]
     );
     log.push(completes).unwrap();
+}
+
+#[test]
+fn a_high_risk_holds_its_gate_until_acknowledged_unless_the_policy_is_auto() {
+    for (policy, asks) in [(None, true), (Some(GatePolicy::Auto), false)] {
+        let options = RunOptions {
+            gate_policy: policy,
+            ..RunOptions::default()
+        };
+        let mut log = Log::new(gated(&[&[], &[0]], &[0], None), options);
+        log.perform(&Action::StartRun);
+        log.perform(&Action::StartStep {
+            step: 0,
+            attempt: 1,
+            resume: false,
+        });
+        let card = |title: &str, severity| botarmy_protocol::RiskCard {
+            title: title.into(),
+            severity,
+            description: "d".into(),
+            mitigation: "m".into(),
+        };
+        log.push(Event::StepCompleted {
+            step: 0,
+            attempt: 1,
+            usage: Usage::default(),
+            duration_ms: 1,
+            assessment: Some(Assessment {
+                confidence: score(0.99),
+                quality: score(0.99),
+                checklist: Vec::new(),
+                risks: vec![
+                    card("Data loss", botarmy_protocol::Severity::High),
+                    card("Slow start", botarmy_protocol::Severity::Low),
+                ],
+            }),
+        })
+        .unwrap();
+        let actions = log.state.next_actions();
+        match &actions[..] {
+            [Action::RequestApproval { reasons, .. }] => {
+                assert!(asks);
+                assert_eq!(
+                    reasons,
+                    &["high risk from `step-0`: Data loss (mitigation: m)"]
+                );
+            }
+            [Action::StartStep { step: 1, .. }] => assert!(!asks),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub(crate) const FILES: &[(&str, &str)] = embed![
     "templates/performance-metrics-tmpl.yaml",
     "templates/project-plan-tmpl.yaml",
     "templates/quality-report-tmpl.yaml",
+    "templates/risk-cards-tmpl.yaml",
     "templates/source-code-tmpl.yaml",
     "templates/success-criteria-tmpl.yaml",
     "templates/technical-architecture-tmpl.yaml",
