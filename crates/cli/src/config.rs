@@ -69,6 +69,9 @@ pub struct GatesFile {
     /// `default = "always"`, `"auto"`, `"confidence_below=0.8,quality_below=0.85"`, or a
     /// table `{ confidence_below = 0.8, quality_below = 0.85 }`.
     pub default: Option<botarmy_protocol::GatePolicy>,
+    /// How long an approval may wait where the workflow says nothing:
+    /// `{ after = "4h", then = "remind" }` (then: remind, escalate, approve or fail).
+    pub timeout: Option<botarmy_protocol::GateTimeout>,
 }
 
 /// `[server]` of `botarmy.toml`.

@@ -314,6 +314,17 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
                 score(a.confidence.as_ref()),
                 score(a.quality.as_ref())
             )?;
+            for risk in &a.risks {
+                writeln!(
+                    w,
+                    "        risk [{}] {}",
+                    serde_json::to_value(risk.severity)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    risk.title
+                )?;
+            }
         }
         if let Some(resource) = queued.get(&s.step) {
             writeln!(

@@ -404,6 +404,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<ExitCode> {
         repositories: repo::resolve_all(config, &args.repo).await?,
         gate_policy: args.gate_policy,
         default_gate: config.file.gates.default,
+        gate_timeout: config.file.gates.timeout,
     };
     let request = RunRequest {
         idea: args.idea,

@@ -327,6 +327,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         quality: Option<f64>,
     },
+    /// An approval waited longer than its gate allows; `action` says what follows (a
+    /// reminder, an escalation, an approval in the human's stead, or the run failing).
+    HitlTimedOut {
+        /// The gate.
+        gate: u32,
+        /// What the gate's timeout policy does.
+        action: crate::TimeoutAction,
+        /// How long it had waited, in seconds.
+        waited_secs: u64,
+    },
     /// A human (or `--yes`) decided at a gate.
     HitlResolved {
         /// The gate.
@@ -409,6 +419,7 @@ impl Event {
             Self::StepRestarted { .. } => "step_restarted",
             Self::HitlRequested { .. } => "hitl_requested",
             Self::HitlResolved { .. } => "hitl_resolved",
+            Self::HitlTimedOut { .. } => "hitl_timed_out",
             Self::PipelinePaused { .. } => "pipeline_paused",
             Self::PipelineResumed {} => "pipeline_resumed",
             Self::BudgetChanged { .. } => "budget_changed",

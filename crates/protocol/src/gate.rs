@@ -252,6 +252,67 @@ pub enum Verdict {
     NotApplicable,
 }
 
+/// What happens when an approval waits longer than its gate allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutAction {
+    /// Log a reminder (`hitl_timed_out`); the gate keeps waiting.
+    Remind,
+    /// Mark the request escalated (`hitl_timed_out`); the gate keeps waiting.
+    Escalate,
+    /// Approve it in the human's stead (logged as by `timeout`).
+    Approve,
+    /// Fail the run.
+    Fail,
+}
+
+/// How long a gate's approval may wait, and what then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateTimeout {
+    /// Seconds after the request (`"30m"`, `"4h"`, `"2d"` or a number of seconds when
+    /// written by a person).
+    #[serde(deserialize_with = "duration_secs")]
+    pub after: u64,
+    /// What happens then.
+    pub then: TimeoutAction,
+}
+
+/// Reads `90`, `"90s"`, `"30m"`, `"4h"` or `"2d"` as seconds.
+fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Secs(u64),
+        Text(String),
+    }
+    match Repr::deserialize(d)? {
+        Repr::Secs(s) => Ok(s),
+        Repr::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `"90s"`, `"30m"`, `"4h"`, `"2d"` or a bare number of seconds, as seconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (expected e.g. 90s, 30m, 4h, 2d)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration (expected e.g. 90s, 30m, 4h, 2d)"
+            ));
+        }
+    };
+    Ok(n * scale)
+}
+
 /// A gate of a plan: the steps whose outputs it approves, and its policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanGate {
@@ -264,6 +325,9 @@ pub struct PlanGate {
     /// The policy written in the workflow (none: the run's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<GatePolicy>,
+    /// How long its approval may wait, from the workflow (none: the run's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GateTimeout>,
 }
 
 /// What a human decided at a gate.
@@ -325,6 +389,23 @@ mod tests {
         }
         let e = serde_json::from_str::<GatePolicy>(r#"{"confidence":0.5}"#).unwrap_err();
         assert!(e.to_string().contains("did not match"), "{e}");
+    }
+
+    #[test]
+    fn timeouts_read_durations_in_words() {
+        let t: GateTimeout = serde_json::from_str(r#"{"after": "4h", "then": "approve"}"#).unwrap();
+        assert_eq!((t.after, t.then), (14_400, TimeoutAction::Approve));
+        let t: GateTimeout = serde_json::from_str(r#"{"after": 90, "then": "remind"}"#).unwrap();
+        assert_eq!(t.after, 90);
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        assert!(
+            serde_json::from_str::<GateTimeout>(r#"{"after": "1h", "then": "panic"}"#).is_err()
+        );
     }
 
     #[test]

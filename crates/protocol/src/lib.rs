@@ -15,7 +15,8 @@ mod usage;
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent, WorktreeInfo};
 pub use gate::{
     Assessment, ChecklistItem, DEFAULT_CONFIDENCE_BELOW, DEFAULT_QUALITY_BELOW, GatePolicy,
-    HitlDecision, PlanGate, RiskCard, Score, Severity, Thresholds, Verdict,
+    GateTimeout, HitlDecision, PlanGate, RiskCard, Score, Severity, Thresholds, TimeoutAction,
+    Verdict, parse_duration,
 };
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{

@@ -50,6 +50,10 @@ pub struct RunOptions {
     /// confidence 0.8 and quality 0.85).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_gate: Option<crate::GatePolicy>,
+    /// How long an approval may wait where the workflow says nothing (`botarmy.toml`; none:
+    /// forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_timeout: Option<crate::GateTimeout>,
 }
 
 /// Spending limits of a run: for the whole run, per phase and per agent. A call that would
@@ -123,6 +127,7 @@ impl Default for RunOptions {
             repositories: Vec::new(),
             gate_policy: None,
             default_gate: None,
+            gate_timeout: None,
         }
     }
 }

@@ -5,7 +5,8 @@
 
 use botarmy_core::engine::RunState;
 use botarmy_protocol::{
-    ArtifactId, ArtifactKind, ArtifactRef, Event, HitlDecision, RunId, StepStatus,
+    ArtifactId, ArtifactKind, ArtifactRef, ErrorInfo, ErrorKind, Event, HitlDecision, RunId,
+    StepStatus, TimeoutAction,
 };
 use botarmy_store::{AppendBatch, ArtifactBody};
 use sha2::{Digest, Sha256};
@@ -295,3 +296,107 @@ fn amendable_document(
         ))),
     }
 }
+
+impl Runtime {
+    /// Fires the gate timeouts of `run_id` that are due at `now`: each logs
+    /// `hitl_timed_out`; `approve` then approves in the human's stead (by `timeout`) and
+    /// `fail` fails the run. None when nothing was due.
+    pub async fn apply_timeouts(
+        &self,
+        run_id: RunId,
+        now: botarmy_protocol::UnixMillis,
+    ) -> Result<Option<RunState>, RuntimeError> {
+        let state = self.load(run_id).await?;
+        if state.status.is_terminal() || state.due_timeouts(now).is_empty() {
+            return Ok(None);
+        }
+        let state = self
+            .append_all_outside(run_id, "it has finished", |state| {
+                let mut events = Vec::new();
+                for (gate, timeout, waited_secs) in state.due_timeouts(now) {
+                    events.push(Event::HitlTimedOut {
+                        gate,
+                        action: timeout.then,
+                        waited_secs,
+                    });
+                    let title = state
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.gates.get(gate as usize))
+                        .map_or("a gate", |g| g.title.as_str());
+                    match timeout.then {
+                        TimeoutAction::Approve => events.push(Event::HitlResolved {
+                            gate,
+                            decision: HitlDecision::Approved,
+                            feedback: None,
+                            by: TIMEOUT_APPROVER.into(),
+                        }),
+                        TimeoutAction::Fail => {
+                            events.push(Event::PipelineFailed {
+                                error: ErrorInfo::new(
+                                    ErrorKind::Fatal,
+                                    format!(
+                                        "nobody approved {title} within {}s (its gate's timeout fails the run)",
+                                        timeout.after
+                                    ),
+                                ),
+                                step: None,
+                            });
+                            break;
+                        }
+                        TimeoutAction::Remind | TimeoutAction::Escalate => {}
+                    }
+                }
+                Ok(events)
+            })
+            .await?;
+        Ok(Some(state))
+    }
+
+    /// Watches the waiting runs' gate timeouts until `cancel`: fires each when due (by
+    /// `clock`, the caller's time in milliseconds) and tells `fired` the run and its state
+    /// afterwards (a run a timeout approved is `running`: the caller continues it). Sleeps
+    /// until the next deadline, at most `poll` (new requests are picked up at the next
+    /// poll).
+    pub async fn watch_gate_timeouts(
+        &self,
+        clock: impl Fn() -> botarmy_protocol::UnixMillis,
+        poll: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+        mut fired: impl FnMut(RunId, &RunState),
+    ) -> Result<(), RuntimeError> {
+        loop {
+            let now = clock();
+            let waiting = self
+                .store()
+                .list_runs(&botarmy_store::RunFilter {
+                    status: Some(botarmy_protocol::RunStatus::Waiting),
+                    ..botarmy_store::RunFilter::default()
+                })
+                .await?;
+            let mut next: Option<botarmy_protocol::UnixMillis> = None;
+            for run in waiting {
+                let state = match self.apply_timeouts(run.id, now).await? {
+                    Some(after) => {
+                        fired(run.id, &after);
+                        after
+                    }
+                    None => self.load(run.id).await?,
+                };
+                if let Some(d) = state.next_deadline() {
+                    next = Some(next.map_or(d, |n: i64| n.min(d)));
+                }
+            }
+            let wait = next.map_or(poll, |d| {
+                poll.min(std::time::Duration::from_millis((d - now).max(0) as u64))
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Who approved a gate whose timeout approves.
+pub(crate) const TIMEOUT_APPROVER: &str = "timeout";

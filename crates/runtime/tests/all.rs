@@ -6,4 +6,5 @@ mod support;
 mod budget;
 mod limits;
 mod start;
+mod timeouts;
 mod tools;

@@ -206,6 +206,32 @@ impl Server {
         })?;
         let token = self.state.shutdown.clone();
         let app = self.router();
+        // Approvals that wait past their gate's timeout: remind, escalate, approve (the run
+        // then continues here) or fail, while the server is up.
+        let timer = {
+            let (runtime, drives) = (
+                Arc::clone(&self.state.runtime),
+                Arc::clone(&self.state.drives),
+            );
+            let stop = self.state.shutdown.clone();
+            tokio::spawn(async move {
+                let watched = runtime
+                    .watch_gate_timeouts(
+                        botarmy_protocol::now_millis,
+                        std::time::Duration::from_secs(30),
+                        stop,
+                        |id, state| {
+                            if state.status == botarmy_protocol::RunStatus::Running {
+                                let _ = drives.spawn(id, drives::Start::Resume);
+                            }
+                        },
+                    )
+                    .await;
+                if let Err(error) = watched {
+                    eprintln!("botarmy-server: gate timeouts are not watched any more: {error}");
+                }
+            })
+        };
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -213,6 +239,7 @@ impl Server {
             })
             .await;
         self.state.shutdown.cancel();
+        let _ = timer.await;
         self.state.drives.shutdown().await;
         result.map_err(|source| ServeError::Io { addr, source })
     }

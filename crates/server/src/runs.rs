@@ -195,6 +195,7 @@ impl CreateRun {
                     .ok()
             }),
             default_gate: None,
+            gate_timeout: None,
         }
     }
 }

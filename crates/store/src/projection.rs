@@ -265,7 +265,8 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
         | Event::WorktreeSetupStarted { .. }
         | Event::WorktreeSetupCompleted { .. }
         | Event::WorktreeSessionReady { .. }
-        | Event::WorktreeSessionCleaned { .. } => Change::None,
+        | Event::WorktreeSessionCleaned { .. }
+        | Event::HitlTimedOut { .. } => Change::None,
         Event::PipelineNeedsInput { .. }
         | Event::ClarificationRequested { .. }
         | Event::HitlRequested { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),

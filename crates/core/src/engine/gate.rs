@@ -27,6 +27,10 @@ pub struct GateRequest {
     pub confidence: Option<f64>,
     /// The lowest quality among its steps.
     pub quality: Option<f64>,
+    /// When it was asked.
+    pub requested_at: botarmy_protocol::UnixMillis,
+    /// What its timeout did already, if it fired (it fires once).
+    pub timed_out: Option<botarmy_protocol::TimeoutAction>,
 }
 
 /// What a gate says about the current outputs of its steps.
@@ -48,6 +52,46 @@ pub enum GateVerdict {
 }
 
 impl RunState {
+    /// How long gate `gate`'s approval may wait: the workflow's, else the run's default.
+    pub fn gate_timeout(&self, gate: usize) -> Option<botarmy_protocol::GateTimeout> {
+        let plan = self.plan.as_ref()?;
+        plan.gates
+            .get(gate)?
+            .timeout
+            .or(self.request.as_ref()?.options.gate_timeout)
+    }
+
+    /// Approvals whose wait has passed their gate's timeout at `now` (the runtime's clock):
+    /// the gate, its timeout, and how long it has waited in seconds. Each fires once.
+    pub fn due_timeouts(
+        &self,
+        now: botarmy_protocol::UnixMillis,
+    ) -> Vec<(u32, botarmy_protocol::GateTimeout, u64)> {
+        self.gates
+            .iter()
+            .enumerate()
+            .filter_map(|(g, gs)| {
+                let r = gs.request.as_ref().filter(|r| r.timed_out.is_none())?;
+                let timeout = self.gate_timeout(g)?;
+                let waited = (now - r.requested_at).max(0) as u64 / 1_000;
+                (waited >= timeout.after).then_some((g as u32, timeout, waited))
+            })
+            .collect()
+    }
+
+    /// When the next timeout of a waiting approval falls due (none: no approval waits with
+    /// a timeout that has not fired).
+    pub fn next_deadline(&self) -> Option<botarmy_protocol::UnixMillis> {
+        self.gates
+            .iter()
+            .enumerate()
+            .filter_map(|(g, gs)| {
+                let r = gs.request.as_ref().filter(|r| r.timed_out.is_none())?;
+                Some(r.requested_at + self.gate_timeout(g)?.after as i64 * 1_000)
+            })
+            .min()
+    }
+
     /// What gate `gate` says about its steps' current outputs.
     pub fn gate_verdict(&self, gate: usize) -> GateVerdict {
         let (Some(plan), Some(request)) = (&self.plan, &self.request) else {
@@ -160,6 +204,12 @@ pub struct WaitingView {
     pub confidence: Option<f64>,
     /// The lowest quality among its steps.
     pub quality: Option<f64>,
+    /// When it was asked.
+    pub requested_at: botarmy_protocol::UnixMillis,
+    /// When its timeout falls due, if it has one that has not fired.
+    pub due_at: Option<botarmy_protocol::UnixMillis>,
+    /// What its timeout did (`remind`, `escalate`), if it fired.
+    pub timed_out: Option<botarmy_protocol::TimeoutAction>,
 }
 
 /// A decision taken at a gate.
@@ -196,6 +246,12 @@ impl RunState {
                 reasons: r.reasons.clone(),
                 confidence: r.confidence,
                 quality: r.quality,
+                requested_at: r.requested_at,
+                due_at: match (r.timed_out, self.gate_timeout(gate as usize)) {
+                    (None, Some(t)) => Some(r.requested_at + t.after as i64 * 1_000),
+                    _ => None,
+                },
+                timed_out: r.timed_out,
             }),
             approved_by: gs.approved_by.clone(),
             last_decision: gs

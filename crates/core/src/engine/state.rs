@@ -921,9 +921,23 @@ impl RunState {
                     reasons: reasons.clone(),
                     confidence: *confidence,
                     quality: *quality,
+                    requested_at: at,
+                    timed_out: None,
                 });
                 self.status = RunStatus::Waiting;
                 self.reason = Some(format!("approval of {title}"));
+            }
+            Event::HitlTimedOut { gate, action, .. } => {
+                self.require_active()?;
+                let request = self
+                    .gates
+                    .get_mut(*gate as usize)
+                    .and_then(|g| g.request.as_mut())
+                    .ok_or_else(|| format!("gate {gate} does not wait for a decision"))?;
+                if let Some(done) = request.timed_out {
+                    return Err(format!("gate {gate} timed out already ({done:?})"));
+                }
+                request.timed_out = Some(*action);
             }
             Event::HitlResolved {
                 gate,

@@ -735,6 +735,7 @@ fn simulate(
             title: format!("gate {i}"),
             steps: vec![i],
             policy: Some(GatePolicy::Always),
+            timeout: None,
         })
         .collect();
     let mut log = Log::new(plan, options);
@@ -1162,6 +1163,7 @@ fn gated(deps: &[&[u32]], covered: &[u32], policy: Option<GatePolicy>) -> Plan {
         title: "the Discovery phase".into(),
         steps: covered.to_vec(),
         policy,
+        timeout: None,
     }];
     p
 }
@@ -1509,4 +1511,45 @@ fn a_high_risk_holds_its_gate_until_acknowledged_unless_the_policy_is_auto() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[test]
+fn a_gate_timeout_falls_due_once_at_its_deadline() {
+    let options = RunOptions {
+        gate_timeout: Some(botarmy_protocol::GateTimeout {
+            after: 3_600,
+            then: botarmy_protocol::TimeoutAction::Remind,
+        }),
+        ..RunOptions::default()
+    };
+    let mut log = Log::new(gated(&[&[], &[0]], &[0], None), options);
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.1), score(0.1));
+    assert_eq!(log.state.next_deadline(), None, "nothing waits yet");
+    let action = log.state.next_actions()[0].clone();
+    log.request(&action);
+    let asked_at = log.records.last().unwrap().at;
+    assert_eq!(log.state.next_deadline(), Some(asked_at + 3_600_000));
+    assert!(log.state.due_timeouts(asked_at + 3_599_999).is_empty());
+    let due = log.state.due_timeouts(asked_at + 3_600_000);
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].0, due[0].2), (0, 3_600));
+    log.push(Event::HitlTimedOut {
+        gate: 0,
+        action: botarmy_protocol::TimeoutAction::Remind,
+        waited_secs: 3_600,
+    })
+    .unwrap();
+    // A reminder keeps the gate waiting, and does not fire again.
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    assert!(log.state.due_timeouts(asked_at + 99_000_000).is_empty());
+    assert_eq!(log.state.next_deadline(), None);
+    assert!(
+        log.push(Event::HitlTimedOut {
+            gate: 0,
+            action: botarmy_protocol::TimeoutAction::Remind,
+            waited_secs: 7_200,
+        })
+        .is_err()
+    );
 }

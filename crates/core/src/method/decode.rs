@@ -134,6 +134,31 @@ impl<'f> Decoder<'f> {
         }
     }
 
+    /// A gate timeout: `{after: 4h, then: remind|escalate|approve|fail}`.
+    pub(crate) fn gate_timeout(
+        &mut self,
+        node: Option<&Node>,
+        field: &str,
+    ) -> Option<botarmy_protocol::GateTimeout> {
+        let node = node?;
+        if node.is_null() {
+            return None;
+        }
+        match serde_json::from_value(node.to_json()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.wrong(
+                    node,
+                    field,
+                    &format!(
+                        "a gate timeout such as `{{after: 4h, then: approve}}` (then: remind, escalate, approve or fail) ({e})"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A non-negative integer.
     pub(crate) fn u32(&mut self, node: Option<&Node>, field: &str) -> Option<u32> {
         let node = node?;

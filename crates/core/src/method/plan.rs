@@ -456,6 +456,7 @@ fn gates_of(wf: &Workflow, drafts: &[Draft<'_>]) -> Vec<PlanGate> {
         title: format!("`{}` ({})", d.step.key, d.step.title),
         steps: vec![i as u32],
         policy: d.item.gate,
+        timeout: d.item.gate_timeout,
     };
     let mut phase_gates: Vec<PlanGate> = wf
         .phases
@@ -465,6 +466,7 @@ fn gates_of(wf: &Workflow, drafts: &[Draft<'_>]) -> Vec<PlanGate> {
             title: format!("the {} phase", p.name),
             steps: Vec::new(),
             policy: p.gate,
+            timeout: p.gate_timeout,
         })
         .collect();
     for (i, d) in drafts.iter().enumerate() {

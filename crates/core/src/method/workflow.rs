@@ -35,6 +35,7 @@ const ITEM_KEYS: &[&str] = &[
     "instruction",
     "depends_on",
     "gate",
+    "gate_timeout",
     "tools",
     "max_turns",
 ];
@@ -79,6 +80,8 @@ pub struct Phase {
     pub depends_on: Vec<String>,
     /// `gate`: when the phase's outputs need a human's approval (none: the run's default).
     pub gate: Option<botarmy_protocol::GatePolicy>,
+    /// `gate_timeout`: how long its approval may wait (`{after: 4h, then: approve}`).
+    pub gate_timeout: Option<botarmy_protocol::GateTimeout>,
     /// Line of the phase.
     pub line: u32,
 }
@@ -132,6 +135,8 @@ pub struct SequenceItem {
     pub depends_on: Vec<String>,
     /// Extension `gate`: the step gets a gate of its own with this policy.
     pub gate: Option<botarmy_protocol::GatePolicy>,
+    /// Extension `gate_timeout`: how long the approval of its own gate may wait.
+    pub gate_timeout: Option<botarmy_protocol::GateTimeout>,
     /// Extension `tools`.
     pub tools: Vec<String>,
     /// Extension `max_turns`.
@@ -217,11 +222,13 @@ fn decode_workflow(d: &mut Decoder<'_>, root: &Node) -> Workflow {
             .unwrap_or_else(|| id.clone());
         let depends_on = d.string_or_list(p.get("depends_on"), &join(&field, "depends_on"));
         let gate = d.gate(p.get("gate"), &join(&field, "gate"));
+        let gate_timeout = d.gate_timeout(p.get("gate_timeout"), &join(&field, "gate_timeout"));
         w.phases.push(Phase {
             id,
             name,
             depends_on,
             gate,
+            gate_timeout,
             line: p.pos.line,
         });
     }
@@ -321,6 +328,7 @@ fn decode_item(d: &mut Decoder<'_>, node: &Node, i: usize) -> Option<SequenceIte
     it.instruction = d.string(body.get("instruction"), &f("instruction"));
     it.depends_on = d.string_or_list(body.get("depends_on"), &f("depends_on"));
     it.gate = d.gate(body.get("gate"), &f("gate"));
+    it.gate_timeout = d.gate_timeout(body.get("gate_timeout"), &f("gate_timeout"));
     it.tools = d.string_or_list(body.get("tools"), &f("tools"));
     it.max_turns = d.u32(body.get("max_turns"), &f("max_turns"));
     Some(it)
