@@ -594,7 +594,9 @@ pub async fn delete(
     if state.drives.is_driven(id) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
-            format!("run {id} is running on this server; cancel it first"),
+            format!(
+                "run {id} is driven by this server; cancel it first, or wait until it has stopped"
+            ),
         ));
     }
     state.store.delete_run_in(&caller.tenant, id).await?;
