@@ -1,4 +1,5 @@
-//! `/api/runs/{id}/artifacts`: a run's artifact versions, one of them, its raw content.
+//! `/api/runs/{id}/artifacts`: a run's artifact versions, one of them, its raw content,
+//! every version of its name.
 
 use axum::Json;
 use axum::extract::State;
@@ -113,4 +114,38 @@ pub async fn raw(
         content,
     )
         .into_response())
+}
+
+/// Every stored version of the artifact's name in the run (this one and the others), by
+/// version: a step that runs again (a restart, feedback at a gate) stores a new version.
+#[utoipa::path(get, path = "/api/runs/{id}/artifacts/{artifact_id}/versions", tag = "artifacts",
+    params(
+        ("id" = String, Path, description = "run id (UUID)"),
+        ("artifact_id" = String, Path, description = "id of any version of the artifact (UUID)"),
+    ),
+    responses(
+        (status = 200, description = "every version of the artifact's name, oldest first", body = ArtifactList),
+        (status = 404, description = "no such run or artifact", body = ErrorBody),
+    ))]
+pub async fn versions(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: PathIds,
+) -> Result<Json<ArtifactList>, ApiError> {
+    let run: RunId = path.get("id")?;
+    let artifact: ArtifactId = path.get("artifact_id")?;
+    state.store.get_run_in(&caller.tenant, run).await?;
+    let all = state.store.artifacts(run).await?;
+    let name = all
+        .iter()
+        .find(|a| a.artifact.id == artifact)
+        .map(|a| a.artifact.name.clone())
+        .ok_or_else(|| ApiError::not_found("artifact", artifact))?;
+    let mut items: Vec<ArtifactView> = all
+        .into_iter()
+        .filter(|a| a.artifact.name == name)
+        .map(ArtifactView::from)
+        .collect();
+    items.sort_by_key(|a| a.version);
+    Ok(Json(ArtifactList { items }))
 }

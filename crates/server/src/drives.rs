@@ -61,6 +61,11 @@ impl Drives {
         self.lock().1.contains_key(&run_id)
     }
 
+    /// How many runs this process drives now.
+    pub fn count(&self) -> usize {
+        self.lock().1.len()
+    }
+
     /// Starts driving the run on a task of its own.
     pub fn spawn(self: &Arc<Self>, run_id: RunId, start: Start) -> Result<(), AlreadyDriven> {
         let stop = CancellationToken::new();

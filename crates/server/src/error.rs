@@ -219,7 +219,9 @@ impl From<StoreError> for ApiError {
             StoreError::Ambiguous { .. } | StoreError::InvalidInput { .. } => {
                 Self::new(ErrorCode::InvalidRequest, error.to_string())
             }
-            StoreError::AlreadyExists { .. } => Self::new(ErrorCode::Conflict, error.to_string()),
+            StoreError::AlreadyExists { .. } | StoreError::InUse { .. } => {
+                Self::new(ErrorCode::Conflict, error.to_string())
+            }
             StoreError::Conflict { .. } => Self::new(
                 ErrorCode::Conflict,
                 "the run's log moved on while this request was handled; read it again and retry",

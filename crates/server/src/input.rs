@@ -213,6 +213,18 @@ impl QueryParams {
         }
     }
 
+    /// `name` as `true` or `false`, or `false` if not given.
+    pub fn flag(&mut self, name: &str) -> Result<bool, ApiError> {
+        match self.take(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(invalid_param(
+                name,
+                format!("expected true or false, found {other:?}"),
+            )),
+        }
+    }
+
     /// `name` parsed as an id, if given.
     pub fn id<T: FromStr<Err = IdParseError>>(
         &mut self,

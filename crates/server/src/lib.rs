@@ -13,11 +13,14 @@
 //! GET  /ready                           store reachable, migrations applied
 //! GET  /api/version
 //! GET  /api/openapi.json
+//! GET  /metrics                         Prometheus text format (see `metrics`)
+//! GET  /api/definitions?method=builtin
 //! GET  /api/projects          POST /api/projects          GET /api/projects/{id}
+//! PATCH /api/projects/{id}    DELETE /api/projects/{id}?force=true
 //! GET  /api/runs?project_id&status&limit&offset           POST /api/runs
-//! GET  /api/runs/{id}         POST /api/runs/{id}/pause|resume|cancel
+//! GET  /api/runs/{id}         POST /api/runs/{id}/pause|resume|cancel   DELETE /api/runs/{id}
 //! GET  /api/runs/{id}/events?since&limit                  GET /api/runs/{id}/usage
-//! GET  /api/runs/{id}/artifacts[/{artifact_id}[/raw]]
+//! GET  /api/runs/{id}/artifacts[/{artifact_id}[/raw|/versions]]
 //! GET  /api/repositories      POST /api/repositories
 //! GET  /api/repositories/{name}                           DELETE /api/repositories/{name}
 //! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
@@ -31,11 +34,13 @@
 mod approvals;
 mod artifacts;
 pub mod auth;
+mod definitions;
 mod drives;
 mod error;
 mod events;
 mod input;
 mod meta;
+mod metrics;
 mod openapi;
 mod projects;
 mod repositories;
@@ -117,6 +122,8 @@ pub(crate) struct AppState {
     pub(crate) drives: Arc<drives::Drives>,
     pub(crate) config: Arc<ServerConfig>,
     pub(crate) auth: auth::SharedAuth,
+    /// What this process measures itself, for `/metrics`.
+    pub(crate) metrics: Arc<metrics::Metrics>,
     /// Cancelled when the server shuts down: streams say goodbye and end.
     pub(crate) shutdown: CancellationToken,
 }
@@ -137,6 +144,7 @@ impl Server {
                 store,
                 auth: Arc::new(auth::Auth::new(config.auth.clone())),
                 config: Arc::new(config),
+                metrics: Arc::default(),
                 shutdown: CancellationToken::new(),
             },
         }
@@ -148,7 +156,13 @@ impl Server {
             .route("/version", get(meta::version))
             .route("/openapi.json", get(meta::openapi))
             .route("/projects", get(projects::list).post(projects::create))
-            .route("/projects/{id}", get(projects::get))
+            .route("/definitions", get(definitions::list))
+            .route(
+                "/projects/{id}",
+                get(projects::get)
+                    .patch(projects::update)
+                    .delete(projects::delete),
+            )
             .route(
                 "/repositories",
                 get(repositories::list).post(repositories::add),
@@ -158,7 +172,7 @@ impl Server {
                 get(repositories::get).delete(repositories::remove),
             )
             .route("/runs", get(runs::list).post(runs::create))
-            .route("/runs/{id}", get(runs::get))
+            .route("/runs/{id}", get(runs::get).delete(runs::delete))
             .route("/runs/{id}/pause", post(runs::pause))
             .route("/runs/{id}/resume", post(runs::resume))
             .route("/runs/{id}/cancel", post(runs::cancel))
@@ -176,11 +190,16 @@ impl Server {
             .route(
                 "/runs/{id}/artifacts/{artifact_id}/raw",
                 get(artifacts::raw),
+            )
+            .route(
+                "/runs/{id}/artifacts/{artifact_id}/versions",
+                get(artifacts::versions),
             );
         Router::new()
             .route("/health", get(meta::health))
             .route("/ready", get(meta::ready))
             .route("/ws", get(ws::upgrade))
+            .route("/metrics", get(metrics::scrape))
             .nest("/api", api)
             .fallback(meta::no_route)
             .method_not_allowed_fallback(meta::wrong_method)
@@ -189,6 +208,11 @@ impl Server {
                 auth::require,
             ))
             .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
+            // Outermost: the time of everything, authentication included.
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                metrics::track,
+            ))
             .with_state(self.state.clone())
     }
 

@@ -7,14 +7,18 @@ use utoipa::{Modify, OpenApi};
 use crate::approvals::{
     AmendRun, ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
 };
+use crate::definitions::{
+    AgentDefinition, Definitions, SectionDefinition, TemplateDefinition, WorkflowDefinition,
+    WorkflowStepDefinition,
+};
 use crate::error::{ErrorBody, ErrorCode, FieldError};
-use crate::projects::CreateProject;
+use crate::projects::{CreateProject, UpdateProject};
 use crate::repositories::{AddRepository, RepositoryList, RepositoryView};
 use crate::runs::{AnswerRun, CancelRun, CreateRun, ResumeRun, RunOptionsBody};
 use crate::views::{
-    ArtifactList, ArtifactView, AttemptView, EventPage, HealthView, PhaseView, ProjectPage,
-    ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView, UsageRowView, UsageView,
-    VersionView,
+    ArtifactList, ArtifactView, AttemptView, DeletedProjectView, EventPage, HealthView, PhaseView,
+    ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView, UsageRowView,
+    UsageView, VersionView,
 };
 
 #[derive(OpenApi)]
@@ -28,7 +32,9 @@ use crate::views::{
             `/api/openapi.json` needs `Authorization: Bearer <token>` when the server has \
             authentication on: an API token (`botarmy token create`) or a JWT of the \
             configured OpenID issuer. A caller sees only its own tenant's projects, runs, \
-            events and artifacts; another tenant's answer 404 like missing ones."
+            events and artifacts; another tenant's answer 404 like missing ones. `/metrics` \
+            (Prometheus text format) covers every tenant, so it needs a caller of an admin \
+            tenant when authentication is on."
     ),
     modifiers(&BearerAuth),
     paths(
@@ -39,9 +45,14 @@ use crate::views::{
         crate::projects::create,
         crate::projects::list,
         crate::projects::get,
+        crate::projects::update,
+        crate::projects::delete,
+        crate::definitions::list,
+        crate::metrics::scrape,
         crate::runs::create,
         crate::runs::list,
         crate::runs::get,
+        crate::runs::delete,
         crate::runs::pause,
         crate::runs::resume,
         crate::runs::cancel,
@@ -57,6 +68,7 @@ use crate::views::{
         crate::artifacts::list,
         crate::artifacts::get,
         crate::artifacts::raw,
+        crate::artifacts::versions,
         crate::repositories::add,
         crate::repositories::list,
         crate::repositories::get,
@@ -68,9 +80,12 @@ use crate::views::{
         ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView,
         UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
         ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep, AmendRun,
+        UpdateProject, DeletedProjectView, Definitions, AgentDefinition, WorkflowDefinition,
+        WorkflowStepDefinition, TemplateDefinition, SectionDefinition,
     )),
     tags(
-        (name = "server", description = "health, readiness, version"),
+        (name = "server", description = "health, readiness, version, Prometheus metrics"),
+        (name = "definitions", description = "what the method defines: agents, workflows, templates, checklists"),
         (name = "projects", description = "projects; every run belongs to one"),
         (name = "runs", description = "runs, their control, event log and usage"),
         (name = "approvals", description = "gates: what waits for a human, approve, reject with feedback, restart a step"),

@@ -573,3 +573,33 @@ pub async fn cancel(
     state.runtime.cancel(id, &reason).await?;
     detail(&state, &caller, id).await.map(Json)
 }
+
+/// Deletes a finished run with everything of it (events, steps, attempts, artifacts, LLM
+/// calls), in one transaction. A run that is not finished (pending, running, paused,
+/// waiting) is refused: cancel it first.
+#[utoipa::path(delete, path = "/api/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "run id (UUID)")),
+    responses(
+        (status = 200, description = "deleted; the run as it was", body = RunView),
+        (status = 400, description = "not an id", body = ErrorBody),
+        (status = 404, description = "no such run", body = ErrorBody),
+        (status = 409, description = "the run is not finished; cancel it first", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: PathIds,
+) -> Result<Json<RunView>, ApiError> {
+    let id: RunId = path.get("id")?;
+    let run = state.store.get_run_in(&caller.tenant, id).await?;
+    if state.drives.is_driven(id) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "run {id} is driven by this server; cancel it first, or wait until it has stopped"
+            ),
+        ));
+    }
+    state.store.delete_run_in(&caller.tenant, id).await?;
+    Ok(Json(run.into()))
+}

@@ -61,6 +61,16 @@ impl From<ProjectRecord> for ProjectView {
     }
 }
 
+/// A deleted project and the runs deleted with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedProjectView {
+    /// The project as it was.
+    pub project: ProjectView,
+    /// Its runs, deleted with their events, steps, artifacts and LLM calls.
+    #[schema(value_type = Vec<String>)]
+    pub deleted_runs: Vec<RunId>,
+}
+
 /// A page of projects.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectPage {

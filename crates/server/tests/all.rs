@@ -8,6 +8,7 @@ mod approvals;
 mod auth;
 mod control;
 mod errors;
+mod manage;
 mod repositories;
 mod rest;
 mod stream;
@@ -61,4 +62,8 @@ on_both_backends!(
     auth::no_tenant_reaches_another_tenants_things,
     auth::a_token_over_its_rate_limit_gets_429,
     auth::jwts_of_the_issuer_are_accepted_and_others_refused,
+    manage::projects_are_updated_and_deleted,
+    manage::a_run_is_deleted_once_finished_and_its_versions_listed,
+    manage::definitions_of_the_builtin_method,
+    manage::metrics_are_exposed_and_move,
 );

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::support::{Backend, PATIENCE, TestServer, start};
 
 /// The run once this server has stopped driving it (it waits, or it has finished).
-async fn settled(server: &TestServer, run: &str) -> serde_json::Value {
+pub async fn settled(server: &TestServer, run: &str) -> serde_json::Value {
     tokio::time::timeout(PATIENCE, async {
         loop {
             let shown = server.get(&format!("/api/runs/{run}")).await.body;

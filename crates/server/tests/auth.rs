@@ -173,6 +173,7 @@ pub async fn no_tenant_reaches_another_tenants_things(backend: Backend) {
         format!("/api/runs/{run_b}/artifacts"),
         format!("/api/runs/{run_b}/artifacts/{artifact}"),
         format!("/api/runs/{run_b}/artifacts/{artifact}/raw"),
+        format!("/api/runs/{run_b}/artifacts/{artifact}/versions"),
     ];
     for path in &reads {
         let answer = server.get_as(&acme, path).await;
@@ -202,6 +203,7 @@ pub async fn no_tenant_reaches_another_tenants_things(backend: Backend) {
         ("answer", json!({"answer": "yes"})),
         ("approve", Value::Null),
         ("reject", json!({"feedback": "not yours"})),
+        ("amend", json!({"content": "not yours"})),
         ("steps/0/restart", json!({"feedback": "not yours"})),
     ] {
         let answer = server
@@ -213,6 +215,37 @@ pub async fn no_tenant_reaches_another_tenants_things(backend: Backend) {
             "{action}"
         );
     }
+    // Deleting B's run, deleting or changing B's project: missing for A.
+    let as_acme = |request: reqwest::RequestBuilder| request.bearer_auth(&acme);
+    let deleted = server
+        .answer(as_acme(
+            server
+                .client
+                .delete(format!("{}/api/runs/{run_b}", server.http)),
+        ))
+        .await;
+    assert_eq!((deleted.status, deleted.body), (404, missing("run", run_b)));
+    for request in [
+        server.client.delete(format!(
+            "{}/api/projects/{project_b}?force=true",
+            server.http
+        )),
+        server
+            .client
+            .patch(format!("{}/api/projects/{project_b}", server.http))
+            .header("content-type", "application/json")
+            .body(json!({"name": "mine"}).to_string()),
+    ] {
+        let answer = server.answer(as_acme(request)).await;
+        assert_eq!(
+            (answer.status, answer.body),
+            (404, missing("project", project_b))
+        );
+    }
+    let b_project = server
+        .get_as(&globex, &format!("/api/projects/{project_b}"))
+        .await;
+    assert_eq!(b_project.body["name"], "web");
     assert_eq!(server.stored_log(run_b).await, before, "nothing changed");
     let b_view = server.get_as(&globex, &format!("/api/runs/{run_b}")).await;
     assert_eq!(b_view.body["status"], "succeeded");
@@ -279,6 +312,15 @@ pub async fn no_tenant_reaches_another_tenants_things(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(ws.read_to_end().await.events.len(), before.len());
+
+    // The method's definitions are the same for all; metrics cover every tenant, so only
+    // admin tenants read them.
+    assert_eq!(server.get_as(&acme, "/api/definitions").await.status, 200);
+    server
+        .get_as(&acme, "/metrics")
+        .await
+        .error(403, "forbidden");
+    unauthorized(&server.get("/metrics").await);
 
     // Repositories are server-wide: readable by all, changed only by admin tenants.
     assert_eq!(server.get_as(&acme, "/api/repositories").await.status, 200);

@@ -38,10 +38,23 @@ pub async fn health_ready_version_and_openapi(backend: Backend) {
         "/api/runs/{id}/artifacts",
         "/api/runs/{id}/artifacts/{artifact_id}",
         "/api/runs/{id}/artifacts/{artifact_id}/raw",
+        "/api/runs/{id}/artifacts/{artifact_id}/versions",
+        "/api/definitions",
+        "/metrics",
         "/health",
         "/ready",
     ] {
         assert!(paths.contains_key(path), "the document describes {path}");
+    }
+    for (path, method) in [
+        ("/api/projects/{id}", "patch"),
+        ("/api/projects/{id}", "delete"),
+        ("/api/runs/{id}", "delete"),
+    ] {
+        assert!(
+            doc.body["paths"][path][method].is_object(),
+            "the document describes {method} {path}"
+        );
     }
     let schemas = doc.body["components"]["schemas"].as_object().unwrap();
     assert!(schemas.contains_key("ErrorBody") && schemas.contains_key("RunDetail"));

@@ -7,7 +7,7 @@ use botarmy_protocol::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelStats, ProjectUsage, StatsFilter, UsageRow};
+use crate::{ModelStats, ProjectUsage, StatsFilter, StoreTotals, UsageRow};
 
 /// Errors of a store, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,20 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The thing cannot be deleted now because of its runs: runs that are not finished
+    /// (cancel them first), or finished runs that go with it only when asked to. Nothing
+    /// was deleted.
+    #[error("{what} `{id}` {reason}")]
+    InUse {
+        /// Kind of thing (`run`, `project`).
+        what: &'static str,
+        /// Its id.
+        id: String,
+        /// Why, naming the runs in the way.
+        reason: String,
+        /// The runs in the way.
+        runs: Vec<RunId>,
+    },
     /// A stored event could not be decoded (written by a newer or broken binary).
     #[error("run {run_id} event {seq} cannot be decoded: {detail}")]
     Decode {
@@ -151,6 +165,27 @@ pub struct ProjectRecord {
     pub status: String,
     /// Creation time.
     pub created_at: UnixMillis,
+}
+
+/// What may change of a project; a field left `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectChange {
+    /// A new name, unique within the project's tenant.
+    pub name: Option<String>,
+    /// A new status: one of [`PROJECT_STATUSES`].
+    pub status: Option<String>,
+}
+
+/// The statuses a project may have.
+pub const PROJECT_STATUSES: [&str; 2] = ["active", "archived"];
+
+/// What [`Store::delete_project_in`] deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletedProject {
+    /// The project as it was.
+    pub project: ProjectRecord,
+    /// Its runs, deleted with it (with their events, steps, artifacts and LLM calls).
+    pub runs: Vec<RunId>,
 }
 
 /// A repository registered with BotArmy: runs name it to work in it.
@@ -454,6 +489,40 @@ pub trait Store: Send + Sync + 'static {
         tenant: &str,
         id: ProjectId,
     ) -> Result<ProjectRecord, StoreError>;
+
+    /// Renames the tenant's project and/or changes its status, and returns it as it is
+    /// now. [`StoreError::NotFound`] if it does not exist or belongs to another tenant,
+    /// [`StoreError::AlreadyExists`] if another project of the tenant has the new name,
+    /// [`StoreError::InvalidInput`] for a status not in [`PROJECT_STATUSES`]; nothing
+    /// changes then.
+    async fn update_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        change: &ProjectChange,
+    ) -> Result<ProjectRecord, StoreError>;
+
+    /// Deletes the tenant's project and, in the same transaction, its runs with their
+    /// events, steps, attempts, artifacts and LLM calls.
+    ///
+    /// [`StoreError::NotFound`] if it does not exist or belongs to another tenant;
+    /// [`StoreError::InUse`] (nothing deleted) if any of its runs is not finished
+    /// (succeeded, failed or cancelled), or if it has finished runs and
+    /// `with_finished_runs` is false.
+    async fn delete_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        with_finished_runs: bool,
+    ) -> Result<DeletedProject, StoreError>;
+
+    /// Deletes the tenant's run with its events, steps, attempts, artifacts and LLM calls,
+    /// in one transaction. [`StoreError::NotFound`] if it does not exist or belongs to
+    /// another tenant; [`StoreError::InUse`] (nothing deleted) if it is not finished.
+    async fn delete_run_in(&self, tenant: &str, run_id: RunId) -> Result<(), StoreError>;
+
+    /// Counts and sums over everything stored, every tenant's (for metrics).
+    async fn totals(&self) -> Result<StoreTotals, StoreError>;
 
     /// The tenant of the run (its project's); `None` if there is no such run.
     async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError>;

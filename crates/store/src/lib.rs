@@ -37,6 +37,7 @@
 mod api;
 mod postgres;
 mod projection;
+mod removal;
 mod sqlite;
 mod target;
 mod usage;
@@ -46,7 +47,7 @@ use std::sync::Arc;
 
 pub use api::*;
 pub use target::redact as redact_url;
-pub use usage::{ModelStats, ProjectUsage, StatsFilter, UsageRow};
+pub use usage::{LlmTotals, ModelStats, ProjectUsage, StatsFilter, StoreTotals, UsageRow};
 
 /// Opens the store at `url` (see the table above), applying migrations.
 ///

@@ -2,7 +2,7 @@
 //! agent/model statistics, read from the recorded LLM calls. The rows and the arithmetic
 //! (percentiles) are said once here for both backends; each backend only runs its queries.
 
-use botarmy_protocol::{ProjectId, UnixMillis, Usage};
+use botarmy_protocol::{ProjectId, RunStatus, StepStatus, UnixMillis, Usage};
 use serde::{Deserialize, Serialize};
 
 /// Tokens and cost of one run for one (phase, agent, provider, model), from
@@ -36,6 +36,32 @@ pub struct ProjectUsage {
     /// Runs it has.
     pub runs: u64,
     /// Sums over the completed LLM calls of all its runs (`usage.calls` counts them).
+    pub usage: Usage,
+}
+
+/// Counts and sums over everything stored, from [`crate::Store::totals`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreTotals {
+    /// Runs per state; states without runs are left out.
+    pub runs: Vec<(RunStatus, u64)>,
+    /// Steps per state, over every run; states without steps are left out.
+    pub steps: Vec<(StepStatus, u64)>,
+    /// LLM calls per provider and model, ordered by them.
+    pub llm: Vec<LlmTotals>,
+}
+
+/// The recorded LLM calls of one provider and model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmTotals {
+    /// The provider.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Calls recorded, completed and failed.
+    pub calls: u64,
+    /// Of those, the failed ones.
+    pub failed_calls: u64,
+    /// Sums over the completed calls (`usage.calls` counts them).
     pub usage: Usage,
 }
 

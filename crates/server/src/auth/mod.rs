@@ -1,7 +1,8 @@
 //! Who is calling, and which tenant's data the call may reach.
 //!
-//! Every route under `/api` (except `/api/openapi.json`) and `/ws` needs a credential when
-//! authentication is on: `Authorization: Bearer <token>`; a WebSocket client may instead
+//! Every route under `/api` (except `/api/openapi.json`), `/ws` and `/metrics` needs a
+//! credential when authentication is on: `Authorization: Bearer <token>` (`/metrics` from
+//! a caller of an admin tenant: its figures are every tenant's); a WebSocket client may instead
 //! offer the subprotocols `bearer, <token>` (`Sec-WebSocket-Protocol`; the server picks
 //! `bearer`) or pass `?token=<token>`, since browsers cannot set headers on WebSockets.
 //! A token is an API token (`bat_…`, made by `botarmy token create`, stored hashed) or,
@@ -252,7 +253,10 @@ fn query_token(query: &str) -> Option<String> {
 
 /// Whether a path needs a caller.
 fn guarded(path: &str) -> bool {
-    path == "/ws" || path == "/api" || (path.starts_with("/api/") && path != "/api/openapi.json")
+    path == "/ws"
+        || path == "/metrics"
+        || path == "/api"
+        || (path.starts_with("/api/") && path != "/api/openapi.json")
 }
 
 /// The middleware that authenticates guarded routes and hands handlers their [`Caller`].
@@ -344,7 +348,14 @@ mod tests {
 
     #[test]
     fn guarded_routes() {
-        for path in ["/api/runs", "/api/version", "/ws", "/api", "/api/nothing"] {
+        for path in [
+            "/api/runs",
+            "/api/version",
+            "/ws",
+            "/api",
+            "/api/nothing",
+            "/metrics",
+        ] {
             assert!(guarded(path), "{path}");
         }
         for path in [

@@ -7,6 +7,7 @@
 
 mod listen;
 mod read;
+mod removal;
 mod repositories;
 mod schema;
 mod tokens;
@@ -25,9 +26,9 @@ use tokio_postgres::error::SqlState;
 use crate::projection::{self, PreparedEvent};
 use crate::watch::{self, Watchers};
 use crate::{
-    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats,
-    ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord,
-    Store, StoreError, UsageRow,
+    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, DeletedProject, LlmCallRecord,
+    ModelStats, ProjectChange, ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter,
+    RunSummary, StatsFilter, StepRecord, Store, StoreError, StoreTotals, UsageRow,
 };
 
 /// Connections in the pool.
@@ -231,6 +232,35 @@ impl Store for PgStore {
     ) -> Result<ProjectRecord, StoreError> {
         self.with(async |c| read::project_in(c, tenant, id).await)
             .await
+    }
+
+    async fn update_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        change: &ProjectChange,
+    ) -> Result<ProjectRecord, StoreError> {
+        self.with(async |c| removal::update_project(c, tenant, id, change).await)
+            .await
+    }
+
+    async fn delete_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        with_finished_runs: bool,
+    ) -> Result<DeletedProject, StoreError> {
+        self.with(async |c| removal::delete_project(c, tenant, id, with_finished_runs).await)
+            .await
+    }
+
+    async fn delete_run_in(&self, tenant: &str, run_id: RunId) -> Result<(), StoreError> {
+        self.with(async |c| removal::delete_run(c, tenant, run_id).await)
+            .await
+    }
+
+    async fn totals(&self) -> Result<StoreTotals, StoreError> {
+        self.with(async |c| usage::totals(c).await).await
     }
 
     async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError> {

@@ -1,16 +1,16 @@
 //! Usage queries on PostgreSQL: a run's breakdown, project totals, per agent/model
 //! statistics.
 
-use botarmy_protocol::{ProjectId, RunId, Usage};
+use botarmy_protocol::{ProjectId, RunId, RunStatus, Usage};
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::Fail;
 use super::read::last_seq;
-use crate::projection::wire_int;
+use crate::projection::{bad_value, parse_step_status, wire_int};
 use crate::usage::{self, CallSample};
-use crate::{ModelStats, ProjectUsage, StatsFilter, StoreError, UsageRow};
+use crate::{LlmTotals, ModelStats, ProjectUsage, StatsFilter, StoreError, StoreTotals, UsageRow};
 
 /// Usage from five consecutive columns starting at `i` (tokens, cost, completed calls).
 fn sums(row: &Row, i: usize) -> Usage {
@@ -146,4 +146,44 @@ pub(crate) async fn model_stats(
             calls: 0,
         },
     })))
+}
+
+pub(crate) async fn totals(client: &Object) -> Result<StoreTotals, Fail> {
+    let mut totals = StoreTotals::default();
+    let stmt = client
+        .prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+        .await?;
+    for row in client.query(&stmt, &[]).await? {
+        let status: String = row.get(0);
+        let parsed =
+            RunStatus::parse(&status).ok_or_else(|| bad_value("runs", "status", &status))?;
+        totals.runs.push((parsed, wire_int(row.get(1))));
+    }
+    let stmt = client
+        .prepare_cached("SELECT status, COUNT(*) FROM steps GROUP BY status ORDER BY status")
+        .await?;
+    for row in client.query(&stmt, &[]).await? {
+        let status: String = row.get(0);
+        let parsed =
+            parse_step_status(&status).ok_or_else(|| bad_value("steps", "status", &status))?;
+        totals.steps.push((parsed, wire_int(row.get(1))));
+    }
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT c.provider, c.model, COUNT(*), {CALL_SUMS}
+             FROM llm_calls c GROUP BY c.provider, c.model ORDER BY c.provider, c.model"
+        ))
+        .await?;
+    for row in client.query(&stmt, &[]).await? {
+        let calls = wire_int(row.get(2));
+        let usage = sums(&row, 3);
+        totals.llm.push(LlmTotals {
+            provider: row.get(0),
+            model: row.get(1),
+            calls,
+            failed_calls: calls.saturating_sub(usage.calls),
+            usage,
+        });
+    }
+    Ok(totals)
 }

@@ -16,6 +16,7 @@
 mod checkpoint;
 mod poll;
 mod read;
+mod removal;
 mod repositories;
 mod schema;
 mod tokens;
@@ -35,9 +36,9 @@ use crate::projection::{self, PreparedEvent};
 use crate::target::SqliteTarget;
 use crate::watch::{self, Watchers, lock};
 use crate::{
-    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, LlmCallRecord, ModelStats,
-    ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter, RunSummary, StatsFilter, StepRecord,
-    Store, StoreError, UsageRow,
+    ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, DeletedProject, LlmCallRecord,
+    ModelStats, ProjectChange, ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter,
+    RunSummary, StatsFilter, StepRecord, Store, StoreError, StoreTotals, UsageRow,
 };
 use writer::{Job, Plain, Write};
 
@@ -390,6 +391,38 @@ impl Store for SqliteStore {
     ) -> Result<ProjectRecord, StoreError> {
         let tenant = tenant.to_string();
         self.read(move |c| read::project_in(c, &tenant, id)).await
+    }
+
+    async fn update_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        change: &ProjectChange,
+    ) -> Result<ProjectRecord, StoreError> {
+        let (tenant, change) = (tenant.to_string(), change.clone());
+        self.change(move |c| removal::update_project(c, &tenant, id, &change))
+            .await
+    }
+
+    async fn delete_project_in(
+        &self,
+        tenant: &str,
+        id: ProjectId,
+        with_finished_runs: bool,
+    ) -> Result<DeletedProject, StoreError> {
+        let tenant = tenant.to_string();
+        self.change(move |c| removal::delete_project(c, &tenant, id, with_finished_runs))
+            .await
+    }
+
+    async fn delete_run_in(&self, tenant: &str, run_id: RunId) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
+        self.change(move |c| removal::delete_run(c, &tenant, run_id))
+            .await
+    }
+
+    async fn totals(&self) -> Result<StoreTotals, StoreError> {
+        self.read(usage::totals).await
     }
 
     async fn run_tenant(&self, run_id: RunId) -> Result<Option<String>, StoreError> {

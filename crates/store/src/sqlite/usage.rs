@@ -1,14 +1,14 @@
 //! Usage queries on SQLite: a run's breakdown, project totals, per agent/model statistics.
 
-use botarmy_protocol::{ProjectId, RunId, Usage};
+use botarmy_protocol::{ProjectId, RunId, RunStatus, Usage};
 use rusqlite::{Connection, Row};
 use uuid::Uuid;
 
 use super::Fail;
 use super::read::last_seq;
-use crate::projection::{bad_value, wire_int};
+use crate::projection::{bad_value, parse_step_status, wire_int};
 use crate::usage::{self, CallSample};
-use crate::{ModelStats, ProjectUsage, StatsFilter, StoreError, UsageRow};
+use crate::{LlmTotals, ModelStats, ProjectUsage, StatsFilter, StoreError, StoreTotals, UsageRow};
 
 /// Usage from five consecutive columns starting at `i` (tokens, cost, completed calls).
 fn sums(row: &Row<'_>, i: usize) -> rusqlite::Result<Usage> {
@@ -154,4 +154,43 @@ pub(crate) fn model_stats(
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(usage::model_stats(samples))
+}
+
+pub(crate) fn totals(conn: &Connection) -> Result<StoreTotals, Fail> {
+    let mut runs = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, count) = row?;
+        let parsed =
+            RunStatus::parse(&status).ok_or_else(|| bad_value("runs", "status", &status))?;
+        runs.push((parsed, wire_int(count)));
+    }
+    let mut steps = Vec::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT status, COUNT(*) FROM steps GROUP BY status ORDER BY status")?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (status, count) = row?;
+        let parsed =
+            parse_step_status(&status).ok_or_else(|| bad_value("steps", "status", &status))?;
+        steps.push((parsed, wire_int(count)));
+    }
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT c.provider, c.model, COUNT(*), {CALL_SUMS}
+         FROM llm_calls c GROUP BY c.provider, c.model ORDER BY c.provider, c.model"
+    ))?;
+    let llm = stmt
+        .query_map([], |r| {
+            let calls = wire_int(r.get(2)?);
+            let usage = sums(r, 3)?;
+            Ok(LlmTotals {
+                provider: r.get(0)?,
+                model: r.get(1)?,
+                calls,
+                failed_calls: calls.saturating_sub(usage.calls),
+                usage,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(StoreTotals { runs, steps, llm })
 }

@@ -57,4 +57,8 @@ for_both_backends!(
     tenants_own_projects_and_runs,
     tokens_are_stored_found_touched_and_revoked,
     rate_limits_read_and_print,
+    runs_are_deleted_whole_once_finished,
+    projects_are_renamed_and_archived,
+    projects_are_deleted_with_their_finished_runs,
+    totals_count_runs_steps_and_calls,
 );

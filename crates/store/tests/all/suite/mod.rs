@@ -3,6 +3,7 @@
 mod log;
 mod projection;
 mod query;
+mod removal;
 mod repositories;
 mod tenants;
 mod usage;
@@ -16,6 +17,7 @@ use botarmy_store::Store;
 pub use log::*;
 pub use projection::*;
 pub use query::*;
+pub use removal::*;
 pub use repositories::*;
 pub use tenants::*;
 pub use usage::*;
