@@ -235,7 +235,7 @@ fn every_agent_on_its_own_provider_through_the_whole_lifecycle() {
         let mock = fleet.for_agent(agent);
         assert_eq!(
             mock.responder.answered().len(),
-            documents_on(&fleet, &mock.provider),
+            documents_on(&fleet, mock.provider),
             "{agent} on {}",
             mock.provider
         );
@@ -398,7 +398,7 @@ fn a_budget_stops_the_run_and_a_larger_one_finishes_it_without_repeating_a_call(
         let mock = fleet.for_agent(agent);
         assert_eq!(
             mock.responder.answered().len(),
-            documents_on(&fleet, &mock.provider),
+            documents_on(&fleet, mock.provider),
             "{agent}"
         );
     }

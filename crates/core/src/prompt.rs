@@ -355,6 +355,22 @@ impl Method {
         })
     }
 
+    /// The project's name and the system message of `step`'s agent (who it is).
+    fn system_prompt(&self, step: &PlanStep, idea: &str) -> Result<(String, String), PromptError> {
+        let agent = self
+            .agent(&step.agent)
+            .ok_or_else(|| PromptError::UnknownAgent {
+                step: step.key.clone(),
+                agent: step.agent.clone(),
+            })?;
+        let project = project_name(idea);
+        let system = self.prompts().render(
+            "system.j2",
+            serde_json::json!({ "agent": agent_view(agent), "project_name": project }),
+        )?;
+        Ok((project, system))
+    }
+
     /// Builds the messages that ask the step's agent whether `condition` holds (for steps
     /// with a free-text `condition`); the answer is read with [`parse_condition_answer`].
     pub fn condition_prompt(
@@ -365,19 +381,9 @@ impl Method {
         condition: &str,
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
-        let agent = self
-            .agent(&step.agent)
-            .ok_or_else(|| PromptError::UnknownAgent {
-                step: step.key.clone(),
-                agent: step.agent.clone(),
-            })?;
-        let project = project_name(idea);
+        let (project, system) = self.system_prompt(step, idea)?;
         let fitted = fit(artifacts, context_tokens);
         let context = context_uses(&fitted);
-        let system = self.prompts().render(
-            "system.j2",
-            serde_json::json!({ "agent": agent_view(agent), "project_name": project }),
-        )?;
         let user = self.prompts().render(
             "condition.j2",
             serde_json::json!({
@@ -420,20 +426,10 @@ impl Method {
         document: (&str, &str),
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
-        let agent = self
-            .agent(&step.agent)
-            .ok_or_else(|| PromptError::UnknownAgent {
-                step: step.key.clone(),
-                agent: step.agent.clone(),
-            })?;
-        let project = project_name(idea);
+        let (project, system) = self.system_prompt(step, idea)?;
         let fitted = fit(&[document], context_tokens);
         let context = context_uses(&fitted);
         let doc = fitted.first();
-        let system = self.prompts().render(
-            "system.j2",
-            serde_json::json!({ "agent": agent_view(agent), "project_name": project }),
-        )?;
         let user = self.prompts().render(
             "checklist.j2",
             serde_json::json!({

@@ -185,6 +185,18 @@ fn not_driven(state: &AppState, id: RunId) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The step a body names, of a run (already found to be the caller's) that this server
+/// does not drive now.
+async fn decidable(
+    state: &AppState,
+    id: RunId,
+    step: Option<&str>,
+) -> Result<Option<u32>, ApiError> {
+    not_driven(state, id)?;
+    let run = state.runtime.load(id).await?;
+    step_of(&run, step, "step")
+}
+
 /// Continues the run on this server after a decision.
 async fn continue_run(
     state: &AppState,
@@ -218,9 +230,7 @@ pub async fn approve(
 ) -> Result<impl IntoResponse, ApiError> {
     let id: RunId = path.get("id")?;
     state.store.get_run_in(&caller.tenant, id).await?;
-    not_driven(&state, id)?;
-    let run = state.runtime.load(id).await?;
-    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let step = decidable(&state, id, body.step.as_deref()).await?;
     let by = body.by.as_deref().unwrap_or("api");
     state.runtime.approve(id, step, by).await?;
     continue_run(&state, &caller, id).await
@@ -250,9 +260,7 @@ pub async fn amend(
             message: "the amended document is empty".into(),
         }]));
     }
-    not_driven(&state, id)?;
-    let run = state.runtime.load(id).await?;
-    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let step = decidable(&state, id, body.step.as_deref()).await?;
     let by = body.by.as_deref().unwrap_or("api");
     state.runtime.amend(id, step, &body.content, by).await?;
     continue_run(&state, &caller, id).await
@@ -282,9 +290,7 @@ pub async fn reject(
             message: "must say what should change".into(),
         }]));
     }
-    not_driven(&state, id)?;
-    let run = state.runtime.load(id).await?;
-    let step = step_of(&run, body.step.as_deref(), "step")?;
+    let step = decidable(&state, id, body.step.as_deref()).await?;
     let by = body.by.as_deref().unwrap_or("api");
     state
         .runtime
