@@ -441,6 +441,16 @@ async fn resume(config: &Config, args: ResumeArgs) -> Result<ExitCode> {
         runtime.set_budget(run_id, budget).await?;
         eprintln!("run {run_id}: budget changed");
     }
+    // Without a server watching, a gate timeout that fell due fires when the run is resumed.
+    if let Some(after) = runtime
+        .apply_timeouts(run_id, botarmy_protocol::now_millis())
+        .await?
+    {
+        eprintln!(
+            "run {run_id}: an approval timed out; the run is now {}",
+            after.status
+        );
+    }
     if let Some(answer) = &args.answer {
         runtime.answer(run_id, answer.trim(), user(config)).await?;
         eprintln!("run {run_id}: answered `{}`", answer.trim());
