@@ -266,7 +266,9 @@ pub fn clarification_marker(answer: &str) -> Option<(String, Vec<String>)> {
         .collect();
     let (at, question) = lines.iter().enumerate().find_map(|(i, l)| {
         let rest = strip_label(l, "clarify")?;
-        (!rest.is_empty()).then(|| (i, rest.to_owned()))
+        // A small model may echo the instruction's placeholder: that is not a question.
+        let echoed = rest.contains('<') && rest.contains('>');
+        (!rest.is_empty() && !echoed).then(|| (i, rest.to_owned()))
     })?;
     let options = lines
         .get(at + 1)
@@ -281,6 +283,19 @@ pub fn clarification_marker(answer: &str) -> Option<(String, Vec<String>)> {
     Some((question, options))
 }
 
+/// The answer without `CLARIFY:` and `OPTIONS:` lines (what is left when a marker was not
+/// a real question, or a second one came).
+pub fn without_clarify_lines(answer: &str) -> String {
+    answer
+        .lines()
+        .filter(|l| {
+            let t = l.trim().trim_matches(['*', '`', '_']).trim();
+            strip_label(t, "clarify").is_none() && strip_label(t, "options").is_none()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `label: rest` (any case) → `rest`, trimmed.
 fn strip_label<'a>(line: &'a str, label: &str) -> Option<&'a str> {
     let head = line.get(..label.len())?;
@@ -293,7 +308,7 @@ fn strip_label<'a>(line: &'a str, label: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::clarification_marker;
+    use super::{clarification_marker, without_clarify_lines};
 
     #[test]
     fn a_clarification_marker_is_read_with_its_options() {
@@ -314,6 +329,10 @@ mod tests {
             None
         );
         assert_eq!(clarification_marker("CLARIFY:"), None);
+        // The instruction's placeholder echoed back is not a question; its lines go.
+        let echoed = "CLARIFY: <your question>\nOPTIONS: <option> | <option>\n# Doc\n\nText.";
+        assert_eq!(clarification_marker(echoed), None);
+        assert_eq!(without_clarify_lines(echoed), "# Doc\n\nText.");
         assert_eq!(
             clarification_marker("# Plan\n\nClarifying the scope."),
             None

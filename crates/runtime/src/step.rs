@@ -21,7 +21,7 @@ use botarmy_core::assess::{
     combine, parse_checklist_answer, risk_cards, section_coverage, split_confidence,
 };
 use botarmy_core::budget::{Amount, Ledger};
-use botarmy_core::document::{clarification_marker, extract_code_files};
+use botarmy_core::document::{clarification_marker, extract_code_files, without_clarify_lines};
 use botarmy_core::prompt::parse_condition_answer;
 use botarmy_protocol::ChecklistItem;
 
@@ -247,7 +247,7 @@ async fn document_mode(
     );
     let text = calls.chat(job, request).await?.0;
     let Some((question, options)) = clarification_marker(&text) else {
-        return Ok(text);
+        return Ok(without_clarify_lines(&text));
     };
     // Without tool calls, the attempt's one question is number 0.
     let Some(answer) = job.answers.get(&0) else {
@@ -275,14 +275,7 @@ async fn document_mode(
     let request = job.request(follow, job.options.max_output_tokens, calls.next, None);
     let text = calls.chat(job, request).await?.0;
     // A second question in the same attempt is not asked; what came is the result.
-    Ok(match clarification_marker(&text) {
-        Some(_) => text
-            .lines()
-            .filter(|l| clarification_marker(l).is_none())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        None => text,
-    })
+    Ok(without_clarify_lines(&text))
 }
 
 /// The document with a line under its title saying it was revised after `feedback`.
