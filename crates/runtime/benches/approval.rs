@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botarmy_llm::Router;
-use botarmy_protocol::{Event, GatePolicy, LiveEvent, RunId, RunOptions, RunRequest, RunStatus};
+use botarmy_protocol::{Event, GatePolicy, LiveEvent, RunId, RunRequest, RunStatus};
 use botarmy_runtime::{Runtime, Settings};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -27,16 +27,7 @@ mod support;
 use support::{Instant0, percentile};
 
 fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
-    RunRequest {
-        idea: "a command-line todo app in Rust".into(),
-        workflow: "six".into(),
-        method: method.into(),
-        options: RunOptions {
-            out_dir: Some(out.join(i.to_string()).display().to_string()),
-            gate_policy: Some(GatePolicy::Always),
-            ..RunOptions::default()
-        },
-    }
+    support::request(method, out, i, GatePolicy::Always)
 }
 
 /// Waits on the bus until `step` of `run` is durably started.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botarmy_llm::Router;
-use botarmy_protocol::{GatePolicy, RunOptions, RunRequest, RunStatus};
+use botarmy_protocol::{GatePolicy, RunRequest, RunStatus};
 use botarmy_runtime::{Runtime, Settings};
 use tokio_util::sync::CancellationToken;
 
@@ -19,17 +19,7 @@ mod support;
 use support::{Instant0, percentile};
 
 fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
-    RunRequest {
-        idea: "a command-line todo app in Rust".into(),
-        workflow: "six".into(),
-        method: method.into(),
-        options: RunOptions {
-            out_dir: Some(out.join(i.to_string()).display().to_string()),
-            // The engine's path without a human in it (the approval bench measures that).
-            gate_policy: Some(GatePolicy::Auto),
-            ..RunOptions::default()
-        },
-    }
+    support::request(method, out, i, GatePolicy::Auto)
 }
 
 async fn one_run(rt: &Runtime, method: &str, out: &std::path::Path, i: usize) -> Duration {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use botarmy_llm::{ChatRequest, ChatResponse, FinishReason, LlmError, Provider, TokenSink};
-use botarmy_protocol::Usage;
+use botarmy_protocol::{GatePolicy, RunOptions, RunRequest, Usage};
 
 /// Answers at once with a small document: what is measured is everything but the model.
 pub struct Instant0;
@@ -85,4 +85,19 @@ pub fn strip_tools(dir: &std::path::Path) {
 /// The `p` quantile of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Run `i` of the six-step workflow of `method`, its artifacts under `out/i`, every gate
+/// with `gates` (`Auto`: the engine's path without a human in it).
+pub fn request(method: &str, out: &std::path::Path, i: usize, gates: GatePolicy) -> RunRequest {
+    RunRequest {
+        idea: "a command-line todo app in Rust".into(),
+        workflow: "six".into(),
+        method: method.into(),
+        options: RunOptions {
+            out_dir: Some(out.join(i.to_string()).display().to_string()),
+            gate_policy: Some(gates),
+            ..RunOptions::default()
+        },
+    }
 }
