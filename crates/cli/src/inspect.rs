@@ -122,6 +122,10 @@ pub async fn inbox(config: &Config, json: bool) -> Result<ExitCode> {
                     (None, options) if !options.is_empty() => {
                         format!("botarmy answer {} <{}>", run.id, options.join("|"))
                     }
+                    _ if q.kind == "conflict" => format!(
+                        "botarmy answer {} <position number|accept|your resolution>",
+                        run.id
+                    ),
                     _ => format!("botarmy answer {} TEXT", run.id),
                 };
                 let mut item = json!({
@@ -214,6 +218,7 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             "run": summary, "steps": steps, "attempts": attempts, "artifacts": artifacts, "llm_calls": calls,
             "queued": queued, "worktrees": worktrees, "needs_input": needs_input,
             "questions": questions, "gates": gates, "assessments": assessments,
+            "conflicts": state.conflict_views(),
         });
         serde_json::to_writer_pretty(&mut w, &value)?;
         writeln!(w)?;
@@ -248,6 +253,15 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
         }
         Some(q) if q.asker.is_none() => {
             writeln!(w, "waiting   {} ({})", q.question, q.options.join(" / "))?;
+        }
+        Some(q) if q.kind == "conflict" => {
+            writeln!(
+                w,
+                "conflict  step {}: {}\n          `botarmy answer {} <number|accept|your resolution>`",
+                q.asker.map_or(0, |a| a.step) + 1,
+                q.question.replace('\n', "\n          "),
+                state.run_id
+            )?;
         }
         Some(q) => {
             let options = if q.options.is_empty() {
@@ -324,6 +338,31 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
                         .unwrap_or_default(),
                     risk.title
                 )?;
+            }
+        }
+        for c in state.conflict_views().iter().filter(|c| c.step == s.step) {
+            let how = match &c.resolution {
+                Some(r) => match r.score {
+                    Some(score) => format!("settled by {} (agreement {score:.2})", r.by),
+                    None => format!("settled by {}", r.by),
+                },
+                None => c.status.to_owned(),
+            };
+            writeln!(
+                w,
+                "        conflict {} [{}] {} - {how}",
+                c.conflict + 1,
+                serde_json::to_value(c.detail.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                c.detail.description
+            )?;
+            for p in &c.detail.positions {
+                writeln!(w, "          {} in {}: {}", p.agent, p.artifact, p.claim)?;
+            }
+            if let Some(r) = &c.resolution {
+                writeln!(w, "          resolution: {}", r.resolution)?;
             }
         }
         if let Some(resource) = queued.get(&s.step) {

@@ -180,6 +180,30 @@ impl Progress {
                 self.finish_line(*step);
                 false
             }
+            Event::ConflictDetected { detail, .. } => {
+                let sides: Vec<String> = detail
+                    .positions
+                    .iter()
+                    .map(|p| format!("{} ({})", p.artifact, p.agent))
+                    .collect();
+                self.print(format!(
+                    "  ⚔ conflict: {} [{}]",
+                    detail.description,
+                    sides.join(" vs ")
+                ));
+                false
+            }
+            Event::ConflictMediated { round, outcome, .. } => {
+                self.print(format!(
+                    "    mediation round {round}: agreement {:.2}",
+                    outcome.score
+                ));
+                false
+            }
+            Event::ConflictResolved { resolution, .. } => {
+                self.print(format!("    settled by {}", resolution.by));
+                false
+            }
             Event::PipelineCompleted { .. }
             | Event::PipelineFailed { .. }
             | Event::PipelineCancelled { .. }

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod check;
+mod conflicts_e2e;
 mod crash;
 mod gates_e2e;
 mod providers_e2e;

@@ -102,7 +102,7 @@ async fn a_killed_run_resumes_without_repeating_llm_calls() {
             .any(|r| matches!(r.event, Event::PipelineResumed {}))
     );
     let steps = store.steps(run_id).await.unwrap();
-    assert_eq!(steps.len(), 18);
+    assert_eq!(steps.len(), 24, "18 documents and 6 conflict checks");
     assert!(steps.iter().all(|st| st.status.as_str() == "succeeded"));
     let mut per_call: HashMap<(u32, u32, u32), usize> = HashMap::new();
     let mut hashes = Vec::new();
@@ -123,7 +123,11 @@ async fn a_killed_run_resumes_without_repeating_llm_calls() {
         per_call.values().all(|n| *n == 1),
         "a call was recorded twice: {per_call:?}"
     );
-    assert_eq!(hashes.len(), 18, "one call per step");
+    assert!(
+        hashes.len() >= 24,
+        "a call per step at least (mediation adds some): {}",
+        hashes.len()
+    );
     // The model itself was asked for each of the calls that were durable before the kill
     // exactly once (the cassette records every real request, across both processes).
     let requested: Vec<String> = std::fs::read_to_string(&cassette)

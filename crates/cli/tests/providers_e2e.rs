@@ -61,14 +61,28 @@ const DOCUMENTS: [(&str, &[&str]); 6] = [
     ("risk", &["risk-cards.md"]),
 ];
 
-/// How many of the documents the agents routed to `provider` write.
+/// How many calls the agents routed to `provider` make: their documents, and the
+/// conflict checks when the reviewer is one of them.
 fn documents_on(fleet: &Fleet, provider: &str) -> usize {
+    let checks = if fleet.for_agent("reviewer").provider == provider {
+        CONFLICT_CHECKS
+    } else {
+        0
+    };
     DOCUMENTS
         .iter()
         .filter(|(a, _)| fleet.for_agent(a).provider == provider)
         .map(|(_, names)| names.len())
-        .sum()
+        .sum::<usize>()
+        + checks
 }
+
+/// The reviewer's conflict check after each phase: one call each when it finds nothing
+/// (the mocks answer with a document, which names no conflict).
+const CONFLICT_CHECKS: usize = 6;
+
+/// Calls of a whole run: one per document, one per conflict check.
+const CALLS: usize = 18 + CONFLICT_CHECKS;
 
 /// The run's events, parsed.
 fn events(s: &Sandbox, run: &str) -> Vec<Value> {
@@ -290,7 +304,7 @@ fn every_agent_on_its_own_provider_through_the_whole_lifecycle() {
 
     // Completed calls: one per step, from the expected provider and model.
     let completed = of_type(&events, "llm_call_completed");
-    assert_eq!(completed.len(), 18);
+    assert_eq!(completed.len(), CALLS);
     let show = json(&ok(s.cmd().args(["show", &run, "--json"])));
     let steps = show["steps"].as_array().unwrap();
     for c in &completed {
@@ -377,7 +391,7 @@ fn a_budget_stops_the_run_and_a_larger_one_finishes_it_without_repeating_a_call(
         .collect();
     let made = fleet.chat_requests();
     assert!(
-        made > 0 && made < 18,
+        made > 0 && made < CALLS,
         "the budget lets some calls through, not all: {answered:?}"
     );
     let completed = of_type(&events(&s, &run_id), "llm_call_completed").len();
@@ -402,9 +416,9 @@ fn a_budget_stops_the_run_and_a_larger_one_finishes_it_without_repeating_a_call(
             "{agent}"
         );
     }
-    assert_eq!(fleet.chat_requests(), 18);
+    assert_eq!(fleet.chat_requests(), CALLS);
     let events = events(&s, &run_id);
-    assert_eq!(of_type(&events, "llm_call_completed").len(), 18);
+    assert_eq!(of_type(&events, "llm_call_completed").len(), CALLS);
     assert_eq!(of_type(&events, "budget_changed").len(), 1);
     let show = json(&ok(s.cmd().args(["show", &run_id, "--json"])));
     assert!(

@@ -13,6 +13,7 @@
 
 pub mod assess;
 pub mod budget;
+pub mod conflict;
 pub mod context;
 pub mod document;
 pub mod engine;

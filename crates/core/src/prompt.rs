@@ -356,7 +356,11 @@ impl Method {
     }
 
     /// The project's name and the system message of `step`'s agent (who it is).
-    fn system_prompt(&self, step: &PlanStep, idea: &str) -> Result<(String, String), PromptError> {
+    pub(crate) fn system_prompt(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+    ) -> Result<(String, String), PromptError> {
         let agent = self
             .agent(&step.agent)
             .ok_or_else(|| PromptError::UnknownAgent {
@@ -464,7 +468,7 @@ impl Method {
 }
 
 /// What each fitted context item cost, for [`Prompt::context`].
-fn context_uses(fitted: &[crate::context::Fitted]) -> Vec<ContextUse> {
+pub(crate) fn context_uses(fitted: &[crate::context::Fitted]) -> Vec<ContextUse> {
     fitted
         .iter()
         .map(|f| ContextUse {

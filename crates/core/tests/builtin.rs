@@ -100,6 +100,27 @@ fn every_template_and_agent_makes_a_prompt() {
         assert!(t.title.starts_with("{{project_name}}"), "{}", t.key);
     }
     for s in &plan.steps {
+        if s.kind == botarmy_protocol::StepKind::ConflictCheck {
+            // A check asks its own question about the documents it compares.
+            let docs: Vec<(&str, &str)> = s.requires.iter().map(|r| (r.as_str(), "text")).collect();
+            let p = m
+                .conflict_check_prompt(s, "a command-line todo app in Rust", &[], &docs, 4_000)
+                .unwrap();
+            assert!(p.system.contains(&m.agent(&s.agent).unwrap().name));
+            assert!(
+                p.user.contains("Command-line todo app in Rust"),
+                "{}",
+                s.key
+            );
+            for r in &s.requires {
+                assert!(
+                    p.user.contains(&format!("<document name=\"{r}\">")),
+                    "{}: {r}",
+                    s.key
+                );
+            }
+            continue;
+        }
         let p = m
             .prompt(s, "a command-line todo app in Rust", &[], 4_000)
             .unwrap();

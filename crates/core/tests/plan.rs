@@ -1,17 +1,25 @@
 //! Planning: the builtin SDLC and real BMAD workflows resolve into sensible plans.
 
 use botarmy_core::method::PlanError;
+use botarmy_protocol::StepKind;
 
 use crate::support::{builtin, fixtures, method_of};
 
 #[test]
-fn sdlc_plans_18_steps_in_6_phases() {
+fn sdlc_plans_18_steps_in_6_phases_each_followed_by_a_conflict_check() {
     let m = builtin();
     let plan = m.plan("sdlc").unwrap();
     assert_eq!(plan.workflow_id, "sdlc");
     assert_eq!(plan.cycle_type, "sdlc");
     assert_eq!(plan.method_digest, m.digest());
-    assert_eq!(plan.steps.len(), 18);
+    assert_eq!(plan.steps.len(), 24);
+    let work: Vec<usize> = (0..plan.steps.len())
+        .filter(|&i| plan.steps[i].kind == StepKind::Work)
+        .collect();
+    assert_eq!(work.len(), 18);
+    let at = |key: &str| -> u32 {
+        u32::try_from(plan.steps.iter().position(|s| s.key == key).unwrap()).unwrap()
+    };
     let phases = ["Discovery", "Plan", "Design", "Build", "Validate", "Launch"];
     let outputs: [&[&str]; 6] = [
         &[
@@ -48,10 +56,12 @@ fn sdlc_plans_18_steps_in_6_phases() {
     ];
     let mut i = 0usize;
     let mut previous: Vec<u32> = Vec::new();
+    let mut earlier_docs: Vec<String> = Vec::new();
     for ((phase, outs), agent) in phases.iter().zip(outputs).zip(agents) {
         let mut this = Vec::new();
         for out in outs {
-            let s = &plan.steps[i];
+            let p = work[i];
+            let s = &plan.steps[p];
             assert_eq!(s.phase.as_deref(), Some(*phase), "{}", s.key);
             // The risk review is the risk agent's, in Validate.
             let agent = if *out == "risk-cards.md" {
@@ -68,7 +78,7 @@ fn sdlc_plans_18_steps_in_6_phases() {
             // also reads the test results and the quality report of its own phase)
             let mut expected = previous.clone();
             if *out == "risk-cards.md" {
-                expected.extend([11, 12]);
+                expected.extend([at("validate/test-results"), at("validate/quality-report")]);
             }
             assert_eq!(s.depends_on, expected, "{}", s.key);
             for r in &s.requires {
@@ -77,12 +87,27 @@ fn sdlc_plans_18_steps_in_6_phases() {
                     .iter()
                     .position(|o| o.creates.as_deref() == Some(r))
                     .unwrap();
-                assert!(creator < i, "{} reads {r} made later", s.key);
+                assert!(creator < p, "{} reads {r} made later", s.key);
             }
             assert!(!s.optional);
-            this.push(u32::try_from(i).unwrap());
+            this.push(u32::try_from(p).unwrap());
             i += 1;
         }
+        // Right after the phase: the reviewer's check of its documents against each other
+        // and the earlier ones, once they are all done.
+        let check = &plan.steps[work[i - 1] + 1];
+        let id = phase.to_lowercase();
+        assert_eq!(check.key, format!("{id}/conflict-check"));
+        assert_eq!(check.kind, StepKind::ConflictCheck);
+        assert_eq!(check.agent, "reviewer");
+        assert_eq!(check.phase.as_deref(), Some(*phase));
+        assert_eq!(check.creates, Some(format!("conflicts-{id}.md")));
+        assert_eq!(check.depends_on, this);
+        // Its own documents first, then those of the phases before it, the nearest first.
+        let mut docs: Vec<String> = outs.iter().map(|o| (*o).to_owned()).collect();
+        docs.extend(earlier_docs.iter().cloned());
+        assert_eq!(check.requires, docs, "{}", check.key);
+        earlier_docs = docs;
         previous = this;
     }
     // A gate per phase, and the risk review's own (a high risk waits for a person).
@@ -94,17 +119,17 @@ fn sdlc_plans_18_steps_in_6_phases() {
     assert_eq!(
         gates,
         [
-            ("phase:discovery", &[0, 1, 2][..]),
-            ("phase:plan", &[3, 4]),
-            ("phase:design", &[5, 6, 7]),
-            ("phase:build", &[8, 9, 10]),
-            ("phase:validate", &[11, 12, 13]),
-            ("validate/risk-cards", &[14]),
-            ("phase:launch", &[15, 16, 17]),
+            ("phase:discovery", &[0, 1, 2, 3][..]),
+            ("phase:plan", &[4, 5, 6]),
+            ("phase:design", &[7, 8, 9, 10]),
+            ("phase:build", &[11, 12, 13, 14]),
+            ("phase:validate", &[15, 16, 17, 19]),
+            ("validate/risk-cards", &[18]),
+            ("phase:launch", &[20, 21, 22, 23]),
         ]
     );
     assert!(
-        plan.steps[5]
+        plan.steps[7]
             .requires
             .contains(&"feature-breakdown.md".to_owned())
     );
@@ -299,5 +324,71 @@ fn declared_dependencies_and_their_errors() {
     assert_eq!(
         m.plan("w").unwrap_err().to_string(),
         "workflows/w.yaml:10: workflow.sequence[1].phase: unknown phase `two`; declared phases: one"
+    );
+}
+
+#[test]
+fn conflict_checks_follow_the_workflow_settings() {
+    let reviewer = "```yaml\nagent: {id: reviewer}\n```\n";
+    let wf = |top: &str, two: &str| {
+        format!(
+            "workflow:\n  id: w\n{top}  phases:\n    - id: one\n    - id: two\n      depends_on: [one]\n{two}  sequence:\n    - agent: a\n      phase: one\n      creates: x.md\n    - agent: a\n      phase: two\n      creates: y.md\n"
+        )
+    };
+    let keys = |m: &botarmy_core::method::Method| -> Vec<String> {
+        m.plan("w")
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| s.key.clone())
+            .collect()
+    };
+    // Without a reviewer nobody checks.
+    let m = method_of(&[("agents/a.md", AGENT), ("workflows/w.yaml", &wf("", ""))]).unwrap();
+    assert_eq!(keys(&m), ["one/x", "two/y"]);
+    // With one, a phase with two documents to compare is checked (the first has one).
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("agents/reviewer.md", reviewer),
+        ("workflows/w.yaml", &wf("", "")),
+    ])
+    .unwrap();
+    assert_eq!(keys(&m), ["one/x", "two/y", "two/conflict-check"]);
+    let plan = m.plan("w").unwrap();
+    assert_eq!(plan.steps[2].requires, ["y.md", "x.md"]);
+    assert_eq!(plan.steps[2].depends_on, [1]);
+    assert_eq!(plan.gates[1].steps, [1, 2]);
+    // Turned off for the workflow, or for the phase; another agent named.
+    for (top, two) in [
+        ("  conflict_check: false\n", ""),
+        ("", "      conflict_check: false\n"),
+    ] {
+        let m = method_of(&[
+            ("agents/a.md", AGENT),
+            ("agents/reviewer.md", reviewer),
+            ("workflows/w.yaml", &wf(top, two)),
+        ])
+        .unwrap();
+        assert_eq!(keys(&m), ["one/x", "two/y"], "{top}{two}");
+    }
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("workflows/w.yaml", &wf("  conflict_check: a\n", "")),
+    ])
+    .unwrap();
+    assert_eq!(m.plan("w").unwrap().steps[2].agent, "a");
+    // An agent that does not exist is an error of `botarmy check`, with its line.
+    let m = method_of(&[
+        ("agents/a.md", AGENT),
+        ("workflows/w.yaml", &wf("  conflict_check: judge\n", "")),
+    ])
+    .unwrap();
+    let errors: Vec<String> = m.check().iter().map(|d| d.to_string()).collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .contains("workflows/w.yaml:3: workflow.conflict_check: unknown agent `judge`")),
+        "{errors:?}"
     );
 }

@@ -349,6 +349,49 @@ pub enum Event {
         /// Who decided.
         by: String,
     },
+    /// A conflict check found documents of the run that contradict each other.
+    ConflictDetected {
+        /// The conflict check's step.
+        step: u32,
+        /// Attempt number of the check.
+        attempt: u32,
+        /// Number of the conflict within the check, from 0.
+        conflict: u32,
+        /// The conflict.
+        #[serde(flatten)]
+        detail: crate::Conflict,
+    },
+    /// A round of mediation proposed a resolution and the agents involved scored it.
+    ConflictMediated {
+        /// The conflict check's step.
+        step: u32,
+        /// Number of the conflict within the check.
+        conflict: u32,
+        /// The round, from 1.
+        round: u32,
+        /// The proposal and its score.
+        #[serde(flatten)]
+        outcome: crate::MediationRound,
+    },
+    /// Mediation did not settle a conflict: a human must; the step pauses and the run waits.
+    ConflictEscalated {
+        /// The conflict check's step.
+        step: u32,
+        /// Number of the conflict within the check.
+        conflict: u32,
+        /// What the human is asked, with both positions and the best proposal.
+        question: String,
+    },
+    /// A conflict is settled, by mediation or by a human.
+    ConflictResolved {
+        /// The conflict check's step.
+        step: u32,
+        /// Number of the conflict within the check.
+        conflict: u32,
+        /// How.
+        #[serde(flatten)]
+        resolution: crate::ConflictResolution,
+    },
     /// A user paused the run.
     PipelinePaused {
         /// Why.
@@ -420,6 +463,10 @@ impl Event {
             Self::HitlRequested { .. } => "hitl_requested",
             Self::HitlResolved { .. } => "hitl_resolved",
             Self::HitlTimedOut { .. } => "hitl_timed_out",
+            Self::ConflictDetected { .. } => "conflict_detected",
+            Self::ConflictMediated { .. } => "conflict_mediated",
+            Self::ConflictEscalated { .. } => "conflict_escalated",
+            Self::ConflictResolved { .. } => "conflict_resolved",
             Self::PipelinePaused { .. } => "pipeline_paused",
             Self::PipelineResumed {} => "pipeline_resumed",
             Self::BudgetChanged { .. } => "budget_changed",
@@ -447,7 +494,11 @@ impl Event {
             | Self::StepFailed { step, .. }
             | Self::StepSkipped { step, .. }
             | Self::StepInterrupted { step, .. }
-            | Self::StepRestarted { step, .. } => Some(*step),
+            | Self::StepRestarted { step, .. }
+            | Self::ConflictDetected { step, .. }
+            | Self::ConflictMediated { step, .. }
+            | Self::ConflictEscalated { step, .. }
+            | Self::ConflictResolved { step, .. } => Some(*step),
             Self::PipelineFailed { step, .. } => *step,
             _ => None,
         }

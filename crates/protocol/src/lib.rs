@@ -5,6 +5,7 @@
 //! engine, the store, the server and any client agree on it without depending on each
 //! other. This crate depends on no other crate of ours.
 
+mod conflict;
 mod event;
 mod gate;
 mod ids;
@@ -12,6 +13,10 @@ mod plan;
 mod tool;
 mod usage;
 
+pub use conflict::{
+    Conflict, ConflictPosition, ConflictResolution, MEDIATION_ROUNDS, MediationRound,
+    RESOLUTION_SCORE, SettledConflict,
+};
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, LiveEvent, WorktreeInfo};
 pub use gate::{
     Assessment, ChecklistItem, DEFAULT_CONFIDENCE_BELOW, DEFAULT_QUALITY_BELOW, GatePolicy,
@@ -21,7 +26,7 @@ pub use gate::{
 pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
 pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,
-    StepStatus,
+    StepKind, StepStatus,
 };
 pub use tool::{BUILTIN_TOOLS, FileChangeKind, ToolCall, ToolSpec, is_tool_entry};
 pub use usage::Usage;

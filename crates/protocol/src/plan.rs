@@ -206,6 +206,29 @@ pub struct PlanStep {
     /// Bound on the tool-use turns of one attempt (the runtime's default when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_turns: Option<u32>,
+    /// What the step does: produce its documents (the default), or check the documents
+    /// of its phase and the earlier ones for contradictions.
+    #[serde(default, skip_serializing_if = "StepKind::is_work")]
+    pub kind: StepKind,
+}
+
+/// What a [`PlanStep`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// An agent produces the step's document (and files).
+    #[default]
+    Work,
+    /// A conflict check: the step's agent compares the documents the step requires, and
+    /// each contradiction found is mediated between the agents involved, or escalated.
+    ConflictCheck,
+}
+
+impl StepKind {
+    /// Whether this is [`StepKind::Work`].
+    pub fn is_work(&self) -> bool {
+        *self == Self::Work
+    }
 }
 
 impl PlanStep {

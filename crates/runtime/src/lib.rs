@@ -7,6 +7,7 @@
 //! every event against the engine before it is stored.
 
 mod agent_loop;
+mod conflicts;
 mod error;
 pub mod files;
 mod hitl;

@@ -11,8 +11,8 @@ use botarmy_core::engine::{Action, RunState};
 use botarmy_llm::Router;
 use botarmy_protocol::{
     ArtifactId, ArtifactKind, ArtifactRef, Assessment, ErrorInfo, ErrorKind, Event, EventRecord,
-    HitlDecision, LiveEvent, PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepStatus,
-    UnixMillis, Usage, now_millis,
+    HitlDecision, LiveEvent, PlanStep, ProjectId, RunId, RunRequest, RunStatus, StepKind,
+    StepStatus, UnixMillis, Usage, now_millis,
 };
 use botarmy_store::{AppendBatch, ArtifactBody, ProjectRecord, Store, StoreError};
 use futures_util::FutureExt;
@@ -580,6 +580,9 @@ struct Driver<'a> {
     worktree_tools: Option<Arc<WorktreeTools>>,
 }
 
+/// The input that carries what earlier conflict checks settled into later steps.
+const SETTLED_CONFLICTS: &str = "settled-conflicts.md";
+
 /// One attempt of a step, as the driver polls it.
 type StepFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -824,6 +827,7 @@ impl<'a> Driver<'a> {
             Vec::new(),
         )?;
         let inputs = self.inputs_for(&plan_step).await?;
+        let conflicts = self.conflicts_known(step, &plan_step).await?;
         let model = self.rt.models.route(&agent).model.clone();
         let tool_calling = self.rt.models.supports_tools(&agent);
         let workspace = match self.step_workspace(&plan_step, tool_calling) {
@@ -850,6 +854,7 @@ impl<'a> Driver<'a> {
             recorded_tools: self.state.steps[step as usize].tool_calls.clone(),
             answers: self.state.steps[step as usize].answers.clone(),
             feedback: self.state.steps[step as usize].feedback.clone(),
+            conflicts,
             gate: self.state.plan.as_ref().and_then(|plan| {
                 let g = plan.gates.iter().position(|g| g.steps.contains(&step))?;
                 Some(plan.gate_policy(g, &self.request.options))
@@ -928,6 +933,43 @@ impl<'a> Driver<'a> {
 
     /// The contents of the artifacts a step reads: those it names, or (when it names none
     /// that exist, as BMAD's `all_artifacts_in_project` does) every document so far.
+    /// What a conflict check needs besides its inputs: its conflicts the log holds, the
+    /// authors of the documents it compares, and the project's settled conflicts (nothing
+    /// for other steps).
+    async fn conflicts_known(
+        &self,
+        step: u32,
+        plan_step: &PlanStep,
+    ) -> Result<crate::conflicts::Known, RuntimeError> {
+        if plan_step.kind != StepKind::ConflictCheck {
+            return Ok(crate::conflicts::Known::default());
+        }
+        let plan_steps = self.state.plan.as_ref().map_or(&[][..], |p| &p.steps[..]);
+        let authors = plan_step
+            .requires
+            .iter()
+            .filter_map(|name| {
+                let author = plan_steps
+                    .iter()
+                    .find(|s| s.creates.as_deref() == Some(name.as_str()))?;
+                Some((
+                    name.clone(),
+                    author.agent.clone(),
+                    author.phase == plan_step.phase,
+                ))
+            })
+            .collect();
+        let settled = match self.state.project_id {
+            Some(project) => self.rt.store.settled_conflicts(project).await?,
+            None => Vec::new(),
+        };
+        Ok(crate::conflicts::Known {
+            found: self.state.steps[step as usize].conflicts.clone(),
+            authors,
+            settled: Arc::new(settled),
+        })
+    }
+
     async fn inputs_for(
         &self,
         plan_step: &PlanStep,
@@ -955,6 +997,16 @@ impl<'a> Driver<'a> {
                 }
             };
             inputs.push((artifact.name.clone(), content));
+        }
+        // What earlier conflict checks settled holds over the documents they compared.
+        if plan_step.kind == StepKind::Work {
+            let settled = self.state.settled_conflicts();
+            if !settled.is_empty() {
+                inputs.push((
+                    SETTLED_CONFLICTS.to_owned(),
+                    botarmy_core::conflict::settled_context(&settled),
+                ));
+            }
         }
         Ok(inputs)
     }

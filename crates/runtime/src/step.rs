@@ -76,6 +76,10 @@ pub(crate) struct StepJob {
     pub feedback: Vec<String>,
     /// The policy of the gate over the step (none: no gate), which decides what to measure.
     pub gate: Option<GatePolicy>,
+    /// For a conflict check: what the log holds of its conflicts already (its events are
+    /// not appended twice), the author of each document it compares, and the conflicts
+    /// settled in the project's earlier runs.
+    pub conflicts: crate::conflicts::Known,
     /// The run's worktree and the agent's tools there, for steps that work in it.
     pub workspace: Option<Arc<StepWorkspace>>,
     /// Whether the agent's model calls tools (otherwise files come in its answer).
@@ -156,6 +160,9 @@ pub(crate) async fn execute(job: StepJob) {
 }
 
 async fn attempt(job: &StepJob, calls: &mut Calls) -> Result<StepOutput, ErrorInfo> {
+    if job.plan_step.kind == botarmy_protocol::StepKind::ConflictCheck {
+        return crate::conflicts::check(job, calls).await;
+    }
     if let Some(condition) = &job.plan_step.condition {
         let messages = job.method.condition_prompt(
             &job.plan_step,
@@ -459,6 +466,17 @@ impl Calls {
         job: &StepJob,
         request: ChatRequest,
     ) -> Result<(String, Vec<ToolCall>), ErrorInfo> {
+        self.chat_as(job, &job.plan_step.agent, request).await
+    }
+
+    /// [`Calls::chat`] answered by `agent` (its providers, its budget), for a step that
+    /// asks other agents too (a conflict's sides in mediation).
+    pub(crate) async fn chat_as(
+        &mut self,
+        job: &StepJob,
+        agent_id: &str,
+        request: ChatRequest,
+    ) -> Result<(String, Vec<ToolCall>), ErrorInfo> {
         let call = self.next;
         self.next += 1;
         if let Some(recorded) = job.recorded.get(call as usize) {
@@ -466,7 +484,6 @@ impl Calls {
             return Ok((recorded.response.clone(), recorded.tool_calls.clone()));
         }
         self.send_unsent(job).await?;
-        let agent_id = job.plan_step.agent.as_str();
         let reservation = if job.ledger.is_limited() {
             let (tokens, usd) = job.models.estimate(agent_id, &request);
             let phase = job.plan_step.phase.as_deref().unwrap_or("");
@@ -484,7 +501,7 @@ impl Calls {
         let request_hash = request.digest();
         let started = Instant::now();
         let bus = job.bus.clone();
-        let (run_id, step, agent) = (job.run_id, job.step, job.plan_step.agent.clone());
+        let (run_id, step, agent) = (job.run_id, job.step, agent_id.to_owned());
         let on_token = move |text: &str| {
             let _ = bus.send(LiveEvent::Token {
                 run_id,
@@ -521,7 +538,7 @@ impl Calls {
         };
         let result = job
             .models
-            .chat(&job.plan_step.agent, &request, &on_token, &on_attempt)
+            .chat(agent_id, &request, &on_token, &on_attempt)
             .await;
         let latency_ms = started.elapsed().as_millis() as u64;
         self.unsent.extend(
@@ -612,6 +629,7 @@ mod tests {
             notes: None,
             tools: vec![],
             max_turns: None,
+            kind: Default::default(),
         };
         assert_eq!(document_name(&step), "api-specification.md");
         step.creates = Some("sharded_docs".into());

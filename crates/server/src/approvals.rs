@@ -20,14 +20,15 @@ use crate::input::{JsonBody, OptionalJsonBody, PathIds};
 use crate::runs::detail;
 use crate::views::RunDetail;
 
-/// Approvals waiting across runs.
+/// What waits for a human across runs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ApprovalList {
-    /// One per waiting gate.
+    /// One per waiting gate, question, conflict or decision.
     pub items: Vec<PendingApproval>,
 }
 
-/// A gate that waits for a human.
+/// What waits for a human: a gate's approval, an agent's question, a conflict mediation
+/// did not settle, or a decision of the run.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingApproval {
     /// The run.
@@ -35,10 +36,22 @@ pub struct PendingApproval {
     pub run_id: RunId,
     /// The run's idea.
     pub idea: String,
-    /// The gate: key, title, steps, policy, verdict, what it waits for (question, reasons,
-    /// confidence, quality), last decision.
+    /// `approval`, `clarification`, `conflict`, or the kind of decision
+    /// (`worktree_setup`).
+    pub kind: String,
+    /// The question (a conflict's has both positions side by side and the best proposal).
+    pub question: String,
+    /// The accepted answers (empty: any text).
+    pub options: Vec<String>,
+    /// The step that asks, for a question or a conflict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// For an approval, the gate: key, title, steps, policy, verdict, what it waits for
+    /// (question, reasons, confidence, quality), last decision. Answered with `approve`,
+    /// `reject` or `amend`; the others with `answer`.
     #[schema(value_type = Object)]
-    pub gate: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<serde_json::Value>,
 }
 
 /// A run's gates.
@@ -103,9 +116,10 @@ pub struct RestartStep {
     pub by: Option<String>,
 }
 
-/// Lists the gates that wait for a human, across runs.
+/// Lists what waits for a human across the caller's runs: gates' approvals, agents'
+/// questions, conflicts mediation did not settle, decisions.
 #[utoipa::path(get, path = "/api/approvals", tag = "approvals",
-    responses((status = 200, description = "waiting approvals", body = ApprovalList)))]
+    responses((status = 200, description = "what waits for a human", body = ApprovalList)))]
 pub async fn pending(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,12 +135,27 @@ pub async fn pending(
     let mut items = Vec::new();
     for run in waiting {
         let run_state = state.runtime.load(run.id).await?;
+        if let Some(q) = run_state.question().filter(|q| q.gate.is_none()) {
+            items.push(PendingApproval {
+                run_id: run.id,
+                idea: run.idea.clone(),
+                kind: q.kind.to_owned(),
+                question: q.question.to_owned(),
+                options: q.options.to_vec(),
+                step: q.asker.map(|a| a.step),
+                gate: None,
+            });
+        }
         for view in run_state.gate_views() {
-            if view.waiting.is_some() {
+            if let Some(waiting) = &view.waiting {
                 items.push(PendingApproval {
                     run_id: run.id,
                     idea: run.idea.clone(),
-                    gate: serde_json::to_value(&view).unwrap_or_default(),
+                    kind: "approval".to_owned(),
+                    question: waiting.question.clone(),
+                    options: Vec::new(),
+                    step: None,
+                    gate: Some(serde_json::to_value(&view).unwrap_or_default()),
                 });
             }
         }

@@ -34,6 +34,7 @@
 mod approvals;
 mod artifacts;
 pub mod auth;
+mod conflicts;
 mod definitions;
 mod drives;
 mod error;
@@ -178,6 +179,8 @@ impl Server {
             .route("/runs/{id}/cancel", post(runs::cancel))
             .route("/runs/{id}/answer", post(runs::answer))
             .route("/runs/{id}/gates", get(approvals::gates))
+            .route("/runs/{id}/conflicts", get(conflicts::of_run))
+            .route("/projects/{id}/conflicts", get(conflicts::of_project))
             .route("/runs/{id}/approve", post(approvals::approve))
             .route("/runs/{id}/reject", post(approvals::reject))
             .route("/runs/{id}/amend", post(approvals::amend))

@@ -7,6 +7,7 @@ use utoipa::{Modify, OpenApi};
 use crate::approvals::{
     AmendRun, ApprovalList, ApproveRun, GateList, PendingApproval, RejectRun, RestartStep,
 };
+use crate::conflicts::{ConflictList, SettledConflictList};
 use crate::definitions::{
     AgentDefinition, Definitions, SectionDefinition, TemplateDefinition, WorkflowDefinition,
     WorkflowStepDefinition,
@@ -63,6 +64,8 @@ use crate::views::{
         crate::approvals::reject,
         crate::approvals::amend,
         crate::approvals::restart,
+        crate::conflicts::of_run,
+        crate::conflicts::of_project,
         crate::events::page,
         crate::events::usage,
         crate::artifacts::list,
@@ -81,7 +84,8 @@ use crate::views::{
         UsageRowView, UsageView, VersionView, AddRepository, RepositoryList, RepositoryView,
         ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep, AmendRun,
         UpdateProject, DeletedProjectView, Definitions, AgentDefinition, WorkflowDefinition,
-        WorkflowStepDefinition, TemplateDefinition, SectionDefinition,
+        WorkflowStepDefinition, TemplateDefinition, SectionDefinition, ConflictList,
+        SettledConflictList,
     )),
     tags(
         (name = "server", description = "health, readiness, version, Prometheus metrics"),

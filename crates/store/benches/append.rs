@@ -422,6 +422,7 @@ fn created(project_id: botarmy_protocol::ProjectId) -> Event {
                     notes: None,
                     tools: vec![],
                     max_turns: None,
+                    kind: Default::default(),
                 })
                 .collect(),
         },

@@ -684,6 +684,13 @@ pub trait Store: Send + Sync + 'static {
     /// The run's LLM calls in order.
     async fn llm_calls(&self, run_id: RunId) -> Result<Vec<LlmCallRecord>, StoreError>;
 
+    /// The conflicts settled in the project's runs, oldest run first (each conflict as its
+    /// check found it, with how it was settled): what mediation shows of earlier decisions.
+    async fn settled_conflicts(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<botarmy_protocol::SettledConflict>, StoreError>;
+
     /// The run's calls summed per (phase, agent, provider, model), in plan order of the
     /// first step that made each; the caller totals them per run, phase, agent or provider.
     /// The sum of all rows' `usage` is the run's [`RunSummary::usage`]. Empty for a run

@@ -266,10 +266,14 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
         | Event::WorktreeSetupCompleted { .. }
         | Event::WorktreeSessionReady { .. }
         | Event::WorktreeSessionCleaned { .. }
-        | Event::HitlTimedOut { .. } => Change::None,
+        | Event::HitlTimedOut { .. }
+        | Event::ConflictDetected { .. }
+        | Event::ConflictMediated { .. }
+        | Event::ConflictResolved { .. } => Change::None,
         Event::PipelineNeedsInput { .. }
         | Event::ClarificationRequested { .. }
-        | Event::HitlRequested { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),
+        | Event::HitlRequested { .. }
+        | Event::ConflictEscalated { .. } => Change::Run(RunChange::Status(RunStatus::Waiting)),
         // The answer lets the run go on (as the engine folds it).
         Event::ClarificationAnswered { .. } => Change::Run(RunChange::Start),
         // The answer lets a waiting run go on (as the engine folds it).
@@ -381,6 +385,44 @@ pub(crate) fn change(event: &Event) -> Change<'_> {
             artifact,
         },
     }
+}
+
+/// The conflict events of a project's runs (each run's in log order) folded into the
+/// conflicts they settled: a `conflict_resolved` completes the latest `conflict_detected`
+/// of its run, step and number.
+pub(crate) fn settled_conflicts(
+    records: impl IntoIterator<Item = EventRecord>,
+) -> Vec<botarmy_protocol::SettledConflict> {
+    let mut found: HashMap<(RunId, u32, u32), botarmy_protocol::Conflict> = HashMap::new();
+    let mut out = Vec::new();
+    for r in records {
+        match r.event {
+            Event::ConflictDetected {
+                step,
+                conflict,
+                detail,
+                ..
+            } => {
+                found.insert((r.run_id, step, conflict), detail);
+            }
+            Event::ConflictResolved {
+                step,
+                conflict,
+                resolution,
+            } => {
+                if let Some(c) = found.get(&(r.run_id, step, conflict)) {
+                    out.push(botarmy_protocol::SettledConflict {
+                        run_id: r.run_id,
+                        conflict: c.clone(),
+                        resolution,
+                        resolved_at: r.at,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The error for an event about a step the run's plan does not have.

@@ -106,6 +106,11 @@ impl RunState {
                 return GateVerdict::NotReady;
             };
             match s.status {
+                // A conflict check is scored by its conflicts being settled, which it
+                // waits for before it succeeds; its gate reads the documents' scores.
+                StepStatus::Succeeded
+                    if plan.steps[i as usize].kind == botarmy_protocol::StepKind::ConflictCheck => {
+                }
                 StepStatus::Succeeded => done.push((i, s)),
                 StepStatus::Skipped => {}
                 _ => return GateVerdict::NotReady,

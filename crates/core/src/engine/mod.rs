@@ -16,6 +16,6 @@ pub use action::Action;
 pub use gate::{DecisionView, GateRequest, GateState, GateVerdict, GateView, WaitingView};
 pub use state::check_answer;
 pub use state::{
-    Asker, Clarification, EngineError, InputRequest, Question, RecordedCall, RecordedToolCall,
-    RunState, StepState, WorkspaceState,
+    Asker, Clarification, ConflictState, ConflictView, EngineError, InputRequest, Question,
+    RecordedCall, RecordedToolCall, RunState, StepState, WorkspaceState,
 };

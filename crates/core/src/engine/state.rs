@@ -146,6 +146,47 @@ pub struct StepState {
     pub assessment: Option<Assessment>,
     /// Humans' feedback that restarted the step, oldest first.
     pub feedback: Vec<String>,
+    /// The conflicts the latest attempt found, when the step is a conflict check.
+    pub conflicts: Vec<ConflictState>,
+}
+
+/// A conflict of a run as clients see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ConflictView {
+    /// The conflict check's step.
+    pub step: u32,
+    /// Its key (`design/conflict-check`).
+    pub step_key: String,
+    /// The check's attempt that found it.
+    pub attempt: u32,
+    /// Its number within the check, from 0.
+    pub conflict: u32,
+    /// `mediating`, `escalated` (a person must decide) or `settled`.
+    pub status: &'static str,
+    /// Severity, description and positions.
+    #[serde(flatten)]
+    pub detail: botarmy_protocol::Conflict,
+    /// The mediation rounds.
+    pub rounds: Vec<botarmy_protocol::MediationRound>,
+    /// What a person is asked, while the conflict waits for one.
+    pub question: Option<String>,
+    /// How it was settled.
+    pub resolution: Option<botarmy_protocol::ConflictResolution>,
+}
+
+/// A conflict a conflict check found, and how far it is settled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictState {
+    /// What contradicts what.
+    pub conflict: botarmy_protocol::Conflict,
+    /// The rounds of mediation so far.
+    pub rounds: Vec<botarmy_protocol::MediationRound>,
+    /// The question a human was asked, once mediation gave up.
+    pub escalation: Option<String>,
+    /// The person who answered the escalation.
+    pub answered_by: Option<String>,
+    /// How it was settled.
+    pub resolution: Option<botarmy_protocol::ConflictResolution>,
 }
 
 /// What a run asks a human (see [`RunState::question`]).
@@ -175,6 +216,9 @@ pub struct Asker {
 /// A question an agent asked a human.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clarification {
+    /// `clarification`, or `conflict` for a conflict that mediation did not settle (`call`
+    /// is then the conflict's number).
+    pub kind: &'static str,
     /// The tool call that asked.
     pub call: u32,
     /// The question.
@@ -200,6 +244,7 @@ impl StepState {
             answers: BTreeMap::new(),
             assessment: None,
             feedback: Vec::new(),
+            conflicts: Vec::new(),
         }
     }
 }
@@ -301,7 +346,7 @@ impl RunState {
                     step: i as u32,
                     call: c.call,
                 }),
-                kind: "clarification",
+                kind: c.kind,
                 question: &c.question,
                 options: &c.options,
                 gate: None,
@@ -334,6 +379,71 @@ impl RunState {
             self.status = RunStatus::Running;
             self.reason = None;
         }
+    }
+
+    /// The conflicts of every conflict check's latest attempt, as clients see them.
+    pub fn conflict_views(&self) -> Vec<ConflictView> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        self.steps
+            .iter()
+            .zip(&plan.steps)
+            .enumerate()
+            .flat_map(|(i, (s, p))| {
+                s.conflicts
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, c)| ConflictView {
+                        step: i as u32,
+                        step_key: p.key.clone(),
+                        attempt: s.attempt,
+                        conflict: n as u32,
+                        status: match (&c.resolution, &c.escalation) {
+                            (Some(_), _) => "settled",
+                            (None, Some(_)) => "escalated",
+                            (None, None) => "mediating",
+                        },
+                        detail: c.conflict.clone(),
+                        rounds: c.rounds.clone(),
+                        question: c.escalation.clone().filter(|_| c.resolution.is_none()),
+                        resolution: c.resolution.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The conflicts settled by the conflict checks that finished, in plan order.
+    pub fn settled_conflicts(
+        &self,
+    ) -> Vec<(
+        &botarmy_protocol::Conflict,
+        &botarmy_protocol::ConflictResolution,
+    )> {
+        self.steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Succeeded)
+            .flat_map(|s| &s.conflicts)
+            .filter_map(|c| Some((&c.conflict, c.resolution.as_ref()?)))
+            .collect()
+    }
+
+    /// Conflict `conflict` of the running conflict check `step`, while it is not settled.
+    fn open_conflict(&mut self, step: u32, conflict: u32) -> Result<&mut ConflictState, String> {
+        let s = self.step_mut(step)?;
+        if s.status != StepStatus::Running {
+            return Err(format!("step {step} is {}, not running", s.status));
+        }
+        let c = s
+            .conflicts
+            .get_mut(conflict as usize)
+            .ok_or_else(|| format!("step {step} found no conflict {conflict}"))?;
+        if c.resolution.is_some() {
+            return Err(format!(
+                "conflict {conflict} of step {step} is settled already"
+            ));
+        }
+        Ok(c)
     }
 
     /// The step a person names: its index, its key (`design/api-specification`), or the
@@ -510,6 +620,7 @@ impl RunState {
                         s.tool_calls.clear();
                         s.answers.clear();
                         s.clarification = None;
+                        s.conflicts.clear();
                     }
                     StepStatus::Interrupted if *attempt == s.attempt => {}
                     other => {
@@ -638,6 +749,7 @@ impl RunState {
                     ));
                 }
                 s.clarification = Some(Clarification {
+                    kind: "clarification",
                     call: *call,
                     question: question.clone(),
                     options: options.clone(),
@@ -646,7 +758,10 @@ impl RunState {
                 self.reason = Some(format!("question from step {step}: {question}"));
             }
             Event::ClarificationAnswered {
-                step, call, answer, ..
+                step,
+                call,
+                answer,
+                by,
             } => {
                 self.require_active()?;
                 let s = self.step_mut(*step)?;
@@ -662,9 +777,93 @@ impl RunState {
                 if let Some(problem) = check_answer(answer, &asked.options) {
                     return Err(problem);
                 }
+                if asked.kind == "conflict"
+                    && let Some(c) = s.conflicts.get_mut(*call as usize)
+                {
+                    c.answered_by = Some(by.clone());
+                }
                 s.clarification = None;
                 s.answers.insert(*call, answer.clone());
                 self.human_answered();
+            }
+            Event::ConflictDetected {
+                step,
+                attempt,
+                conflict,
+                detail,
+            } => {
+                self.require_active()?;
+                let s = self.running_attempt(*step, *attempt)?;
+                if *conflict as usize != s.conflicts.len() {
+                    return Err(format!(
+                        "conflict {conflict} of step {step}, but {} were found before it",
+                        s.conflicts.len()
+                    ));
+                }
+                if detail.positions.len() < 2 {
+                    return Err(format!(
+                        "conflict {conflict} of step {step} has {} position(s); a conflict has two at least",
+                        detail.positions.len()
+                    ));
+                }
+                s.conflicts.push(ConflictState {
+                    conflict: detail.clone(),
+                    rounds: Vec::new(),
+                    escalation: None,
+                    answered_by: None,
+                    resolution: None,
+                });
+            }
+            Event::ConflictMediated {
+                step,
+                conflict,
+                round,
+                outcome,
+            } => {
+                self.require_active()?;
+                let c = self.open_conflict(*step, *conflict)?;
+                if *round as usize != c.rounds.len() + 1 {
+                    return Err(format!(
+                        "mediation round {round} of conflict {conflict}, but {} were held before it",
+                        c.rounds.len()
+                    ));
+                }
+                c.rounds.push(outcome.clone());
+            }
+            Event::ConflictEscalated {
+                step,
+                conflict,
+                question,
+            } => {
+                self.require_active()?;
+                if self.steps.iter().any(|s| s.clarification.is_some()) {
+                    return Err("another question waits for its answer".into());
+                }
+                let c = self.open_conflict(*step, *conflict)?;
+                if c.escalation.is_some() {
+                    return Err(format!(
+                        "conflict {conflict} of step {step} was escalated already"
+                    ));
+                }
+                c.escalation = Some(question.clone());
+                let s = self.step_mut(*step)?;
+                s.clarification = Some(Clarification {
+                    kind: "conflict",
+                    call: *conflict,
+                    question: question.clone(),
+                    options: Vec::new(),
+                });
+                self.status = RunStatus::Waiting;
+                self.reason = Some(format!("conflict from step {step} needs a decision"));
+            }
+            Event::ConflictResolved {
+                step,
+                conflict,
+                resolution,
+            } => {
+                self.require_active()?;
+                let c = self.open_conflict(*step, *conflict)?;
+                c.resolution = Some(resolution.clone());
             }
             Event::FileChanged { step, .. } => {
                 self.require_active()?;

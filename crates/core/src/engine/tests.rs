@@ -35,6 +35,7 @@ fn plan(deps: &[&[u32]], optional: &[bool]) -> Plan {
                 notes: None,
                 tools: Vec::new(),
                 max_turns: None,
+                kind: Default::default(),
             })
             .collect(),
         gates: Vec::new(),
@@ -1552,4 +1553,154 @@ fn a_gate_timeout_falls_due_once_at_its_deadline() {
         })
         .is_err()
     );
+}
+
+#[test]
+fn a_conflict_is_mediated_escalated_answered_and_settled_by_its_check() {
+    use botarmy_protocol::{
+        Conflict, ConflictPosition, ConflictResolution, MediationRound, Severity, StepKind,
+    };
+    // Steps 0 and 1 write; step 2 checks them; step 3 reads, after the gate over 0-2.
+    let mut p = gated(
+        &[&[], &[], &[0, 1], &[0, 1]],
+        &[0, 1, 2],
+        Some(GatePolicy::Auto),
+    );
+    p.steps[2].kind = StepKind::ConflictCheck;
+    let mut log = Log::new(p, RunOptions::default());
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.9), score(0.9));
+    log.finish_scored(1, score(0.9), score(0.9));
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 2,
+            attempt: 1,
+            resume: false
+        }],
+        "the reader waits for the check, which is in the gate"
+    );
+    log.perform(&log.state.next_actions()[0].clone());
+    let detail = Conflict {
+        severity: Severity::High,
+        description: "storage".into(),
+        positions: vec![
+            ConflictPosition {
+                agent: "analyst".into(),
+                artifact: "doc-0.md".into(),
+                claim: "PostgreSQL".into(),
+            },
+            ConflictPosition {
+                agent: "architect".into(),
+                artifact: "doc-1.md".into(),
+                claim: "SQLite".into(),
+            },
+        ],
+    };
+    let one_sided = Conflict {
+        positions: detail.positions[..1].to_vec(),
+        ..detail.clone()
+    };
+    assert!(
+        log.push(Event::ConflictDetected {
+            step: 2,
+            attempt: 1,
+            conflict: 0,
+            detail: one_sided,
+        })
+        .is_err(),
+        "a conflict has two sides"
+    );
+    log.push(Event::ConflictDetected {
+        step: 2,
+        attempt: 1,
+        conflict: 0,
+        detail: detail.clone(),
+    })
+    .unwrap();
+    let round = |round: u32| Event::ConflictMediated {
+        step: 2,
+        conflict: 0,
+        round,
+        outcome: MediationRound {
+            proposal: format!("proposal {round}"),
+            score: 0.5,
+            reasons: vec![],
+        },
+    };
+    assert!(log.push(round(2)).is_err(), "rounds come in order");
+    for r in 1..=3 {
+        log.push(round(r)).unwrap();
+    }
+    assert_eq!(log.state.conflict_views()[0].status, "mediating");
+    log.push(Event::ConflictEscalated {
+        step: 2,
+        conflict: 0,
+        question: "which one?".into(),
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Waiting);
+    let q = log.state.question().unwrap();
+    assert_eq!((q.kind, q.question), ("conflict", "which one?"));
+    log.push(Event::StepInterrupted {
+        step: 2,
+        attempt: 1,
+    })
+    .unwrap();
+    assert!(log.state.next_actions().is_empty());
+    log.push(Event::ClarificationAnswered {
+        step: 2,
+        call: 0,
+        answer: "1".into(),
+        by: "ada".into(),
+    })
+    .unwrap();
+    assert_eq!(log.state.status, RunStatus::Running);
+    assert_eq!(
+        log.state.steps[2].conflicts[0].answered_by.as_deref(),
+        Some("ada")
+    );
+    log.perform(&log.state.next_actions()[0].clone());
+    let resolved = Event::ConflictResolved {
+        step: 2,
+        conflict: 0,
+        resolution: ConflictResolution {
+            resolution: "PostgreSQL holds".into(),
+            by: "ada".into(),
+            score: None,
+        },
+    };
+    log.push(resolved.clone()).unwrap();
+    assert!(log.push(resolved).is_err(), "settled once");
+    assert!(
+        log.state.settled_conflicts().is_empty(),
+        "the check is not done yet"
+    );
+    log.complete_step(2, 7);
+    let view = &log.state.conflict_views()[0];
+    assert_eq!(view.status, "settled");
+    assert_eq!(view.rounds.len(), 3);
+    assert_eq!(view.question, None);
+    assert_eq!(log.state.settled_conflicts().len(), 1);
+    // The check has no scores of its own; the gate reads its documents' and lets them pass.
+    assert_eq!(
+        log.state.next_actions(),
+        vec![Action::StartStep {
+            step: 3,
+            attempt: 1,
+            resume: false
+        }]
+    );
+    // A new attempt of the check starts from nothing.
+    log.perform(&log.state.next_actions()[0].clone());
+    log.complete_step(3, 1);
+    log.push(Event::StepRestarted {
+        step: 2,
+        reason: "again".into(),
+        feedback: None,
+        by: None,
+    })
+    .unwrap();
+    log.perform(&log.state.next_actions()[0].clone());
+    assert!(log.state.steps[2].conflicts.is_empty());
 }

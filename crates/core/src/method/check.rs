@@ -6,7 +6,7 @@ use std::fmt;
 use super::Method;
 use super::plan::PlanError;
 use super::resolve::{artifact_name, is_work};
-use super::workflow::Workflow;
+use super::workflow::{ConflictCheck, Workflow};
 use crate::render::RenderError;
 use botarmy_protocol::{BUILTIN_TOOLS, is_tool_entry};
 
@@ -220,6 +220,33 @@ impl Method {
                     );
                 }
             }
+        }
+        match &wf.conflict_check {
+            Some(ConflictCheck::Agent(a)) if self.agent(a).is_none() => out.push(
+                Severity::Error,
+                f,
+                wf.conflict_check_line,
+                "workflow.conflict_check",
+                format!(
+                    "unknown agent `{a}` (expected true, false or an agent id); known: {}",
+                    self.agent_list()
+                ),
+            ),
+            Some(ConflictCheck::On)
+                if !wf.phases.is_empty() && self.agent("reviewer").is_none() =>
+            {
+                out.push(
+                    Severity::Error,
+                    f,
+                    wf.conflict_check_line,
+                    "workflow.conflict_check",
+                    format!(
+                        "`true` means the agent `reviewer`, which this method does not have; name the agent that checks (known: {})",
+                        self.agent_list()
+                    ),
+                );
+            }
+            _ => {}
         }
         if let Some(cycle) = phase_cycle(wf) {
             out.push(

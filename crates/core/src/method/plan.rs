@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use botarmy_protocol::{Plan, PlanGate, PlanStep};
+use botarmy_protocol::{Plan, PlanGate, PlanStep, StepKind};
 
 use super::Method;
 use super::resolve::{artifact_name, is_work, means_everything, stem};
 use super::template::slug;
-use super::workflow::{SequenceItem, Workflow};
+use super::workflow::{ConflictCheck, SequenceItem, Workflow};
 
 /// Why a workflow could not be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +140,12 @@ impl Method {
             });
         }
         let gates = gates_of(wf, &drafts);
+        let phase_ids: Vec<Option<String>> = drafts.iter().map(|d| d.phase_id.clone()).collect();
         let steps: Vec<PlanStep> = drafts.into_iter().map(|d| d.step).collect();
+        let (steps, gates) = match self.conflict_checker(wf) {
+            Some(agent) => with_conflict_checks(wf, &agent, steps, &phase_ids, gates),
+            None => (steps, gates),
+        };
         Ok(Plan {
             gates,
             workflow_id: wf.id.clone(),
@@ -153,6 +158,21 @@ impl Method {
             method_digest: self.digest.clone(),
             steps,
         })
+    }
+
+    /// The agent that checks the phases' documents for conflicts (none: no checks: the
+    /// workflow has no phases, turned them off, or names no agent and the method has no
+    /// `reviewer`).
+    fn conflict_checker(&self, wf: &Workflow) -> Option<String> {
+        if wf.phases.is_empty() {
+            return None;
+        }
+        let agent = match &wf.conflict_check {
+            Some(ConflictCheck::Off) => return None,
+            Some(ConflictCheck::Agent(a)) => a.as_str(),
+            Some(ConflictCheck::On) | None => "reviewer",
+        };
+        self.agent(agent).map(|_| agent.to_owned())
     }
 
     fn draft<'w>(
@@ -334,6 +354,7 @@ impl Method {
                 item.tools.clone()
             },
             max_turns: item.max_turns.or(agent_def.and_then(|a| a.max_turns)),
+            kind: StepKind::Work,
         };
         Ok(Draft {
             item,
@@ -482,6 +503,129 @@ fn gates_of(wf: &Workflow, drafts: &[Draft<'_>]) -> Vec<PlanGate> {
     gates.extend(phase_gates.into_iter().filter(|g| !g.steps.is_empty()));
     gates.sort_by_key(|g| g.steps.first().copied());
     gates
+}
+
+/// The plan with a conflict check after the steps of each phase that has documents to
+/// compare (its own and those of the phases it waits for, two at least): the check reads
+/// them, waits for the phase's steps, and belongs to the phase's gate, so the phases after
+/// it wait for its conflicts to be settled.
+fn with_conflict_checks(
+    wf: &Workflow,
+    agent: &str,
+    steps: Vec<PlanStep>,
+    phase_ids: &[Option<String>],
+    mut gates: Vec<PlanGate>,
+) -> (Vec<PlanStep>, Vec<PlanGate>) {
+    let deps: BTreeMap<&str, &[String]> = wf
+        .phases
+        .iter()
+        .map(|p| (p.id.as_str(), p.depends_on.as_slice()))
+        .collect();
+    let in_phase = |id: &str| -> Vec<usize> {
+        (0..steps.len())
+            .filter(|&i| phase_ids[i].as_deref() == Some(id))
+            .collect()
+    };
+    // New steps, each with the index of the step it follows.
+    let mut checks: Vec<(usize, PlanStep)> = Vec::new();
+    for phase in wf.phases.iter().filter(|p| p.conflict_check) {
+        let own = in_phase(&phase.id);
+        let Some(&last) = own.last() else { continue };
+        // The phases it builds on, the nearest first.
+        let ancestors = phase_ancestors(&deps, &phase.id);
+        let earlier: Vec<usize> = wf
+            .phases
+            .iter()
+            .rev()
+            .filter(|p| ancestors.contains(p.id.as_str()))
+            .flat_map(|p| in_phase(&p.id))
+            .collect();
+        let mut documents: Vec<String> = Vec::new();
+        for &i in own.iter().chain(&earlier) {
+            if let Some(c) = steps[i].creates.as_ref().filter(|c| c.ends_with(".md"))
+                && !documents.contains(c)
+            {
+                documents.push(c.clone());
+            }
+        }
+        if documents.len() < 2 {
+            continue;
+        }
+        checks.push((
+            last,
+            PlanStep {
+                key: format!("{}/conflict-check", phase.id),
+                title: format!("Conflict check of the {} phase", phase.name),
+                phase: Some(phase.name.clone()),
+                agent: agent.to_owned(),
+                creates: Some(format!("conflicts-{}.md", phase.id)),
+                template: None,
+                requires: documents,
+                depends_on: own.iter().map(|&i| i as u32).collect(),
+                optional: false,
+                condition: None,
+                instruction: None,
+                notes: None,
+                tools: Vec::new(),
+                max_turns: None,
+                kind: StepKind::ConflictCheck,
+            },
+        ));
+    }
+    if checks.is_empty() {
+        return (steps, gates);
+    }
+    // Each check goes right after the last step of its phase; indices move up.
+    let mut order: Vec<PlanStep> = Vec::with_capacity(steps.len() + checks.len());
+    let mut new_index = vec![0u32; steps.len()];
+    let mut placed: Vec<u32> = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        new_index[i] = order.len() as u32;
+        order.push(step);
+        for (after, check) in &checks {
+            if *after == i {
+                placed.push(order.len() as u32);
+                order.push(check.clone());
+            }
+        }
+    }
+    for s in order.iter_mut() {
+        for d in s.depends_on.iter_mut() {
+            *d = new_index[*d as usize];
+        }
+    }
+    for g in gates.iter_mut() {
+        for d in g.steps.iter_mut() {
+            *d = new_index[*d as usize];
+        }
+    }
+    for at in placed {
+        let phase_id = order[at as usize]
+            .key
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let key = format!("phase:{phase_id}");
+        match gates.iter_mut().find(|g| g.key == key) {
+            Some(g) => g.steps.push(at),
+            None => {
+                let phase = wf.phases.iter().find(|p| p.id == phase_id);
+                gates.push(PlanGate {
+                    key,
+                    title: format!(
+                        "the {} phase",
+                        phase.map_or(phase_id.as_str(), |p| p.name.as_str())
+                    ),
+                    steps: vec![at],
+                    policy: phase.and_then(|p| p.gate),
+                    timeout: phase.and_then(|p| p.gate_timeout),
+                });
+            }
+        }
+    }
+    gates.sort_by_key(|g| g.steps.first().copied());
+    (order, gates)
 }
 
 /// Every phase `phase` waits for, directly or through others.

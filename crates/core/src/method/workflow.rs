@@ -3,7 +3,7 @@
 //! Sequence items come in BMAD's shapes: `- agent: pm` with `creates`/`updates`/
 //! `validates`/`action`/`uses`/`requires`/…; `- step: name` with the same keys; and
 //! one-key maps such as `- workflow_end: {action: …}` or `- classification_decision: text`.
-//! BotArmy's extensions use keys BMAD does not: `phases` on the workflow; `phase`, `title`,
+//! BotArmy's extensions use keys BMAD does not: `phases` and `conflict_check` on the workflow; `phase`, `title`,
 //! `template`, `instruction`, `depends_on`, `gate`, `tools`, `max_turns` on a step.
 
 use std::collections::BTreeMap;
@@ -67,6 +67,22 @@ pub struct Workflow {
     pub handoff_prompts: Vec<(String, String)>,
     /// BotArmy extension `workflow.phases`.
     pub phases: Vec<Phase>,
+    /// BotArmy extension `workflow.conflict_check`: who checks each phase's documents
+    /// against the earlier ones (none: the method's `reviewer`, when it has one).
+    pub conflict_check: Option<ConflictCheck>,
+    /// Line of `conflict_check`.
+    pub conflict_check_line: u32,
+}
+
+/// Whether and by whom a workflow's phases are checked for conflicting documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictCheck {
+    /// `false`: no checks.
+    Off,
+    /// `true`: checked by the method's `reviewer`.
+    On,
+    /// An agent id: checked by that agent.
+    Agent(String),
 }
 
 /// A lifecycle phase (BotArmy extension).
@@ -82,6 +98,8 @@ pub struct Phase {
     pub gate: Option<botarmy_protocol::GatePolicy>,
     /// `gate_timeout`: how long its approval may wait (`{after: 4h, then: approve}`).
     pub gate_timeout: Option<botarmy_protocol::GateTimeout>,
+    /// `conflict_check: false` leaves the phase's documents unchecked.
+    pub conflict_check: bool,
     /// Line of the phase.
     pub line: u32,
 }
@@ -223,14 +241,37 @@ fn decode_workflow(d: &mut Decoder<'_>, root: &Node) -> Workflow {
         let depends_on = d.string_or_list(p.get("depends_on"), &join(&field, "depends_on"));
         let gate = d.gate(p.get("gate"), &join(&field, "gate"));
         let gate_timeout = d.gate_timeout(p.get("gate_timeout"), &join(&field, "gate_timeout"));
+        let conflict_check = p
+            .get("conflict_check")
+            .is_none_or(|n| n.is_null() || d.bool(Some(n), &join(&field, "conflict_check")));
         w.phases.push(Phase {
             id,
             name,
             depends_on,
             gate,
             gate_timeout,
+            conflict_check,
             line: p.pos.line,
         });
+    }
+    if let Some((key, node)) = m.entry("conflict_check") {
+        w.conflict_check_line = key.pos.line;
+        w.conflict_check = match &node.value {
+            Value::Null => None,
+            Value::Scalar { text, .. } => Some(match text.trim() {
+                "false" | "no" | "off" => ConflictCheck::Off,
+                "true" | "yes" | "on" => ConflictCheck::On,
+                agent => ConflictCheck::Agent(agent.to_owned()),
+            }),
+            _ => {
+                d.wrong(
+                    node,
+                    "workflow.conflict_check",
+                    "true, false, or the id of the agent that checks",
+                );
+                None
+            }
+        };
     }
     match m.get("sequence") {
         None => d.missing(m, "workflow.sequence", "a list of steps"),

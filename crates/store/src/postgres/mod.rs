@@ -444,6 +444,14 @@ impl Store for PgStore {
         self.with(async |c| read::llm_calls(c, run_id).await).await
     }
 
+    async fn settled_conflicts(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<botarmy_protocol::SettledConflict>, StoreError> {
+        self.with(async |c| read::settled_conflicts(c, project).await)
+            .await
+    }
+
     async fn usage_breakdown(&self, run_id: RunId) -> Result<Vec<UsageRow>, StoreError> {
         self.with(async |c| usage::usage_breakdown(c, run_id).await)
             .await

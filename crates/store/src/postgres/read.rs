@@ -393,3 +393,29 @@ pub(crate) async fn llm_calls(client: &Object, run_id: RunId) -> Result<Vec<LlmC
         })
         .collect())
 }
+
+/// See [`crate::Store::settled_conflicts`].
+pub(crate) async fn settled_conflicts(
+    client: &Object,
+    project: ProjectId,
+) -> Result<Vec<botarmy_protocol::SettledConflict>, Fail> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT e.run_id, e.seq, e.at, e.payload::text FROM runs r
+             JOIN events e ON e.run_id = r.id
+             WHERE r.project_id = $1 AND e.type IN ('conflict_detected', 'conflict_resolved')
+             ORDER BY r.created_at, r.id, e.seq",
+        )
+        .await?;
+    let mut records = Vec::new();
+    for r in client.query(&stmt, &[&project.0]).await? {
+        let payload: &str = r.get(3);
+        records.push(crate::projection::decode(
+            RunId(r.get(0)),
+            wire_int(r.get(1)),
+            r.get(2),
+            payload,
+        )?);
+    }
+    Ok(crate::projection::settled_conflicts(records))
+}

@@ -597,6 +597,14 @@ impl Store for SqliteStore {
         self.read(move |c| read::llm_calls(c, run_id)).await
     }
 
+    async fn settled_conflicts(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<botarmy_protocol::SettledConflict>, StoreError> {
+        self.read(move |c| read::settled_conflicts(c, project))
+            .await
+    }
+
     async fn usage_breakdown(&self, run_id: RunId) -> Result<Vec<UsageRow>, StoreError> {
         self.read(move |c| usage::usage_breakdown(c, run_id)).await
     }

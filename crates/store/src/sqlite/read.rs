@@ -442,3 +442,36 @@ pub(crate) fn llm_calls(conn: &Connection, run_id: RunId) -> Result<Vec<LlmCallR
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(rows)
 }
+
+/// See [`crate::Store::settled_conflicts`].
+pub(crate) fn settled_conflicts(
+    conn: &Connection,
+    project: ProjectId,
+) -> Result<Vec<botarmy_protocol::SettledConflict>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT e.run_id, e.seq, e.at, e.payload FROM runs r JOIN events e ON e.run_id = r.id
+         WHERE r.project_id = ?1 AND e.type IN ('conflict_detected', 'conflict_resolved')
+         ORDER BY r.created_at, r.id, e.seq",
+    )?;
+    let rows = stmt
+        .query_map([project.0.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut records = Vec::with_capacity(rows.len());
+    for (run, seq, at, payload) in rows {
+        let run_id = RunId(uuid("events", "run_id", &run)?);
+        records.push(crate::projection::decode(
+            run_id,
+            wire_int(seq),
+            at,
+            &payload,
+        )?);
+    }
+    Ok(crate::projection::settled_conflicts(records))
+}

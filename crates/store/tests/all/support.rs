@@ -149,6 +149,7 @@ pub fn plan(n: usize) -> Plan {
                 notes: None,
                 tools: Vec::new(),
                 max_turns: None,
+                kind: Default::default(),
             })
             .collect(),
         gates: Vec::new(),

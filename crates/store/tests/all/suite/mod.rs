@@ -1,5 +1,6 @@
 //! The store suite: every case runs against each backend (see the macro in `main.rs`).
 
+mod conflicts;
 mod log;
 mod projection;
 mod query;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use botarmy_protocol::{Event, RunId};
 use botarmy_store::Store;
 
+pub use conflicts::*;
 pub use log::*;
 pub use projection::*;
 pub use query::*;
