@@ -68,12 +68,13 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         );
     }
 
-    // The store agrees: 18 steps, each scored for its gate; every recorded exchange was
-    // one LLM call (a document per step, and the checklist batches that measure quality);
-    // tokens as recorded in the cassette.
+    // The store agrees: 18 steps and a conflict check after each phase, each document
+    // scored for its gate; every recorded exchange was one LLM call (a document per step,
+    // the checklist batches that measure quality, the checks); tokens as recorded in the
+    // cassette.
     let show = json(&ok(s.cmd().args(["show", &run_id[..8], "--json"])));
     let steps = show["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 18);
+    assert_eq!(steps.len(), 24);
     assert!(
         steps.iter().all(|st| st["status"] == "succeeded"),
         "{steps:?}"
@@ -90,13 +91,24 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         "checklists were executed: {}",
         calls.len()
     );
-    for step in 0..18 {
+    for (step, st) in steps.iter().enumerate() {
+        let key = st["key"].as_str().unwrap();
         let scored = &show["assessments"][step.to_string()];
+        if let Some(phase) = key.strip_suffix("/conflict-check") {
+            // A check is not scored; its report is its document.
+            assert!(scored.is_null(), "{key}: {scored}");
+            let report = std::fs::read_to_string(out.join(format!("conflicts-{phase}.md")))
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(report.starts_with("# Conflict check: the "), "{report}");
+            assert!(report.contains("Documents compared: "), "{report}");
+            continue;
+        }
         assert!(
             scored["quality"]["value"].is_number(),
             "step {step}: {scored}"
         );
     }
+    assert!(show["conflicts"].is_array());
     // `--yes` approved every gate that asked, and the log says so.
     let log = stdout(&ok(s.cmd().args(["events", &run_id])));
     let asked = log.matches("\"type\":\"hitl_requested\"").count();

@@ -77,10 +77,16 @@ impl Runtime {
                     let covered = &plan.gates[gate as usize].steps;
                     match step {
                         Some(s) => vec![s],
+                        // The documents go back; a conflict check over them runs again
+                        // after them, as their dependant.
                         None => covered
                             .iter()
                             .copied()
-                            .filter(|i| state.steps[*i as usize].status == StepStatus::Succeeded)
+                            .filter(|i| {
+                                state.steps[*i as usize].status == StepStatus::Succeeded
+                                    && plan.steps[*i as usize].kind
+                                        == botarmy_protocol::StepKind::Work
+                            })
                             .collect(),
                     }
                 }

@@ -53,6 +53,7 @@ on_both_backends!(
     errors::bad_ids_queries_and_missing_things,
     errors::limits_and_media_types,
     approvals::a_gate_is_rejected_with_feedback_then_approved_over_the_api,
+    approvals::a_conflict_mediation_cannot_settle_is_decided_over_the_api,
     control::pause_resume_and_cancel,
     control::a_queued_step_shows_what_it_waits_for,
     repositories::repositories_are_registered_listed_read_and_removed,

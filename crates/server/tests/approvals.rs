@@ -195,3 +195,76 @@ pub async fn a_gate_is_rejected_with_feedback_then_approved_over_the_api(backend
             && e["by"] == "ines")
     );
 }
+
+pub async fn a_conflict_mediation_cannot_settle_is_decided_over_the_api(backend: Backend) {
+    let server = start(backend).await;
+    server
+        .model
+        .conflict
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    server.model.open();
+    let id = server.create_run("a kettle timer").await;
+    let run = id.to_string();
+    server.wait_for_event(id, "conflict_escalated").await;
+    assert_eq!(settled(&server, &run).await["status"], "waiting");
+
+    // Listed with what waits across runs, both positions in the question.
+    let pending = server.get("/api/approvals").await;
+    let items = pending.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", pending.body);
+    assert_eq!(items[0]["kind"], "conflict");
+    let question = items[0]["question"].as_str().unwrap();
+    assert!(
+        question.contains("[1] analyst in project-plan.md: It is a web app")
+            && question.contains("[2] analyst in user-requirements.md: It runs in a terminal"),
+        "{question}"
+    );
+    let conflicts = server.get(&format!("/api/runs/{run}/conflicts")).await;
+    assert_eq!(conflicts.status, 200, "{}", conflicts.body);
+    let c = &conflicts.body["conflicts"][0];
+    assert_eq!(c["status"], "escalated");
+    assert_eq!(c["step_key"], "discovery/conflict-check");
+    assert_eq!(c["rounds"].as_array().unwrap().len(), 3);
+    assert_eq!(c["rounds"][2]["score"], 0.4);
+
+    // An empty answer is refused; `accept` takes the best proposal, and the run goes on.
+    server
+        .post(&format!("/api/runs/{run}/answer"), &json!({"answer": " "}))
+        .await
+        .error(422, "validation_failed");
+    let answered = server
+        .post(
+            &format!("/api/runs/{run}/answer"),
+            &json!({"answer": "accept", "by": "grace"}),
+        )
+        .await;
+    assert!(answered.status < 300, "{}", answered.body);
+    server.wait_for_event(id, "pipeline_completed").await;
+    let conflicts = server.get(&format!("/api/runs/{run}/conflicts")).await;
+    let c = &conflicts.body["conflicts"][0];
+    assert_eq!(c["status"], "settled");
+    assert_eq!(
+        c["resolution"]["resolution"],
+        "Ship the terminal version first."
+    );
+    assert_eq!(c["resolution"]["by"], "grace");
+
+    // The project keeps it for its later runs.
+    let project = server.get(&format!("/api/runs/{run}")).await.body["project_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = server
+        .get(&format!("/api/projects/{project}/conflicts"))
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let items = kept.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["run_id"], run.as_str());
+    assert_eq!(items[0]["conflict"]["severity"], "high");
+    assert_eq!(items[0]["resolution"]["by"], "grace");
+    server
+        .get("/api/projects/00000000-0000-0000-0000-000000000000/conflicts")
+        .await
+        .error(404, "not_found");
+}

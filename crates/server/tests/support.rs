@@ -30,6 +30,8 @@ pub struct Gated {
     pub calls: AtomicU64,
     /// Bytes of filler each document answer adds, streamed in 8 KiB pieces.
     pub filler: AtomicUsize,
+    /// The next conflict check reports a conflict that mediation cannot settle (once).
+    pub conflict: std::sync::atomic::AtomicBool,
 }
 
 impl Gated {
@@ -63,8 +65,27 @@ impl Provider for Gated {
             permit.forget();
         }
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let prompt: String = request
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect();
+        // Conflict checks, mediation and agreement have answers of their own.
+        let text = if prompt.contains("# Conflict check") {
+            if self.conflict.swap(false, Ordering::SeqCst) {
+                "CONFLICT: high\nBETWEEN: project-plan.md | user-requirements.md\n\
+                 ISSUE: The plan targets the web but the users need a terminal\n\
+                 A: It is a web app\nB: It runs in a terminal\n"
+                    .to_owned()
+            } else {
+                "NO CONFLICTS".to_owned()
+            }
+        } else if prompt.contains("# Mediation") {
+            "Ship the terminal version first.".to_owned()
+        } else if prompt.contains("# Review a proposed resolution") {
+            "AGREEMENT: 0.4 - not convinced".to_owned()
         // Conditions are asked with a yes/no grammar.
-        let text = if request.grammar.is_some() {
+        } else if request.grammar.is_some() {
             on_token("yes");
             "yes".to_owned()
         } else {
@@ -201,6 +222,7 @@ async fn start_full(
         gate: Semaphore::new(0),
         calls: AtomicU64::new(0),
         filler: AtomicUsize::new(0),
+        conflict: std::sync::atomic::AtomicBool::new(false),
     });
     let mut server = TestServer {
         http: String::new(),
@@ -387,7 +409,20 @@ impl TestServer {
             .wait_for_events(run, seq, PATIENCE)
             .await
             .unwrap();
-        assert!(grew, "run {run} did not get past event {seq}");
+        if !grew {
+            let tail: Vec<String> = self
+                .store
+                .read_events(run, 0, 0)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let text = serde_json::to_string(&r.event).unwrap_or_default();
+                    text.chars().take(160).collect()
+                })
+                .collect();
+            panic!("run {run} did not get past event {seq}; its last events: {tail:#?}");
+        }
     }
 
     /// Waits until the run's log holds an event named `name`; returns its sequence number.

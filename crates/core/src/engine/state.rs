@@ -1400,6 +1400,27 @@ impl RunState {
                 resume: !matches!(self.workspace, WorkspaceState::Unprepared),
             });
         }
+        // Nothing runs, nothing can start and nobody is asked: the plan holds steps that
+        // wait, through gates, for each other. Said plainly instead of stalling.
+        if actions.is_empty() && running == 0 && !self.asks_human() {
+            let stuck: Vec<&str> = self
+                .steps
+                .iter()
+                .zip(&plan.steps)
+                .filter(|(s, _)| s.status == StepStatus::Pending)
+                .map(|(_, p)| p.key.as_str())
+                .collect();
+            return vec![Action::FailRun {
+                error: ErrorInfo::new(
+                    ErrorKind::Fatal,
+                    format!(
+                        "the run cannot go on: steps {} wait for gates that wait for them",
+                        stuck.join(", ")
+                    ),
+                ),
+                step: None,
+            }];
+        }
         actions
     }
 

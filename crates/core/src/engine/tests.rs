@@ -1704,3 +1704,23 @@ fn a_conflict_is_mediated_escalated_answered_and_settled_by_its_check() {
     log.perform(&log.state.next_actions()[0].clone());
     assert!(log.state.steps[2].conflicts.is_empty());
 }
+
+#[test]
+fn a_plan_whose_gates_and_steps_wait_for_each_other_fails_instead_of_stalling() {
+    // The gate covers steps 0 and 2; step 1 (outside it) needs step 0 through the gate, and
+    // step 2 needs step 1: nobody can move once step 0 is done.
+    let mut log = Log::new(
+        gated(&[&[], &[0], &[1]], &[0, 2], Some(GatePolicy::Auto)),
+        RunOptions::default(),
+    );
+    log.perform(&Action::StartRun);
+    log.finish_scored(0, score(0.9), score(0.9));
+    let actions = log.state.next_actions();
+    let [Action::FailRun { error, step: None }] = actions.as_slice() else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(
+        error.message,
+        "the run cannot go on: steps step-1, step-2 wait for gates that wait for them"
+    );
+}

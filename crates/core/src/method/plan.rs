@@ -529,8 +529,21 @@ fn with_conflict_checks(
     // New steps, each with the index of the step it follows.
     let mut checks: Vec<(usize, PlanStep)> = Vec::new();
     for phase in wf.phases.iter().filter(|p| p.conflict_check) {
-        let own = in_phase(&phase.id);
-        let Some(&last) = own.last() else { continue };
+        // The steps under the phase's gate (one with a gate of its own is left out: the
+        // check joins the phase's gate, which a step outside it may wait for).
+        let Some(gate) = gates
+            .iter()
+            .find(|g| g.key == format!("phase:{}", phase.id))
+        else {
+            continue;
+        };
+        let own: Vec<usize> = in_phase(&phase.id)
+            .into_iter()
+            .filter(|&i| gate.steps.contains(&(i as u32)))
+            .collect();
+        let Some(&last) = in_phase(&phase.id).last() else {
+            continue;
+        };
         // The phases it builds on, the nearest first.
         let ancestors = phase_ancestors(&deps, &phase.id);
         let earlier: Vec<usize> = wf
@@ -607,21 +620,8 @@ fn with_conflict_checks(
             .unwrap_or_default()
             .to_owned();
         let key = format!("phase:{phase_id}");
-        match gates.iter_mut().find(|g| g.key == key) {
-            Some(g) => g.steps.push(at),
-            None => {
-                let phase = wf.phases.iter().find(|p| p.id == phase_id);
-                gates.push(PlanGate {
-                    key,
-                    title: format!(
-                        "the {} phase",
-                        phase.map_or(phase_id.as_str(), |p| p.name.as_str())
-                    ),
-                    steps: vec![at],
-                    policy: phase.and_then(|p| p.gate),
-                    timeout: phase.and_then(|p| p.gate_timeout),
-                });
-            }
+        if let Some(g) = gates.iter_mut().find(|g| g.key == key) {
+            g.steps.push(at);
         }
     }
     gates.sort_by_key(|g| g.steps.first().copied());
