@@ -1,6 +1,6 @@
 //! BotArmy's HTTP service: a REST API under `/api` (projects, runs, artifacts, the event
 //! log, usage), a WebSocket at `/ws` that streams a run's events, `/health` and `/ready`,
-//! and the OpenAPI document at `/api/openapi.json`.
+//! and the OpenAPI document at `/api/openapi.json` (rendered for people at `/api/docs`).
 //!
 //! The one idea: the server only translates. Every rule lives in the store (what is
 //! stored) and the runtime (what a run does); a handler reads the request strictly, calls
@@ -13,6 +13,7 @@
 //! GET  /ready                           store reachable, migrations applied
 //! GET  /api/version
 //! GET  /api/openapi.json
+//! GET  /api/docs                        the OpenAPI document for people (works offline)
 //! GET  /metrics                         Prometheus text format (see `metrics`)
 //! GET  /api/definitions?method=builtin
 //! GET  /api/projects          POST /api/projects          GET /api/projects/{id}
@@ -156,6 +157,7 @@ impl Server {
         let api = Router::new()
             .route("/version", get(meta::version))
             .route("/openapi.json", get(meta::openapi))
+            .route("/docs", get(meta::docs))
             .route("/projects", get(projects::list).post(projects::create))
             .route("/definitions", get(definitions::list))
             .route(

@@ -58,6 +58,16 @@ pub async fn openapi() -> impl IntoResponse {
     Json(crate::openapi::document())
 }
 
+/// A page that renders the OpenAPI document for people, with a form to try each route.
+/// Self-contained: it reads `/api/openapi.json` and nothing from elsewhere, so it works
+/// offline.
+pub async fn docs() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../assets/api-docs.html"),
+    )
+}
+
 pub async fn no_route(uri: Uri) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("no route `{}`", uri.path()))
 }

@@ -39,6 +39,8 @@ pub async fn health_ready_version_and_openapi(backend: Backend) {
         "/api/runs/{id}/artifacts/{artifact_id}",
         "/api/runs/{id}/artifacts/{artifact_id}/raw",
         "/api/runs/{id}/artifacts/{artifact_id}/versions",
+        "/api/runs/{id}/conflicts",
+        "/api/projects/{id}/conflicts",
         "/api/definitions",
         "/metrics",
         "/health",
@@ -61,6 +63,22 @@ pub async fn health_ready_version_and_openapi(backend: Backend) {
     // The body of a run's creation is described with its fields.
     let create = &schemas["CreateRun"]["properties"];
     assert!(create["idea"].is_object() && create["options"].is_object());
+
+    // The same document for people: a page that renders it, with nothing from elsewhere.
+    let docs = server.get("/api/docs").await;
+    assert_eq!(docs.status, 200);
+    assert!(
+        docs.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = String::from_utf8(docs.bytes).unwrap();
+    assert!(page.contains("fetch(\"/api/openapi.json\")"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"),
+        "the page loads nothing from elsewhere"
+    );
     server.shutdown().await;
 }
 

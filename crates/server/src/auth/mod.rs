@@ -1,6 +1,6 @@
 //! Who is calling, and which tenant's data the call may reach.
 //!
-//! Every route under `/api` (except `/api/openapi.json`), `/ws` and `/metrics` needs a
+//! Every route under `/api` (except `/api/openapi.json` and `/api/docs`), `/ws` and `/metrics` needs a
 //! credential when authentication is on: `Authorization: Bearer <token>` (`/metrics` from
 //! a caller of an admin tenant: its figures are every tenant's); a WebSocket client may instead
 //! offer the subprotocols `bearer, <token>` (`Sec-WebSocket-Protocol`; the server picks
@@ -256,7 +256,7 @@ fn guarded(path: &str) -> bool {
     path == "/ws"
         || path == "/metrics"
         || path == "/api"
-        || (path.starts_with("/api/") && path != "/api/openapi.json")
+        || (path.starts_with("/api/") && path != "/api/openapi.json" && path != "/api/docs")
 }
 
 /// The middleware that authenticates guarded routes and hands handlers their [`Caller`].
@@ -362,6 +362,7 @@ mod tests {
             "/health",
             "/ready",
             "/api/openapi.json",
+            "/api/docs",
             "/",
             "/favicon.ico",
         ] {
