@@ -20,7 +20,7 @@ pub mod worktree_gc;
 mod worktrees;
 
 pub use error::RuntimeError;
-pub use limits::Limits;
+pub use limits::{Limits, QueueDepth, SlotUse};
 pub use method::MethodHandle;
 pub use run::{Runtime, Settings};
 pub use worktrees::WorkspaceSettings;

@@ -49,20 +49,97 @@ impl Resource {
     }
 }
 
+/// How full one kind of slot is now: in use, free, and attempts waiting for one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SlotUse {
+    /// Taken.
+    pub in_use: usize,
+    /// The limit.
+    pub limit: usize,
+    /// Attempts queued for one.
+    pub waiting: usize,
+}
+
+/// [`SlotUse`] of every kind: the process's queue depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Attempts of steps.
+    pub steps: SlotUse,
+    /// LLM calls.
+    pub llm_calls: SlotUse,
+    /// Tool processes.
+    pub tool_processes: SlotUse,
+}
+
+/// One kind of slot and the attempts waiting for it.
+#[derive(Debug)]
+struct Pool {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    fn new(limit: usize) -> Arc<Self> {
+        let limit = limit.max(1);
+        Arc::new(Self {
+            semaphore: Arc::new(Semaphore::new(limit)),
+            limit,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn usage(&self) -> SlotUse {
+        SlotUse {
+            in_use: self.limit - self.semaphore.available_permits().min(self.limit),
+            limit: self.limit,
+            waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts an attempt as waiting while it lives (also when the wait is dropped).
+struct Waiting<'a>(&'a Pool);
+
+impl<'a> Waiting<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        pool.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(pool)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The process's slots, shared by every run a runtime drives.
 #[derive(Debug, Clone)]
 pub(crate) struct Slots {
-    steps: Arc<Semaphore>,
-    llm_calls: Arc<Semaphore>,
-    tool_processes: Arc<Semaphore>,
+    steps: Arc<Pool>,
+    llm_calls: Arc<Pool>,
+    tool_processes: Arc<Pool>,
 }
 
 impl Slots {
     pub fn new(limits: Limits) -> Self {
         Self {
-            steps: Arc::new(Semaphore::new(limits.steps.max(1))),
-            llm_calls: Arc::new(Semaphore::new(limits.llm_calls.max(1))),
-            tool_processes: Arc::new(Semaphore::new(limits.tool_processes.max(1))),
+            steps: Pool::new(limits.steps),
+            llm_calls: Pool::new(limits.llm_calls),
+            tool_processes: Pool::new(limits.tool_processes),
+        }
+    }
+
+    /// How full the slots are now.
+    pub fn depth(&self) -> QueueDepth {
+        QueueDepth {
+            steps: self.steps.usage(),
+            llm_calls: self.llm_calls.usage(),
+            tool_processes: self.tool_processes.usage(),
         }
     }
 
@@ -73,16 +150,19 @@ impl Slots {
         resource: Resource,
         job: &StepJob,
     ) -> Result<OwnedSemaphorePermit, ErrorInfo> {
-        let semaphore = match resource {
+        let pool = match resource {
             Resource::Step => &self.steps,
             Resource::LlmCall => &self.llm_calls,
             Resource::ToolProcess => &self.tool_processes,
         };
+        let semaphore = &pool.semaphore;
         match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => return Ok(permit),
             Err(TryAcquireError::Closed) => return Err(cancelled()),
             Err(TryAcquireError::NoPermits) => {}
         }
+        // Counted before its run is told, so whoever reads the log sees it counted.
+        let _waiting = Waiting::new(pool);
         job.tx
             .send(StepMsg::Record(Event::StepQueued {
                 step: job.step,

@@ -130,6 +130,12 @@ impl Runtime {
         self.bus.subscribe()
     }
 
+    /// How full this process's slots are: attempts of steps, LLM calls and tool processes
+    /// in use, and the attempts queued for one.
+    pub fn queue_depth(&self) -> crate::QueueDepth {
+        self.slots.depth()
+    }
+
     /// Loads (once) and checks the method a run names.
     pub fn method(&self, source: &str) -> Result<MethodHandle, RuntimeError> {
         self.methods.get(source)

@@ -15,6 +15,9 @@
 //! | `botarmy_llm_tokens_total` | counter | `provider`, `model`, `kind` (`input`, `output`, `cached`) |
 //! | `botarmy_llm_cost_usd_total` | counter | `provider`, `model` |
 //! | `botarmy_drives_active` | gauge | — runs this process drives now |
+//! | `botarmy_queue_depth` | gauge | `resource` (`step`, `llm_call`, `tool_process`): attempts of this process waiting for a slot |
+//! | `botarmy_slots_in_use` | gauge | `resource`: slots taken (of `botarmy_slots_limit`) |
+//! | `botarmy_slots_limit` | gauge | `resource` |
 //!
 //! The store's totals drop when runs are deleted; Prometheus reads that as a counter reset.
 
@@ -108,7 +111,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The text exposition of everything.
-fn render(metrics: &Metrics, totals: &StoreTotals, drives: usize) -> String {
+fn render(
+    metrics: &Metrics,
+    totals: &StoreTotals,
+    drives: usize,
+    queue: &botarmy_runtime::QueueDepth,
+) -> String {
     let mut out = String::new();
     header(
         &mut out,
@@ -249,6 +257,36 @@ fn render(metrics: &Metrics, totals: &StoreTotals, drives: usize) -> String {
         "Runs this server process drives now.",
     );
     let _ = writeln!(out, "botarmy_drives_active {drives}");
+    let pools = [
+        ("step", queue.steps),
+        ("llm_call", queue.llm_calls),
+        ("tool_process", queue.tool_processes),
+    ];
+    for (name, kind, help, pick) in [
+        (
+            "botarmy_queue_depth",
+            "gauge",
+            "Attempts of this process waiting for a slot.",
+            (|u: &botarmy_runtime::SlotUse| u.waiting) as fn(&botarmy_runtime::SlotUse) -> usize,
+        ),
+        (
+            "botarmy_slots_in_use",
+            "gauge",
+            "Slots of this process taken.",
+            |u| u.in_use,
+        ),
+        (
+            "botarmy_slots_limit",
+            "gauge",
+            "Slots of this process (botarmy.toml [limits]).",
+            |u| u.limit,
+        ),
+    ] {
+        header(&mut out, name, kind, help);
+        for (resource, usage) in &pools {
+            let _ = writeln!(out, "{name}{{resource=\"{resource}\"}} {}", pick(usage));
+        }
+    }
     out
 }
 
@@ -268,7 +306,12 @@ pub async fn scrape(State(state): State<AppState>, caller: Caller) -> Result<Res
         ));
     }
     let totals = state.store.totals().await?;
-    let text = render(&state.metrics, &totals, state.drives.count());
+    let text = render(
+        &state.metrics,
+        &totals,
+        state.drives.count(),
+        &state.runtime.queue_depth(),
+    );
     Ok((
         [(
             CONTENT_TYPE,
@@ -292,7 +335,15 @@ mod tests {
         metrics.observe(key("/api/runs/{id}"), 0.2);
         metrics.observe(key("/api/runs/{id}"), 60.0);
         metrics.observe(key("a\"b\\c"), 0.0);
-        let text = render(&metrics, &StoreTotals::default(), 2);
+        let queue = botarmy_runtime::QueueDepth {
+            llm_calls: botarmy_runtime::SlotUse {
+                in_use: 16,
+                limit: 16,
+                waiting: 3,
+            },
+            ..Default::default()
+        };
+        let text = render(&metrics, &StoreTotals::default(), 2, &queue);
         let series = "method=\"GET\",route=\"/api/runs/{id}\",status=\"200\"";
         for line in [
             format!("botarmy_http_request_duration_seconds_bucket{{{series},le=\"0.001\"}} 0"),
@@ -305,6 +356,10 @@ mod tests {
             "botarmy_runs{status=\"waiting\"} 0".to_owned(),
             "botarmy_steps{status=\"running\"} 0".to_owned(),
             "botarmy_drives_active 2".to_owned(),
+            "botarmy_queue_depth{resource=\"llm_call\"} 3".to_owned(),
+            "botarmy_queue_depth{resource=\"step\"} 0".to_owned(),
+            "botarmy_slots_in_use{resource=\"llm_call\"} 16".to_owned(),
+            "botarmy_slots_limit{resource=\"llm_call\"} 16".to_owned(),
         ] {
             assert!(text.contains(&line), "{line} in\n{text}");
         }

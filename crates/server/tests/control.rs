@@ -117,6 +117,26 @@ pub async fn a_queued_step_shows_what_it_waits_for(backend: Backend) {
         .filter(|s| s["status"] == "running" && s["queued"].is_null())
         .count();
     assert_eq!(holding, 1, "{}", first_shown.body);
+    // The metrics show the queue: one slot of one taken, attempts waiting for it.
+    let metrics = server.get("/metrics").await;
+    let text = String::from_utf8(metrics.bytes).unwrap();
+    let value = |series: &str| -> usize {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{text}"))
+    };
+    assert_eq!(value("botarmy_slots_limit{resource=\"step\"}"), 1);
+    assert_eq!(value("botarmy_slots_in_use{resource=\"step\"}"), 1);
+    assert!(
+        value("botarmy_queue_depth{resource=\"step\"}") >= 1,
+        "{text}"
+    );
     server.model.open();
     server.wait_for_event(second, "pipeline_completed").await;
+    let metrics = server.get("/metrics").await;
+    let text = String::from_utf8(metrics.bytes).unwrap();
+    assert!(
+        text.contains("botarmy_queue_depth{resource=\"step\"} 0"),
+        "{text}"
+    );
 }
