@@ -71,19 +71,24 @@ impl Provider for Gated {
             .map(|m| m.content.as_str())
             .collect();
         // Conflict checks, mediation and agreement have answers of their own.
-        let text = if prompt.contains("# Conflict check") {
-            if self.conflict.swap(false, Ordering::SeqCst) {
+        let conflicts = if prompt.contains("# Conflict check") {
+            Some(if self.conflict.swap(false, Ordering::SeqCst) {
                 "CONFLICT: high\nBETWEEN: project-plan.md | user-requirements.md\n\
                  ISSUE: The plan targets the web but the users need a terminal\n\
                  A: It is a web app\nB: It runs in a terminal\n"
-                    .to_owned()
             } else {
-                "NO CONFLICTS".to_owned()
-            }
+                "NO CONFLICTS"
+            })
         } else if prompt.contains("# Mediation") {
-            "Ship the terminal version first.".to_owned()
+            Some("Ship the terminal version first.")
         } else if prompt.contains("# Review a proposed resolution") {
-            "AGREEMENT: 0.4 - not convinced".to_owned()
+            Some("AGREEMENT: 0.4 - not convinced")
+        } else {
+            None
+        };
+        let text = if let Some(answer) = conflicts {
+            on_token(answer);
+            answer.to_owned()
         // Conditions are asked with a yes/no grammar.
         } else if request.grammar.is_some() {
             on_token("yes");
