@@ -165,7 +165,7 @@ pub async fn pending(
 
 /// A run's gates: policies, verdicts, what they wait for, decisions.
 #[utoipa::path(get, path = "/api/runs/{id}/gates", tag = "approvals",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "the run's gates", body = GateList),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -243,7 +243,7 @@ async fn continue_run(
 
 /// Approves what a gate of the run waits for, and continues the run.
 #[utoipa::path(post, path = "/api/runs/{id}/approve", tag = "approvals",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     request_body(content = Option<ApproveRun>, description = "optional"),
     responses(
         (status = 202, description = "approved; the run goes on", body = RunDetail),
@@ -268,7 +268,7 @@ pub async fn approve(
 /// Approves what a gate waits for with an edited document: the edit becomes the
 /// document's next version (`artifact_created`), the decision `amended`; the run continues.
 #[utoipa::path(post, path = "/api/runs/{id}/amend", tag = "approvals", request_body = AmendRun,
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 202, description = "amended and approved; the run goes on", body = RunDetail),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -298,7 +298,7 @@ pub async fn amend(
 /// Sends a gate's outputs (or a finished step) back with feedback: the steps restart with
 /// it in their prompt, their dependants after them; the run continues.
 #[utoipa::path(post, path = "/api/runs/{id}/reject", tag = "approvals", request_body = RejectRun,
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 202, description = "sent back; the run goes on", body = RunDetail),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -331,7 +331,7 @@ pub async fn reject(
 /// Runs one step again (with feedback, if given), and the steps that depend on it.
 #[utoipa::path(post, path = "/api/runs/{id}/steps/{step}/restart", tag = "approvals",
     params(
-        ("id" = String, Path, description = "run id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "run id (UUID)"),
         ("step" = String, Path, description = "step index, key, or key without its phase"),
     ),
     request_body(content = Option<RestartStep>, description = "optional"),

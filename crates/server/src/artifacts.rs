@@ -15,7 +15,7 @@ use crate::views::{ArtifactList, ArtifactView};
 
 /// Every artifact version of a run, in creation order.
 #[utoipa::path(get, path = "/api/runs/{id}/artifacts", tag = "artifacts",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "the run's artifacts", body = ArtifactList),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -53,8 +53,8 @@ async fn find(
 /// One artifact version's metadata.
 #[utoipa::path(get, path = "/api/runs/{id}/artifacts/{artifact_id}", tag = "artifacts",
     params(
-        ("id" = String, Path, description = "run id (UUID)"),
-        ("artifact_id" = String, Path, description = "artifact version id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "run id (UUID)"),
+        ("artifact_id" = uuid::Uuid, Path, description = "artifact version id (UUID)"),
     ),
     responses(
         (status = 200, description = "the artifact", body = ArtifactView),
@@ -71,8 +71,8 @@ pub async fn get(
 /// One artifact version's content, as stored.
 #[utoipa::path(get, path = "/api/runs/{id}/artifacts/{artifact_id}/raw", tag = "artifacts",
     params(
-        ("id" = String, Path, description = "run id (UUID)"),
-        ("artifact_id" = String, Path, description = "artifact version id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "run id (UUID)"),
+        ("artifact_id" = uuid::Uuid, Path, description = "artifact version id (UUID)"),
     ),
     responses(
         (status = 200, description = "the content as stored: text/markdown for documents, application/octet-stream for code"),
@@ -120,8 +120,8 @@ pub async fn raw(
 /// version: a step that runs again (a restart, feedback at a gate) stores a new version.
 #[utoipa::path(get, path = "/api/runs/{id}/artifacts/{artifact_id}/versions", tag = "artifacts",
     params(
-        ("id" = String, Path, description = "run id (UUID)"),
-        ("artifact_id" = String, Path, description = "id of any version of the artifact (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "run id (UUID)"),
+        ("artifact_id" = uuid::Uuid, Path, description = "id of any version of the artifact (UUID)"),
     ),
     responses(
         (status = 200, description = "every version of the artifact's name, oldest first", body = ArtifactList),

@@ -35,7 +35,7 @@ pub struct SettledConflictList {
 
 /// A run's conflicts and how far each is settled.
 #[utoipa::path(get, path = "/api/runs/{id}/conflicts", tag = "approvals",
-    params(("id" = String, Path, description = "run id")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "the run's conflicts", body = ConflictList),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -59,7 +59,7 @@ pub async fn of_run(
 
 /// The conflicts a project's runs settled: what later mediation in the project is shown.
 #[utoipa::path(get, path = "/api/projects/{id}/conflicts", tag = "projects",
-    params(("id" = String, Path, description = "project id")),
+    params(("id" = uuid::Uuid, Path, description = "project id (UUID)")),
     responses(
         (status = 200, description = "settled conflicts, oldest run first", body = SettledConflictList),
         (status = 404, description = "no such project", body = ErrorBody),

@@ -13,7 +13,7 @@ use crate::views::{EventPage, RunUsage, UsageRowView};
 /// Events of a run's log after `since`, in order.
 #[utoipa::path(get, path = "/api/runs/{id}/events", tag = "runs",
     params(
-        ("id" = String, Path, description = "run id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "run id (UUID)"),
         ("since" = Option<u64>, Query, description = "only events with a greater sequence number (default 0)"),
         ("limit" = Option<u64>, Query, description = "at most this many (1-1000, default 100)"),
     ),
@@ -47,7 +47,7 @@ pub async fn page(
 
 /// Tokens and cost of a run, in total and per (phase, agent, provider, model).
 #[utoipa::path(get, path = "/api/runs/{id}/usage", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "the run's usage", body = RunUsage),
         (status = 404, description = "no such run", body = ErrorBody),

@@ -128,6 +128,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<metrics::Metrics>,
     /// Cancelled when the server shuts down: streams say goodbye and end.
     pub(crate) shutdown: CancellationToken,
+    /// Recent events as streams send them, encoded once for every subscriber.
+    pub(crate) encoded: Arc<ws::Encoded>,
 }
 
 /// The HTTP service over one runtime.
@@ -148,6 +150,7 @@ impl Server {
                 config: Arc::new(config),
                 metrics: Arc::default(),
                 shutdown: CancellationToken::new(),
+                encoded: Arc::default(),
             },
         }
     }

@@ -114,7 +114,7 @@ pub async fn list(
 
 /// One project.
 #[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
-    params(("id" = String, Path, description = "project id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "project id (UUID)")),
     responses(
         (status = 200, description = "the project", body = ProjectView),
         (status = 400, description = "not an id", body = ErrorBody),
@@ -144,7 +144,7 @@ pub struct UpdateProject {
 
 /// Renames a project and/or changes its status.
 #[utoipa::path(patch, path = "/api/projects/{id}", tag = "projects", request_body = UpdateProject,
-    params(("id" = String, Path, description = "project id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "project id (UUID)")),
     responses(
         (status = 200, description = "the project as it is now", body = ProjectView),
         (status = 400, description = "malformed body (unknown field, wrong type) or not an id", body = ErrorBody),
@@ -210,7 +210,7 @@ pub async fn update(
 /// `?force=true`, since their artifacts go with it; one without runs needs nothing.
 #[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects",
     params(
-        ("id" = String, Path, description = "project id (UUID)"),
+        ("id" = uuid::Uuid, Path, description = "project id (UUID)"),
         ("force" = Option<bool>, Query, description = "also delete its finished runs (default false)"),
     ),
     responses(

@@ -367,7 +367,7 @@ pub async fn list(
 
 /// A run with its phases, steps and attempts.
 #[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "the run", body = RunDetail),
         (status = 400, description = "not an id", body = ErrorBody),
@@ -425,7 +425,7 @@ const QUEUE_TAIL: u64 = 256;
 /// Pauses a run this server drives; its running steps are interrupted (their finished LLM
 /// calls are kept) and `resume` continues it.
 #[utoipa::path(post, path = "/api/runs/{id}/pause", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "paused", body = RunDetail),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -454,7 +454,7 @@ pub async fn pause(
 /// Continues a paused, waiting or interrupted run on this server, with new spending
 /// limits if given.
 #[utoipa::path(post, path = "/api/runs/{id}/resume", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     request_body(content = Option<ResumeRun>, description = "optional"),
     responses(
         (status = 202, description = "resuming", body = RunDetail),
@@ -506,7 +506,7 @@ pub async fn resume(
 /// Answers what a waiting run asks (an agent's question, or a decision such as running a
 /// repository's setup) and continues the run on this server.
 #[utoipa::path(post, path = "/api/runs/{id}/answer", tag = "runs", request_body = AnswerRun,
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 202, description = "answered; the run goes on", body = RunDetail),
         (status = 404, description = "no such run", body = ErrorBody),
@@ -543,7 +543,7 @@ pub async fn answer(
 
 /// Cancels a run for good (pausing it first if this server drives it).
 #[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     request_body(content = Option<CancelRun>, description = "optional"),
     responses(
         (status = 200, description = "cancelled", body = RunDetail),
@@ -578,7 +578,7 @@ pub async fn cancel(
 /// calls), in one transaction. A run that is not finished (pending, running, paused,
 /// waiting) is refused: cancel it first.
 #[utoipa::path(delete, path = "/api/runs/{id}", tag = "runs",
-    params(("id" = String, Path, description = "run id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "run id (UUID)")),
     responses(
         (status = 200, description = "deleted; the run as it was", body = RunView),
         (status = 400, description = "not an id", body = ErrorBody),

@@ -1,6 +1,15 @@
 //! `/ws?run_id=ID&since=N`: one run's events as a WebSocket stream, every stored event
 //! after `N` from the durable log and then the live ones, with no gap and no duplicate.
 //!
+//! `/ws?project_id=P` and `/ws?scope=all` stream many runs at once: a project's, or every
+//! run of the caller's tenant. The runs active when the client connects are streamed from
+//! their last event (or, for a run named in `since=RUN:N,RUN:N`, after `N`); a run created
+//! while the stream is open is streamed whole, from its `pipeline_created`. Each run's
+//! events keep the guarantees above, each under its own sequence numbers; a run's end does
+//! not end the stream. The first message is
+//! `{"type":"subscribed","scope":"project"|"all","project_id":P,"runs":[{run_id,since,last_seq}]}`
+//! and a goodbye's `resume_since` is `RUN:N,RUN:N`, to pass back as `since`.
+//!
 //! How: the stream subscribes to the runtime's live bus *before* it reads the log, then
 //! forwards bus events whose sequence number is the next one expected; one it has already
 //! sent is dropped, and a jump (the bus lagged, or another process appended) is filled from
@@ -23,6 +32,7 @@
 //! `pipeline_cancelled`) the server closes the socket with code 1000. It pings every
 //! heartbeat interval; a client that sends nothing (not even a pong) for two is dropped.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,9 +40,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use botarmy_protocol::{EventRecord, LiveEvent, RunId};
+use botarmy_protocol::{EventRecord, IdParseError, LiveEvent, ProjectId, RunId};
 use botarmy_store::{RunSummary, StoreError};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -58,50 +68,210 @@ const PAGE: u32 = 500;
 /// Streamed text gathered beyond this many bytes is sent at once.
 const TOKEN_BATCH_BYTES: usize = 16 * 1024;
 
+/// Bytes a stream's socket buffers for reading and before flushing a write.
+const SOCKET_BUFFER: usize = 8 * 1024;
+
 /// How long a goodbye may take to send to a client that does not read.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Upgrades to the WebSocket stream of one run, after checking the request.
+/// Upgrades to a WebSocket stream, after checking the request: one run (`run_id`, with
+/// `since=N`), a project's runs (`project_id`) or every run of the caller's tenant
+/// (`scope=all`), the last two with `since=RUN:N,RUN:N` for the runs to resume.
 pub async fn upgrade(
     State(state): State<AppState>,
     caller: Caller,
     mut query: QueryParams,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let run_id: RunId = match query.id("run_id")? {
-        Some(id) => id,
-        None => {
+    let run_id: Option<RunId> = query.id("run_id")?;
+    let project_id: Option<ProjectId> = query.id("project_id")?;
+    let all = match query.take("scope").as_deref() {
+        None => false,
+        Some("all") => true,
+        Some(other) => {
             return Err(invalid_param(
-                "run_id",
-                "is required: the run to stream".into(),
+                "scope",
+                format!("`{other}` is not a scope; `all` streams every run you may see"),
             ));
         }
     };
-    let since = query.number("since", 0, 0, i64::MAX as u64)?;
+    let target = match (run_id, project_id, all) {
+        (Some(run), None, false) => {
+            let since = query.number("since", 0, 0, i64::MAX as u64)?;
+            Target::Run(state.store.get_run_in(&caller.tenant, run).await?, since)
+        }
+        (None, Some(project), false) => {
+            state.store.get_project_in(&caller.tenant, project).await?;
+            let since = since_map(&state, &caller, query.take("since"), Some(project)).await?;
+            Target::Many(Scope::Project(project), since)
+        }
+        (None, None, true) => {
+            let since = since_map(&state, &caller, query.take("since"), None).await?;
+            Target::Many(Scope::Tenant, since)
+        }
+        (None, None, false) => {
+            return Err(invalid_param(
+                "run_id",
+                "is required: the run to stream (or `project_id`, or `scope=all`)".into(),
+            ));
+        }
+        _ => {
+            return Err(invalid_param(
+                "run_id",
+                "give one of `run_id`, `project_id` and `scope=all`".into(),
+            ));
+        }
+    };
     // The credential, for clients that cannot send headers; authentication read it.
     let _ = query.take("token");
     query.finish()?;
-    let run = state.store.get_run_in(&caller.tenant, run_id).await?;
     let ws = ws.map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidRequest,
             format!("/ws speaks WebSocket only: {}", e.body_text()),
         )
     })?;
+    let tenant = caller.tenant.clone();
     // A client that sent its token as the subprotocols `bearer, <token>` gets `bearer`
     // back (never the token).
+    // Clients send little (pongs, a close); events go out as they come: small buffers keep
+    // a thousand subscribers cheap.
     Ok(ws
         .protocols(["bearer"])
-        .on_upgrade(move |socket| stream(state, socket, run, since)))
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
+        .on_upgrade(move |socket| async move {
+            match target {
+                Target::Run(run, since) => stream(state, socket, run, since).await,
+                Target::Many(scope, since) => {
+                    stream_many(state, socket, tenant, scope, since).await
+                }
+            }
+        }))
+}
+
+/// What a stream follows.
+enum Target {
+    /// One run, from a sequence number.
+    Run(RunSummary, u64),
+    /// The runs of a scope; those named resume after their sequence number.
+    Many(Scope, BTreeMap<RunId, u64>),
+}
+
+/// The runs a multi-run stream follows.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// A project's.
+    Project(ProjectId),
+    /// Every run of the caller's tenant.
+    Tenant,
+}
+
+impl Scope {
+    fn covers(self, run: &RunSummary) -> bool {
+        match self {
+            Self::Project(p) => run.project_id == p,
+            Self::Tenant => true,
+        }
+    }
+}
+
+/// Reads `since=RUN:N,RUN:N`: each run must be the caller's and in the scope.
+async fn since_map(
+    state: &AppState,
+    caller: &Caller,
+    raw: Option<String>,
+    project: Option<ProjectId>,
+) -> Result<BTreeMap<RunId, u64>, ApiError> {
+    let mut out = BTreeMap::new();
+    for part in raw
+        .iter()
+        .flat_map(|r| r.split(','))
+        .filter(|p| !p.trim().is_empty())
+    {
+        let bad = |why: String| invalid_param("since", format!("`{part}`: {why}"));
+        let (run, seq) = part
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| bad("expected RUN_ID:SEQ".into()))?;
+        let run: RunId = run.parse().map_err(|e: IdParseError| bad(e.to_string()))?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| bad("the sequence number is not a whole number".into()))?;
+        let summary = state.store.get_run_in(&caller.tenant, run).await?;
+        if project.is_some_and(|p| p != summary.project_id) {
+            return Err(bad("the run is not of this project".into()));
+        }
+        out.insert(run, seq);
+    }
+    Ok(out)
+}
+
+/// `RUN:N,RUN:N`, as `since` takes it.
+fn since_text(delivered: &BTreeMap<RunId, u64>) -> String {
+    delivered
+        .iter()
+        .map(|(run, seq)| format!("{run}:{seq}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Recent events, each encoded once and shared by every stream that sends it (a thousand
+/// subscribers of one run would otherwise encode each event a thousand times).
+#[derive(Default)]
+pub(crate) struct Encoded {
+    recent: std::sync::Mutex<EncodedRing>,
+}
+
+#[derive(Default)]
+struct EncodedRing {
+    by_key: std::collections::HashMap<(RunId, u64), Utf8Bytes>,
+    order: std::collections::VecDeque<(RunId, u64)>,
+}
+
+/// Events kept encoded.
+const ENCODED_KEPT: usize = 4096;
+
+impl Encoded {
+    fn get_or_encode(&self, record: &EventRecord) -> Result<Utf8Bytes, serde_json::Error> {
+        let key = (record.run_id, record.seq);
+        if let Some(text) = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_key
+            .get(&key)
+        {
+            return Ok(text.clone());
+        }
+        let text = Utf8Bytes::from(serde_json::to_string(record)?);
+        let mut ring = self
+            .recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if ring.by_key.insert(key, text.clone()).is_none() {
+            ring.order.push_back(key);
+            if ring.order.len() > ENCODED_KEPT
+                && let Some(old) = ring.order.pop_front()
+            {
+                ring.by_key.remove(&old);
+            }
+        }
+        Ok(text)
+    }
 }
 
 /// What the feeder hands the writer.
 enum Out {
-    /// A stored event, serialized.
-    Event { seq: u64, text: String },
+    /// A stored event of a run, serialized (shared by every stream that sends it).
+    Event {
+        run_id: RunId,
+        seq: u64,
+        text: Utf8Bytes,
+    },
     /// Streamed tokens, serialized.
     Token(String),
-    /// The run's log is complete: close normally.
+    /// The run's log is complete (a one-run stream closes normally).
     End,
     /// The feeder cannot go on.
     Failed {
@@ -161,10 +331,11 @@ impl Feeder {
     /// Queues a stored event; returns whether it ends the run.
     async fn event(&mut self, record: &EventRecord, from_log: bool) -> Result<bool, Stop> {
         self.flush_tokens().await?;
-        match serde_json::to_string(record) {
+        match self.state.encoded.get_or_encode(record) {
             Ok(text) => {
                 self.push(
                     Out::Event {
+                        run_id: record.run_id,
                         seq: record.seq,
                         text,
                     },
@@ -341,10 +512,10 @@ async fn end(f: &mut Feeder) {
     let _ = f.push(Out::End, true).await;
 }
 
-/// Writes the feeder's messages to the socket, pings, and says goodbye.
+/// Writes one run's events to the socket, pings, and says goodbye.
 async fn stream(state: AppState, mut socket: WebSocket, run: RunSummary, since: u64) {
     let config = Arc::clone(&state.config);
-    let (tx, mut rx) = mpsc::channel(config.client_queue.max(1));
+    let (tx, rx) = mpsc::channel(config.client_queue.max(1));
     let overflow = CancellationToken::new();
     let stop = CancellationToken::new();
     let _stop_feeder = stop.clone().drop_guard();
@@ -364,27 +535,197 @@ async fn stream(state: AppState, mut socket: WebSocket, run: RunSummary, since: 
     {
         return;
     }
+    let run_id = run.id;
+    spawn_feeder(&state, run, since, bus, &tx, &overflow, &stop);
+    drop(tx);
+    let mut delivered = BTreeMap::from([(run_id, since)]);
+    let ending = write(&state, &mut socket, rx, &overflow, &mut delivered, true).await;
+    stop.cancel();
+    let resume = json!(delivered.get(&run_id).copied().unwrap_or(since));
+    goodbye(&mut socket, ending, resume).await;
+}
+
+/// Writes the events of a scope's runs to the socket: those active when it connects (from
+/// their last event, or after the one `since` names) and those created while it is open
+/// (from their first event), found on this process's bus and, for runs driven elsewhere,
+/// by watching the store.
+async fn stream_many(
+    state: AppState,
+    mut socket: WebSocket,
+    tenant: String,
+    scope: Scope,
+    since: BTreeMap<RunId, u64>,
+) {
+    let config = Arc::clone(&state.config);
+    let (tx, rx) = mpsc::channel(config.client_queue.max(1));
+    let overflow = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let _stop_feeders = stop.clone().drop_guard();
+    let opened = botarmy_protocol::now_millis();
+    // Subscribed before the runs are listed: a run created meanwhile is found on the bus.
+    let mut bus = state.runtime.subscribe();
+    let mut starts: BTreeMap<RunId, (RunSummary, u64)> = BTreeMap::new();
+    for (run, seq) in &since {
+        if let Ok(summary) = state.store.get_run_in(&tenant, *run).await {
+            starts.insert(*run, (summary, *seq));
+        }
+    }
+    for summary in scope_runs(&state, &tenant, scope, 0).await {
+        if !summary.status.is_terminal() && !starts.contains_key(&summary.id) {
+            let last = summary.last_seq;
+            starts.insert(summary.id, (summary, last));
+        }
+    }
+    let hello = json!({
+        "type": "subscribed",
+        "scope": match scope { Scope::Project(_) => "project", Scope::Tenant => "all" },
+        "project_id": match scope { Scope::Project(p) => Some(p), Scope::Tenant => None },
+        "runs": starts.values().map(|(r, since)| json!({
+            "run_id": r.id, "since": since, "last_seq": r.last_seq,
+        })).collect::<Vec<_>>(),
+    });
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut delivered: BTreeMap<RunId, u64> = BTreeMap::new();
+    let mut known: std::collections::HashSet<RunId> = std::collections::HashSet::new();
+    for (id, (summary, from)) in starts {
+        known.insert(id);
+        delivered.insert(id, from);
+        spawn_feeder(
+            &state,
+            summary,
+            from,
+            state.runtime.subscribe(),
+            &tx,
+            &overflow,
+            &stop,
+        );
+    }
+    // Finds the runs that appear later and starts their feeders.
+    let finder = {
+        let (state, tx, overflow, stop) =
+            (state.clone(), tx.clone(), overflow.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut foreign: std::collections::HashSet<RunId> = std::collections::HashSet::new();
+            let mut look = tokio::time::interval(DISCOVERY_INTERVAL);
+            look.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                let found: Vec<RunSummary> = tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = bus.recv() => match message {
+                        Ok(LiveEvent::Event(record))
+                            if !known.contains(&record.run_id) && !foreign.contains(&record.run_id) =>
+                        {
+                            match state.store.get_run_in(&tenant, record.run_id).await {
+                                Ok(r) if scope.covers(&r) => vec![r],
+                                _ => {
+                                    foreign.insert(record.run_id);
+                                    Vec::new()
+                                }
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => Vec::new(),
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = look.tick() => scope_runs(&state, &tenant, scope, DISCOVERY_PAGE)
+                        .await
+                        .into_iter()
+                        .filter(|r| r.created_at >= opened && !known.contains(&r.id))
+                        .collect(),
+                };
+                for run in found {
+                    if known.insert(run.id) {
+                        // A run created since the stream opened is sent whole.
+                        let from = if run.created_at >= opened {
+                            0
+                        } else {
+                            run.last_seq
+                        };
+                        let bus = state.runtime.subscribe();
+                        spawn_feeder(&state, run, from, bus, &tx, &overflow, &stop);
+                    }
+                }
+            }
+        })
+    };
+    drop(tx);
+    let ending = write(&state, &mut socket, rx, &overflow, &mut delivered, false).await;
+    stop.cancel();
+    let _ = finder.await;
+    goodbye(&mut socket, ending, json!(since_text(&delivered))).await;
+}
+
+/// Runs between two looks for new runs of a multi-run stream (runs driven by this process
+/// are found at once, on its bus).
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The newest runs read per look.
+const DISCOVERY_PAGE: u32 = 50;
+
+/// The scope's runs, newest first (`limit` 0: all).
+async fn scope_runs(state: &AppState, tenant: &str, scope: Scope, limit: u32) -> Vec<RunSummary> {
+    let filter = botarmy_store::RunFilter {
+        tenant: Some(tenant.to_owned()),
+        project: match scope {
+            Scope::Project(p) => Some(p),
+            Scope::Tenant => None,
+        },
+        limit,
+        ..botarmy_store::RunFilter::default()
+    };
+    state.store.list_runs(&filter).await.unwrap_or_default()
+}
+
+fn spawn_feeder(
+    state: &AppState,
+    run: RunSummary,
+    since: u64,
+    bus: broadcast::Receiver<LiveEvent>,
+    tx: &mpsc::Sender<Out>,
+    overflow: &CancellationToken,
+    stop: &CancellationToken,
+) {
     let feeder = Feeder {
         state: state.clone(),
         run_id: run.id,
         last: since,
-        tx,
+        tx: tx.clone(),
         overflow: overflow.clone(),
         tokens: Vec::new(),
         token_bytes: 0,
     };
     tokio::spawn(feed(feeder, bus, run, since, stop.clone()));
+}
 
-    let mut delivered = since;
+/// Why a stream ended, for the goodbye (none: it ended normally or the client left).
+type Ending = Option<(&'static str, String, u16)>;
+
+/// Writes what the feeders queue, pings, and watches the client, until the stream ends;
+/// `delivered` follows the last event sent per run. `one_run`: the end of the run's log
+/// closes the stream.
+async fn write(
+    state: &AppState,
+    socket: &mut WebSocket,
+    mut rx: mpsc::Receiver<Out>,
+    overflow: &CancellationToken,
+    delivered: &mut BTreeMap<RunId, u64>,
+    one_run: bool,
+) -> Ending {
+    let config = &state.config;
     let mut heartbeat =
         tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
-    let ending = loop {
+    loop {
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => break Some(("server_shutdown", "the server is shutting down".to_owned(), 1001)),
-            () = overflow.cancelled() => break Some((
+            () = state.shutdown.cancelled() => return Some(("server_shutdown", "the server is shutting down".to_owned(), 1001)),
+            () = overflow.cancelled() => return Some((
                 "slow_consumer",
                 format!(
                     "the client does not read fast enough: its queue of {} messages stayed full",
@@ -394,64 +735,70 @@ async fn stream(state: AppState, mut socket: WebSocket, run: RunSummary, since: 
             )),
             out = rx.recv() => {
                 let (text, seq) = match out {
-                    Some(Out::Event { seq, text }) => (text, Some(seq)),
-                    Some(Out::Token(text)) => (text, None),
-                    Some(Out::End) => {
-                        let _ = close(&mut socket, 1000, "run finished").await;
-                        break None;
+                    Some(Out::Event { run_id, seq, text }) => (text, Some((run_id, seq))),
+                    Some(Out::Token(text)) => (Utf8Bytes::from(text), None),
+                    Some(Out::End) if one_run => {
+                        let _ = close(socket, 1000, "run finished").await;
+                        return None;
                     }
-                    Some(Out::Failed { reason, message }) => break Some((reason, message, 1011)),
-                    None => break None,
+                    // One run of many has finished; the others go on.
+                    Some(Out::End) => continue,
+                    Some(Out::Failed { reason, message }) => return Some((reason, message, 1011)),
+                    None => return None,
                 };
                 // A send is never cut short, so `delivered` is exact; one the client does not
                 // take for this long means it is gone (it knows what it received).
                 match tokio::time::timeout(
                     config.heartbeat * 2,
-                    socket.send(Message::Text(text.into())),
+                    socket.send(Message::Text(text)),
                 )
                 .await
                 {
                     Ok(Ok(())) => {
-                        if let Some(seq) = seq {
-                            delivered = seq;
+                        if let Some((run, seq)) = seq {
+                            delivered.insert(run, seq);
                         }
                     }
-                    Ok(Err(_)) | Err(_) => break None,
+                    Ok(Err(_)) | Err(_) => return None,
                 }
             }
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                 Some(Ok(_)) => heard = Instant::now(),
             },
             _ = heartbeat.tick() => {
                 if heard.elapsed() > config.heartbeat * 2 {
-                    break Some(("heartbeat_timeout", "the client answered nothing, not even pings".to_owned(), 1001));
+                    return Some(("heartbeat_timeout", "the client answered nothing, not even pings".to_owned(), 1001));
                 }
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    break None;
+                    return None;
                 }
             }
         }
-    };
-    stop.cancel();
-    if let Some((reason, message, code)) = ending {
-        let goodbye = json!({
-            "type": "disconnect",
-            "reason": reason,
-            "message": message,
-            "resume_since": delivered,
-        });
-        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
-            if socket
-                .send(Message::Text(goodbye.to_string().into()))
-                .await
-                .is_ok()
-            {
-                let _ = close(&mut socket, code, reason).await;
-            }
-        })
-        .await;
     }
+}
+
+/// Says why the stream ends and where to resume, then closes.
+async fn goodbye(socket: &mut WebSocket, ending: Ending, resume_since: serde_json::Value) {
+    let Some((reason, message, code)) = ending else {
+        return;
+    };
+    let goodbye = json!({
+        "type": "disconnect",
+        "reason": reason,
+        "message": message,
+        "resume_since": resume_since,
+    });
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, async {
+        if socket
+            .send(Message::Text(goodbye.to_string().into()))
+            .await
+            .is_ok()
+        {
+            let _ = close(socket, code, reason).await;
+        }
+    })
+    .await;
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {

@@ -8,6 +8,7 @@ mod approvals;
 mod auth;
 mod control;
 mod errors;
+mod fuzz;
 mod manage;
 mod repositories;
 mod rest;
@@ -48,6 +49,7 @@ on_both_backends!(
     stream::shutdown_says_goodbye_and_pauses_runs,
     stream::clients_joining_mid_run_see_each_event_once,
     stream::a_run_driven_elsewhere_is_streamed_from_the_store,
+    stream::a_project_stream_follows_its_runs_and_resumes_each,
     stream::a_restarted_server_resumes_the_run_and_the_stream,
     errors::bad_bodies_name_the_field,
     errors::bad_ids_queries_and_missing_things,

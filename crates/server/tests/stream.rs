@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use botarmy_protocol::RunStatus;
+use botarmy_protocol::{RunId, RunStatus};
 use botarmy_server::ServerConfig;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Backend, Received, assert_log_after, start, start_with};
 
@@ -287,4 +287,129 @@ pub async fn a_restarted_server_resumes_the_run_and_the_stream(backend: Backend)
     assert!(names.contains(&"pipeline_paused") && names.contains(&"pipeline_resumed"));
     assert_eq!(last_type(&after), "pipeline_completed");
     server.shutdown().await;
+}
+
+pub async fn a_project_stream_follows_its_runs_and_resumes_each(backend: Backend) {
+    let server = start(backend).await;
+    server.model.open();
+    let project = |name: &str| json!({"name": name});
+    let ours = server.post("/api/projects", &project("ours")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let theirs = server.post("/api/projects", &project("theirs")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = |project: &str, policy: &str| json!({"idea": "a kettle timer", "project_id": project, "options": {"gate_policy": policy}});
+    // A run of ours that waits at its first gate, active when the client connects.
+    let waiting = server
+        .post("/api/runs", &create(&ours, "always"))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let waiting_id: RunId = waiting.parse().unwrap();
+    server.wait_for_event(waiting_id, "hitl_requested").await;
+    let at_gate = crate::approvals::settled(&server, &waiting).await["last_seq"]
+        .as_u64()
+        .unwrap();
+
+    let url = format!("{}/ws?project_id={ours}", server.ws);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = crate::support::Ws::raw(socket);
+    let hello = ws.next().await.unwrap();
+    assert_eq!(hello["type"], "subscribed");
+    assert_eq!(hello["scope"], "project");
+    assert_eq!(hello["runs"][0]["run_id"], waiting.as_str());
+    assert_eq!(hello["runs"][0]["since"], at_gate);
+
+    // Their run is not streamed; a new run of ours is, from its first event.
+    let other = server
+        .post("/api/runs", &create(&theirs, "auto"))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let fresh = server.post("/api/runs", &create(&ours, "auto")).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut received = Received::default();
+    ws.read_until(&mut received, |e| {
+        e["run_id"] == fresh.as_str() && e["type"] == "pipeline_completed"
+    })
+    .await;
+    let of = |run: &str| -> Vec<u64> {
+        received
+            .events
+            .iter()
+            .filter(|e| e["run_id"] == run)
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let fresh_seqs = of(&fresh);
+    assert_eq!(
+        fresh_seqs,
+        (1..=fresh_seqs.len() as u64).collect::<Vec<_>>(),
+        "the new run whole, in order"
+    );
+    assert!(
+        of(&other).is_empty(),
+        "another project's run is not streamed"
+    );
+    assert!(
+        received
+            .tokens
+            .iter()
+            .all(|t| t["run_id"] != other.as_str())
+    );
+
+    // The waiting run goes on: its events follow on the same stream, from the gate on.
+    let approved = server
+        .post(&format!("/api/runs/{waiting}/approve"), &json!({}))
+        .await;
+    assert_eq!(approved.status, 202, "{}", approved.body);
+    let mut more = Received::default();
+    ws.read_until(&mut more, |e| {
+        e["run_id"] == waiting.as_str() && e["type"] == "hitl_requested"
+    })
+    .await;
+    let resumed: Vec<u64> = more
+        .events
+        .iter()
+        .filter(|e| e["run_id"] == waiting.as_str())
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(resumed[0], at_gate + 1, "no gap after the gate");
+    assert!(resumed.windows(2).all(|w| w[1] == w[0] + 1));
+    ws.drop_abruptly();
+
+    // A new connection resumes each run where the client says it stopped.
+    let last = *resumed.last().unwrap();
+    let url = format!(
+        "{}/ws?project_id={ours}&since={waiting}:{},{fresh}:{}",
+        server.ws,
+        last - 2,
+        fresh_seqs.len()
+    );
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut ws = crate::support::Ws::raw(socket);
+    let hello = ws.next().await.unwrap();
+    assert_eq!(hello["runs"].as_array().unwrap().len(), 2, "{hello}");
+    let mut again = Received::default();
+    ws.read_until(&mut again, |e| e["seq"] == last).await;
+    let seqs: Vec<u64> = again.seqs();
+    assert_eq!(seqs, [last - 1, last]);
+
+    // A run of another project cannot be named.
+    let bad = format!("{}/ws?project_id={ours}&since={other}:1", server.ws);
+    match tokio_tungstenite::connect_async(bad).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status().as_u16(), 400)
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -505,6 +505,11 @@ impl TestServer {
 }
 
 impl Ws {
+    /// A client on an open socket, nothing read yet.
+    pub fn raw(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Ws { socket }
+    }
+
     async fn hello(socket: WebSocketStream<MaybeTlsStream<TcpStream>>, since: u64) -> Self {
         let mut ws = Ws { socket };
         let hello = ws.next().await.expect("a subscribed message");
