@@ -44,6 +44,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use botarmy_protocol::{EventRecord, IdParseError, LiveEvent, ProjectId, RunId};
 use botarmy_store::{RunSummary, StoreError};
+use futures_util::SinkExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
@@ -734,32 +735,33 @@ async fn write(
                 1008,
             )),
             out = rx.recv() => {
-                let (text, seq) = match out {
-                    Some(Out::Event { run_id, seq, text }) => (text, Some((run_id, seq))),
-                    Some(Out::Token(text)) => (Utf8Bytes::from(text), None),
-                    Some(Out::End) if one_run => {
+                let Some(first) = out else { return None };
+                // What else is queued goes out with it, in one write.
+                let mut batch = vec![first];
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                // A write is never cut short, so `delivered` is exact; one the client does
+                // not take for this long means it is gone (it knows what it received).
+                let written =
+                    tokio::time::timeout(config.heartbeat * 2, send_batch(socket, batch, one_run))
+                        .await;
+                let Ok(Ok((sent, then))) = written else {
+                    return None;
+                };
+                for (run, seq) in sent {
+                    delivered.insert(run, seq);
+                }
+                match then {
+                    Then::GoOn => {}
+                    Then::Close => {
                         let _ = close(socket, 1000, "run finished").await;
                         return None;
                     }
-                    // One run of many has finished; the others go on.
-                    Some(Out::End) => continue,
-                    Some(Out::Failed { reason, message }) => return Some((reason, message, 1011)),
-                    None => return None,
-                };
-                // A send is never cut short, so `delivered` is exact; one the client does not
-                // take for this long means it is gone (it knows what it received).
-                match tokio::time::timeout(
-                    config.heartbeat * 2,
-                    socket.send(Message::Text(text)),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {
-                        if let Some((run, seq)) = seq {
-                            delivered.insert(run, seq);
-                        }
-                    }
-                    Ok(Err(_)) | Err(_) => return None,
+                    Then::Fail(reason, message) => return Some((reason, message, 1011)),
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -776,6 +778,50 @@ async fn write(
             }
         }
     }
+}
+
+/// Messages written to a socket at once, at most.
+const WRITE_BATCH: usize = 64;
+
+/// What follows a written batch.
+enum Then {
+    GoOn,
+    /// The one run streamed has ended.
+    Close,
+    /// A feeder failed.
+    Fail(&'static str, String),
+}
+
+/// Writes queued messages and flushes once; returns the events written (run, sequence
+/// number) and what follows.
+async fn send_batch(
+    socket: &mut WebSocket,
+    batch: Vec<Out>,
+    one_run: bool,
+) -> Result<(Vec<(RunId, u64)>, Then), axum::Error> {
+    let mut sent = Vec::with_capacity(batch.len());
+    let mut then = Then::GoOn;
+    for out in batch {
+        match out {
+            Out::Event { run_id, seq, text } => {
+                socket.feed(Message::Text(text)).await?;
+                sent.push((run_id, seq));
+            }
+            Out::Token(text) => socket.feed(Message::Text(text.into())).await?,
+            // One run of many has finished; the others go on.
+            Out::End if !one_run => {}
+            Out::End => {
+                then = Then::Close;
+                break;
+            }
+            Out::Failed { reason, message } => {
+                then = Then::Fail(reason, message);
+                break;
+            }
+        }
+    }
+    socket.flush().await?;
+    Ok((sent, then))
 }
 
 /// Says why the stream ends and where to resume, then closes.
