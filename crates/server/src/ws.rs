@@ -735,7 +735,8 @@ async fn write(
                 1008,
             )),
             out = rx.recv() => {
-                let Some(first) = out else { return None };
+                // A closed queue (every feeder gone) ends the stream quietly.
+                let first = out?;
                 // What else is queued goes out with it, in one write.
                 let mut batch = vec![first];
                 while batch.len() < WRITE_BATCH {

@@ -22,8 +22,11 @@ async fn schemathesis_finds_no_server_error() {
             "not_a_server_error",
             "--max-examples",
             "15",
+            // One worker: with more, Hypothesis's own source parsing races between threads
+            // and fails a case for reasons of its own ("AST constructor recursion depth
+            // mismatch"), not the server's.
             "--workers",
-            "2",
+            "1",
             "--seed",
             "20261121",
             "--no-color",
