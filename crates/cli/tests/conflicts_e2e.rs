@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use botarmy_testkit::{Recorded, Reply};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::*;
 
@@ -54,26 +54,7 @@ fn team(request: &Recorded, index: usize) -> Reply {
     } else {
         panic!("unexpected prompt: {prompt}")
     };
-    let chunk = |delta: Value, finish: Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06",
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        )
-    };
-    Reply::Sse {
-        events: vec![
-            chunk(json!({"role": "assistant", "content": text}), Value::Null),
-            chunk(json!({}), json!("stop")),
-            format!(
-                "data: {}\n\n",
-                json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06", "choices": [],
-                       "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
-            ),
-            "data: [DONE]\n\n".to_string(),
-        ],
-        end: botarmy_testkit::End::Close,
-    }
+    openai_stream(text, index, (100, 20))
 }
 
 fn method() -> PathBuf {

@@ -39,27 +39,7 @@ fn writer(request: &Recorded, index: usize) -> Reply {
     } else {
         panic!("unexpected prompt: {prompt}")
     };
-    let chunk = |delta: Value, finish: Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06",
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        )
-    };
-    let events = vec![
-        chunk(json!({"role": "assistant", "content": text}), Value::Null),
-        chunk(json!({}), json!("stop")),
-        format!(
-            "data: {}\n\n",
-            json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06", "choices": [],
-                   "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}})
-        ),
-        "data: [DONE]\n\n".to_string(),
-    ];
-    Reply::Sse {
-        events,
-        end: botarmy_testkit::End::Close,
-    }
+    openai_stream(text, index, (120, 30))
 }
 
 fn method() -> PathBuf {

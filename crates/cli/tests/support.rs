@@ -151,3 +151,29 @@ impl Scripted {
             .env("OPENAI_BASE_URL", &self.server.base)
     }
 }
+
+/// A whole answer of `text` in OpenAI's streaming wire format (one content chunk, the stop,
+/// the usage), as reply number `index` of a [`Scripted`] model.
+pub fn openai_stream(text: &str, index: usize, usage: (u32, u32)) -> botarmy_testkit::Reply {
+    use serde_json::{Value, json};
+    let chunk = |delta: Value, finish: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+    };
+    botarmy_testkit::Reply::Sse {
+        events: vec![
+            chunk(json!({"role": "assistant", "content": text}), Value::Null),
+            chunk(json!({}), json!("stop")),
+            format!(
+                "data: {}\n\n",
+                json!({"id": format!("chatcmpl-{index}"), "object": "chat.completion.chunk", "created": 1_760_000_000, "model": "gpt-4o-2024-08-06", "choices": [],
+                       "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1}})
+            ),
+            "data: [DONE]\n\n".to_string(),
+        ],
+        end: botarmy_testkit::End::Close,
+    }
+}
