@@ -47,7 +47,9 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let listener = botarmy_server::bind(args.addr, &auth).await?;
     let local = listener.local_addr()?;
     eprintln!("botarmy serving on http://{local}");
-    eprintln!("  REST under /api (OpenAPI: /api/openapi.json), WebSocket /ws, /health, /ready");
+    eprintln!(
+        "  REST under /api (OpenAPI: /api/openapi.json, browsable at /api/docs), WebSocket /ws, /health, /ready"
+    );
     eprintln!("  {}", describe(&auth));
     eprintln!("  {}", note.banner());
     let server_config = ServerConfig {

@@ -28,9 +28,11 @@ use crate::views::{
         title = "BotArmy API",
         description = "Start, steer and read BotArmy runs. Every error has the shape \
             `{code, message, details: [{path, message}]}`. Live events: the WebSocket \
-            `/ws?run_id=ID&since=N` streams a run's stored events after N, then live ones \
-            (see the server crate's `ws` module). Every route but `/health`, `/ready` and \
-            `/api/openapi.json` needs `Authorization: Bearer <token>` when the server has \
+            `/ws?run_id=ID&since=N` streams a run's stored events after N, then live ones; \
+            `/ws?project_id=P` a project's runs and `/ws?scope=all` all of the caller's, \
+            resumed with `since=RUN:N,RUN:N` (see the server crate's `ws` module). Every \
+            route but `/health`, `/ready`, `/api/openapi.json` and `/api/docs` (this \
+            document, for people) needs `Authorization: Bearer <token>` when the server has \
             authentication on: an API token (`botarmy token create`) or a JWT of the \
             configured OpenID issuer. A caller sees only its own tenant's projects, runs, \
             events and artifacts; another tenant's answer 404 like missing ones. `/metrics` \

@@ -106,6 +106,22 @@ pub fn safe_git_args(args: &[&str]) -> Vec<String> {
     argv
 }
 
+/// The hidden folders that exist and lie in no other one, parents first. One inside
+/// another is hidden by its parent already; hiding it again would mount over a folder the
+/// parent's empty mount has covered, and bubblewrap could not make that read-only (the
+/// default data folder lies in the home folder).
+fn outermost(hidden: &[PathBuf]) -> Vec<&PathBuf> {
+    let mut dirs: Vec<&PathBuf> = hidden.iter().filter(|d| d.is_dir()).collect();
+    dirs.sort_by_key(|d| d.components().count());
+    let mut out: Vec<&PathBuf> = Vec::with_capacity(dirs.len());
+    for d in dirs {
+        if !out.iter().any(|o| d.starts_with(o)) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Variables a command keeps; everything else (API keys above all) is dropped.
 const KEPT_VARS: &[&str] = &["PATH", "LANG", "LC_ALL", "TERM", "TZ"];
 
@@ -196,7 +212,7 @@ impl Sandbox {
                 // Hidden folders become empty and read-only; the toolchains' folders are
                 // shown read-only in them, and the worktree (which may lie inside one) is
                 // bound writable on top.
-                let hidden: Vec<&PathBuf> = self.hidden.iter().filter(|d| d.is_dir()).collect();
+                let hidden = outermost(&self.hidden);
                 for dir in &hidden {
                     c.arg("--tmpfs").arg(dir);
                 }

@@ -364,3 +364,50 @@ fn variables_move_toolchains_out_of_the_home_folder() {
     // A home folder with none of them: nothing to show.
     assert_eq!(Toolchains::detect(&HostEnv::new(&home)), Toolchains::none());
 }
+
+/// The default layout: the data folder (with every run's worktrees) inside the home
+/// folder, both hidden, the worktree bound back in. Hidden in either order, the command runs
+/// and only the worktree is there.
+#[tokio::test]
+async fn a_worktree_inside_nested_hidden_folders_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let data = home.join(".local/share/botarmy");
+    let worktrees = data.join("work/worktrees");
+    let root = worktrees.join("run-a");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(data.join("botarmy.db"), "data").unwrap();
+    std::fs::write(home.join("notes.txt"), "private").unwrap();
+    for hidden in [
+        vec![data.clone(), home.clone(), worktrees.clone()],
+        vec![home.clone(), worktrees.clone(), data.clone()],
+    ] {
+        let sb = Sandbox::new(&root, hidden, Toolchains::none(), false).unwrap();
+        let o = sb
+            .run(&format!(
+                "echo ok > made.txt && ls {} && ls -A {} | wc -l",
+                root.display(),
+                home.display()
+            ))
+            .await
+            .unwrap();
+        assert_eq!(o.code, Some(0), "{o:?}");
+        assert!(o.stdout.starts_with("made.txt\n"), "{o:?}");
+        // The home folder shows only the way down to the worktree.
+        assert_eq!(o.stdout.lines().last(), Some("1"), "{o:?}");
+        let o = sb
+            .run(&format!("cat {}", data.join("botarmy.db").display()))
+            .await
+            .unwrap();
+        assert_ne!(o.code, Some(0), "the data folder is hidden: {o:?}");
+        let o = sb
+            .run(&format!("touch {}", home.join("x").display()))
+            .await
+            .unwrap();
+        assert_ne!(o.code, Some(0), "the home folder is read-only: {o:?}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(root.join("made.txt")).unwrap(),
+        "ok\n"
+    );
+}
