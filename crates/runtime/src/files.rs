@@ -55,9 +55,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written = write_under(dir.path(), "code/src/main.rs", b"fn main() {}").unwrap();
         assert_eq!(std::fs::read_to_string(written).unwrap(), "fn main() {}");
-        assert!(write_under(dir.path(), "../x", b"no").is_err());
-        assert!(write_under(dir.path(), "/tmp/x", b"no").is_err());
-        assert!(!dir.path().parent().unwrap().join("x").exists());
+        // A name no other program uses, beside the root.
+        let name = format!(
+            "escaped-{}",
+            dir.path().file_name().unwrap().to_string_lossy()
+        );
+        assert!(write_under(dir.path(), &format!("../{name}"), b"no").is_err());
+        let absolute = dir.path().parent().unwrap().join(&name);
+        assert!(write_under(dir.path(), &absolute.to_string_lossy(), b"no").is_err());
+        assert!(!absolute.exists());
     }
 
     #[test]
