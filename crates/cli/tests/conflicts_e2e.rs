@@ -5,8 +5,6 @@
 //! shows its mediator how the first conflict was settled. The model is a local server
 //! speaking OpenAI's streaming wire format.
 
-use std::path::{Path, PathBuf};
-
 use botarmy_testkit::{Recorded, Reply};
 use serde_json::Value;
 
@@ -15,16 +13,6 @@ use crate::support::*;
 const STORAGE_PROPOSAL: &str =
     "Use SQLite for the first release; requirements.md changes to say so.";
 const KEYS_PROPOSAL: &str = "Make the API keys optional.";
-
-fn prompt_of(request: &Recorded) -> String {
-    request.json()["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn team(request: &Recorded, index: usize) -> Reply {
     let prompt = prompt_of(request);
@@ -57,17 +45,6 @@ fn team(request: &Recorded, index: usize) -> Reply {
     openai_stream(text, index, (100, 20))
 }
 
-fn method() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
-}
-
-fn events(s: &Sandbox, run: &str) -> Vec<Value> {
-    stdout(&ok(s.cmd().args(["events", run])))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn prompts(model: &Scripted, marker: &str) -> Vec<String> {
     model
         .server
@@ -97,7 +74,7 @@ fn one_conflict_is_settled_by_mediation_and_one_by_a_person() {
         ])
         .arg(&out)
         .arg("--method")
-        .arg(method()));
+        .arg(toolwork()));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     let run_id = json(&o)["run_id"].as_str().unwrap().to_string();
 
@@ -209,7 +186,7 @@ fn one_conflict_is_settled_by_mediation_and_one_by_a_person() {
             "--json",
             "--method",
         ])
-        .arg(method()));
+        .arg(toolwork()));
     assert_eq!(json(&o)["status"], "succeeded");
     let second = json(&o)["run_id"].as_str().unwrap().to_string();
     let mediations = prompts(&model, "# Mediation");

@@ -4,8 +4,6 @@
 //! its prompt and passes; the Publish gate stops the run again and a human approves it.
 //! The model is a local server speaking OpenAI's streaming wire format.
 
-use std::path::{Path, PathBuf};
-
 use botarmy_testkit::{Recorded, Reply};
 use serde_json::{Value, json};
 
@@ -16,14 +14,7 @@ const FEEDBACK: &str = "Say who the notes are for.";
 
 /// What the writer answers: unsure of its first draft, sure of the revised one.
 fn writer(request: &Recorded, index: usize) -> Reply {
-    let body = request.json();
-    let prompt: String = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["content"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let prompt = prompt_of(request);
     let revised = prompt.contains("Feedback on your previous version");
     let answered = prompt.contains("The human answered: developers");
     let text = if prompt.contains("[step:askdoc]") && !answered {
@@ -42,17 +33,6 @@ fn writer(request: &Recorded, index: usize) -> Reply {
     openai_stream(text, index, (120, 30))
 }
 
-fn method() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
-}
-
-fn events(s: &Sandbox, run: &str) -> Vec<Value> {
-    stdout(&ok(s.cmd().args(["events", run])))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn a_gate_stops_for_low_confidence_and_a_rejection_reruns_the_step_with_its_feedback() {
     let model = Scripted::start(writer);
@@ -65,7 +45,7 @@ fn a_gate_stops_for_low_confidence_and_a_rejection_reruns_the_step_with_its_feed
         .args(["run", IDEA, "--workflow", "review", "--json", "--out"])
         .arg(&out)
         .arg("--method")
-        .arg(method()));
+        .arg(toolwork()));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     let run_id = json(&o)["run_id"].as_str().unwrap().to_string();
     assert_eq!(json(&o)["status"], "waiting");
@@ -204,7 +184,7 @@ fn yes_approves_every_gate_and_logs_it() {
             "--json",
             "--method",
         ])
-        .arg(method()));
+        .arg(toolwork()));
     assert_eq!(json(&o)["status"], "succeeded");
     let run_id = json(&o)["run_id"].as_str().unwrap().to_string();
     let log = events(&s, &run_id);
@@ -228,7 +208,7 @@ fn yes_approves_every_gate_and_logs_it() {
             "--json",
             "--method",
         ])
-        .arg(method()));
+        .arg(toolwork()));
     let log = events(&s, json(&o)["run_id"].as_str().unwrap());
     assert!(!log.iter().any(|e| e["type"] == "hitl_requested"));
 
@@ -252,7 +232,7 @@ fn a_model_without_tools_asks_with_a_clarify_line_and_the_answer_continues_it() 
         .args(["run", IDEA, "--workflow", "ask-doc", "--json", "--out"])
         .arg(&out)
         .arg("--method")
-        .arg(method()));
+        .arg(toolwork()));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     let run_id = json(&o)["run_id"].as_str().unwrap().to_string();
     let inbox = json(&ok(s.cmd().args(["inbox", "--json"])));

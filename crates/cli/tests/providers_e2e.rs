@@ -84,14 +84,6 @@ const CONFLICT_CHECKS: usize = 6;
 /// Calls of a whole run: one per document, one per conflict check.
 const CALLS: usize = 18 + CONFLICT_CHECKS;
 
-/// The run's events, parsed.
-fn events(s: &Sandbox, run: &str) -> Vec<Value> {
-    stdout(&ok(s.cmd().args(["events", run])))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The events of one type.
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == kind).collect()

@@ -177,3 +177,27 @@ pub fn openai_stream(text: &str, index: usize, usage: (u32, u32)) -> botarmy_tes
         end: botarmy_testkit::End::Close,
     }
 }
+
+/// The test method whose agents use tools (and the writer, mediator and designer without).
+pub fn toolwork() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
+}
+
+/// A run's event log, as `botarmy events` prints it.
+pub fn events(s: &Sandbox, run: &str) -> Vec<serde_json::Value> {
+    stdout(&ok(s.cmd().args(["events", run])))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every message's text of a recorded chat request, joined.
+pub fn prompt_of(request: &botarmy_testkit::Recorded) -> String {
+    request.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -159,10 +159,6 @@ fn git_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn method() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/methods/toolwork")
-}
-
 fn run_cmd(cmd: &mut Command) -> &mut Command {
     cmd.args([
         "run",
@@ -173,7 +169,7 @@ fn run_cmd(cmd: &mut Command) -> &mut Command {
         "--json",
         "--method",
     ])
-    .arg(method())
+    .arg(toolwork())
 }
 
 /// Everything the run must show, whichever way its model answered.
@@ -314,7 +310,7 @@ fn an_agent_calls_the_tools_of_an_mcp_server_configured_in_botarmy_toml() {
             "--json",
             "--method",
         ])
-        .arg(method()));
+        .arg(toolwork()));
     let summary = json(&out);
     assert_eq!(summary["status"], "succeeded", "{summary:#}");
     let run = summary["run_id"].as_str().unwrap();
@@ -377,7 +373,7 @@ fn a_repository_with_a_setup_command_waits_for_a_human_then_sets_up_and_runs() {
         .args(["run", IDEA, "--workflow", "fix-loop", "--json", "--repo"])
         .arg(&repo)
         .arg("--method")
-        .arg(method());
+        .arg(toolwork());
     let out = run(&mut first);
     assert_eq!(out.status.code(), Some(75), "waiting: {}", stderr(&out));
     let summary = json(&out);
@@ -452,7 +448,7 @@ fn an_agent_asks_and_botarmy_answer_continues_the_run() {
             "--json",
             "--method",
         ])
-        .arg(method());
+        .arg(toolwork());
     let out = run(&mut first);
     assert_eq!(out.status.code(), Some(75), "waiting: {}", stderr(&out));
     let run_id = json(&out)["run_id"].as_str().unwrap().to_string();
@@ -516,7 +512,7 @@ fn at_a_terminal_the_run_asks_inline_and_the_answer_continues_it() {
     let mut cmd = s.cmd();
     model.configure(&mut cmd).env("USER", "ada");
     cmd.args(["run", IDEA, "--workflow", "ask", "--method"])
-        .arg(method());
+        .arg(toolwork());
     // `script` gives the command a terminal; what is written to it is typed there.
     let quoted: Vec<String> = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())

@@ -11,7 +11,6 @@ use botarmy_protocol::{
 };
 use serde::Serialize;
 
-use crate::context::fit;
 use crate::method::Method;
 use crate::prompt::{Prompt, PromptError};
 
@@ -52,26 +51,18 @@ impl Method {
         documents: &[(&str, &str)],
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
-        let (project, system) = self.system_prompt(step, idea)?;
-        let fitted = fit(documents, context_tokens);
-        let context = crate::prompt::context_uses(&fitted);
-        let user = self.prompts().render(
+        self.prompt_over(
+            step,
+            idea,
             "conflict-check.j2",
+            documents,
+            context_tokens,
             serde_json::json!({
-                "project_name": project,
                 "idea": idea.trim(),
                 "phase": step.phase.as_deref().unwrap_or("current"),
                 "new": new,
-                "context": fitted,
-                "context_tokens": context_tokens,
             }),
-        )?;
-        Ok(Prompt {
-            system,
-            user,
-            sections: Vec::new(),
-            context,
-        })
+        )
     }
 
     /// The messages that ask `step`'s agent, as mediator, for a resolution of `conflict`,
@@ -88,13 +79,13 @@ impl Method {
         documents: &[(&str, &str)],
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
-        let (project, system) = self.system_prompt(step, idea)?;
-        let fitted = fit(documents, context_tokens);
-        let context = crate::prompt::context_uses(&fitted);
-        let user = self.prompts().render(
+        self.prompt_over(
+            step,
+            idea,
             "mediation.j2",
+            documents,
+            context_tokens,
             serde_json::json!({
-                "project_name": project,
                 "idea": idea.trim(),
                 "conflict": {
                     "severity": severity_name(conflict.severity),
@@ -112,16 +103,8 @@ impl Method {
                     "score": format!("{:.2}", r.score),
                     "reasons": r.reasons,
                 })).collect::<Vec<_>>(),
-                "context": fitted,
-                "context_tokens": context_tokens,
             }),
-        )?;
-        Ok(Prompt {
-            system,
-            user,
-            sections: Vec::new(),
-            context,
-        })
+        )
     }
 
     /// The messages that ask `agent`, one side of `conflict`, how far it accepts

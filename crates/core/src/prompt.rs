@@ -385,20 +385,41 @@ impl Method {
         condition: &str,
         context_tokens: u32,
     ) -> Result<Prompt, PromptError> {
-        let (project, system) = self.system_prompt(step, idea)?;
-        let fitted = fit(artifacts, context_tokens);
-        let context = context_uses(&fitted);
-        let user = self.prompts().render(
+        self.prompt_over(
+            step,
+            idea,
             "condition.j2",
+            artifacts,
+            context_tokens,
             serde_json::json!({
-                "project_name": project,
                 "idea": idea.trim(),
                 "step": StepView::new(step),
                 "condition": condition,
-                "context": fitted,
-                "context_tokens": context_tokens,
             }),
-        )?;
+        )
+    }
+
+    /// `step`'s agent's system message, and a user message rendered from `template` with
+    /// `vars` (an object) and `project_name`, `context` (`documents` fitted into
+    /// `context_tokens`) and `context_tokens`.
+    pub(crate) fn prompt_over(
+        &self,
+        step: &PlanStep,
+        idea: &str,
+        template: &str,
+        documents: &[(&str, &str)],
+        context_tokens: u32,
+        mut vars: serde_json::Value,
+    ) -> Result<Prompt, PromptError> {
+        let (project, system) = self.system_prompt(step, idea)?;
+        let fitted = fit(documents, context_tokens);
+        let context = context_uses(&fitted);
+        if let Some(vars) = vars.as_object_mut() {
+            vars.insert("project_name".into(), project.into());
+            vars.insert("context".into(), serde_json::json!(fitted));
+            vars.insert("context_tokens".into(), context_tokens.into());
+        }
+        let user = self.prompts().render(template, vars)?;
         Ok(Prompt {
             system,
             user,

@@ -17,7 +17,7 @@ use botarmy_tools::{ToolOutput, Toolbox};
 use botarmy_workspace::{ChangeKind, Files, check_link};
 
 use crate::limits::Resource;
-use crate::step::{Calls, Produced, StepJob, StepMsg, cancelled};
+use crate::step::{Calls, Produced, StepJob};
 use crate::worktrees::{WorktreeGit, nul_separated};
 
 /// Tools whose calls start a process, and so take a tool-process slot.
@@ -259,10 +259,7 @@ async fn call_tool(
     } else {
         None
     };
-    job.tx
-        .send(StepMsg::Record(started(job, index, call)))
-        .await
-        .map_err(|_| cancelled())?;
+    job.report(started(job, index, call)).await?;
     let began = Instant::now();
     // A tool that is gone (an MCP server that stopped) is the model's to work around, as
     // any failed call: it is told, and the attempt goes on.
@@ -325,16 +322,14 @@ async fn clarify(
         Err(problem) => return Ok(ToolOutput::error(problem)),
     };
     let Some(answer) = job.answers.get(&index) else {
-        job.tx
-            .send(StepMsg::Record(Event::ClarificationRequested {
-                step: job.step,
-                attempt: job.attempt,
-                call: index,
-                question: question.clone(),
-                options: options.iter().map(|o| (*o).to_string()).collect(),
-            }))
-            .await
-            .map_err(|_| cancelled())?;
+        job.report(Event::ClarificationRequested {
+            step: job.step,
+            attempt: job.attempt,
+            call: index,
+            question: question.clone(),
+            options: options.iter().map(|o| (*o).to_string()).collect(),
+        })
+        .await?;
         return Err(ErrorInfo::new(
             ErrorKind::NeedsInput,
             format!("agent `{}` asked: {question}", job.plan_step.agent),
@@ -344,10 +339,7 @@ async fn clarify(
         format!("The human answered: {answer}"),
         format!("answered: {}", botarmy_tools::first_line(answer)),
     );
-    job.tx
-        .send(StepMsg::Record(started(job, index, call)))
-        .await
-        .map_err(|_| cancelled())?;
+    job.report(started(job, index, call)).await?;
     calls.unsent.push(completed(job, index, call, &output, 0));
     Ok(output)
 }

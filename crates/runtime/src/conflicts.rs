@@ -13,14 +13,13 @@ use botarmy_core::conflict::{
     parse_agreement, parse_conflicts, report, similar,
 };
 use botarmy_core::engine::ConflictState;
-use botarmy_llm::ChatMessage;
 use botarmy_protocol::{
     ArtifactKind, Conflict, ConflictResolution, ErrorInfo, ErrorKind, Event, MEDIATION_ROUNDS,
     MediationRound, RESOLUTION_SCORE, SettledConflict,
 };
 
 use crate::hitl::AUTO_APPROVER;
-use crate::step::{Calls, Produced, StepJob, StepMsg, StepOutput, cancelled, document_name};
+use crate::step::{Calls, Produced, StepJob, StepOutput, document_name};
 
 /// Who settled a conflict whose proposal won enough agreement.
 pub(crate) const MEDIATION: &str = "mediation";
@@ -87,7 +86,7 @@ pub(crate) async fn check(job: &StepJob, calls: &mut Calls) -> Result<StepOutput
             )
             .map_err(fatal)?;
         let request = job.request(
-            messages(prompt),
+            crate::method::messages(prompt),
             CHECK_TOKENS.min(job.options.max_output_tokens),
             calls.next,
             Some(&check_grammar(&compared)),
@@ -97,17 +96,17 @@ pub(crate) async fn check(job: &StepJob, calls: &mut Calls) -> Result<StepOutput
             let i = i as u32;
             let seen = known.found.get(i as usize);
             if seen.is_none() {
-                record(
-                    job,
-                    calls,
-                    Event::ConflictDetected {
-                        step: job.step,
-                        attempt: job.attempt,
-                        conflict: i,
-                        detail: conflict.clone(),
-                    },
-                )
-                .await?;
+                calls
+                    .record(
+                        job,
+                        Event::ConflictDetected {
+                            step: job.step,
+                            attempt: job.attempt,
+                            conflict: i,
+                            detail: conflict.clone(),
+                        },
+                    )
+                    .await?;
             }
             let (rounds, resolution) = settle(job, calls, i, &conflict, &compared, seen).await?;
             outcome.push((conflict, rounds, Some(resolution)));
@@ -157,7 +156,7 @@ async fn settle(
             )
             .map_err(fatal)?;
         let request = job.request(
-            messages(prompt),
+            crate::method::messages(prompt),
             PROPOSAL_TOKENS.min(job.options.max_output_tokens),
             calls.next,
             None,
@@ -173,7 +172,7 @@ async fn settle(
                 .agreement_prompt(&job.plan_step, &job.idea, &agent, conflict, &proposal)
                 .map_err(fatal)?;
             let mut request = job.request(
-                messages(prompt),
+                crate::method::messages(prompt),
                 AGREEMENT_TOKENS.min(job.options.max_output_tokens),
                 calls.next,
                 Some(AGREEMENT_GRAMMAR),
@@ -191,17 +190,17 @@ async fn settle(
             reasons,
         };
         if seen.is_none_or(|s| s.rounds.len() < round as usize) {
-            record(
-                job,
-                calls,
-                Event::ConflictMediated {
-                    step: job.step,
-                    conflict: i,
-                    round,
-                    outcome: outcome.clone(),
-                },
-            )
-            .await?;
+            calls
+                .record(
+                    job,
+                    Event::ConflictMediated {
+                        step: job.step,
+                        conflict: i,
+                        round,
+                        outcome: outcome.clone(),
+                    },
+                )
+                .await?;
         }
         rounds.push(outcome);
         if score >= RESOLUTION_SCORE {
@@ -234,16 +233,16 @@ async fn settle(
             None => {
                 let question = escalation_question(conflict, &rounds);
                 if seen.is_none_or(|s| s.escalation.is_none()) {
-                    record(
-                        job,
-                        calls,
-                        Event::ConflictEscalated {
-                            step: job.step,
-                            conflict: i,
-                            question,
-                        },
-                    )
-                    .await?;
+                    calls
+                        .record(
+                            job,
+                            Event::ConflictEscalated {
+                                step: job.step,
+                                conflict: i,
+                                question,
+                            },
+                        )
+                        .await?;
                 }
                 return Err(ErrorInfo::new(
                     ErrorKind::NeedsInput,
@@ -257,34 +256,18 @@ async fn settle(
         },
     };
     if seen.is_none_or(|s| s.resolution.is_none()) {
-        record(
-            job,
-            calls,
-            Event::ConflictResolved {
-                step: job.step,
-                conflict: i,
-                resolution: resolution.clone(),
-            },
-        )
-        .await?;
+        calls
+            .record(
+                job,
+                Event::ConflictResolved {
+                    step: job.step,
+                    conflict: i,
+                    resolution: resolution.clone(),
+                },
+            )
+            .await?;
     }
     Ok((rounds, resolution))
-}
-
-/// Appends `event` after the call records it follows.
-async fn record(job: &StepJob, calls: &mut Calls, event: Event) -> Result<(), ErrorInfo> {
-    calls.send_unsent(job).await?;
-    job.tx
-        .send(StepMsg::Record(event))
-        .await
-        .map_err(|_| cancelled())
-}
-
-fn messages(prompt: botarmy_core::prompt::Prompt) -> Vec<ChatMessage> {
-    vec![
-        ChatMessage::system(prompt.system),
-        ChatMessage::user(prompt.user),
-    ]
 }
 
 fn fatal(e: botarmy_core::prompt::PromptError) -> ErrorInfo {

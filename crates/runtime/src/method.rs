@@ -10,6 +10,14 @@ use botarmy_protocol::{ErrorInfo, ErrorKind, Plan, PlanStep, RunOptions};
 
 use crate::RuntimeError;
 
+/// A prompt as the messages of a chat request.
+pub(crate) fn messages(prompt: botarmy_core::prompt::Prompt) -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::system(prompt.system),
+        ChatMessage::user(prompt.user),
+    ]
+}
+
 /// A loaded, checked method, shared by the steps of every run that uses it.
 #[derive(Clone)]
 pub struct MethodHandle {
@@ -78,10 +86,7 @@ impl MethodHandle {
             feedback,
         )
         .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
-        Ok(vec![
-            ChatMessage::system(prompt.system),
-            ChatMessage::user(prompt.user),
-        ])
+        Ok(messages(prompt))
     }
 
     /// The messages that ask the step's agent whether the step's condition holds.
@@ -102,10 +107,7 @@ impl MethodHandle {
             options.context_tokens,
         )
         .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
-        Ok(vec![
-            ChatMessage::system(prompt.system),
-            ChatMessage::user(prompt.user),
-        ])
+        Ok(messages(prompt))
     }
 
     /// The messages that execute a batch of checklist items against a step's document.
@@ -129,10 +131,7 @@ impl MethodHandle {
                 options.context_tokens,
             )
             .map_err(|e| ErrorInfo::new(ErrorKind::Fatal, e.to_string()))?;
-        Ok(vec![
-            ChatMessage::system(prompt.system),
-            ChatMessage::user(prompt.user),
-        ])
+        Ok(messages(prompt))
     }
 
     /// The checklist that measures `step`'s quality, by name, with its items (none: the

@@ -258,17 +258,18 @@ async fn document_mode(
     };
     // Without tool calls, the attempt's one question is number 0.
     let Some(answer) = job.answers.get(&0) else {
-        calls.send_unsent(job).await?;
-        job.tx
-            .send(StepMsg::Record(Event::ClarificationRequested {
-                step: job.step,
-                attempt: job.attempt,
-                call: 0,
-                question: question.clone(),
-                options,
-            }))
-            .await
-            .map_err(|_| cancelled())?;
+        calls
+            .record(
+                job,
+                Event::ClarificationRequested {
+                    step: job.step,
+                    attempt: job.attempt,
+                    call: 0,
+                    question: question.clone(),
+                    options,
+                },
+            )
+            .await?;
         return Err(ErrorInfo::new(
             ErrorKind::NeedsInput,
             format!("agent `{}` asked: {question}", job.plan_step.agent),
@@ -408,6 +409,14 @@ fn outputs_score(job: &StepJob, document: &str, produced: &[Produced]) -> botarm
 const YES_NO_GRAMMAR: &str = "root ::= (\"yes\" | \"no\")";
 
 impl StepJob {
+    /// Tells the driver to append `event` now.
+    pub(crate) async fn report(&self, event: Event) -> Result<(), ErrorInfo> {
+        self.tx
+            .send(StepMsg::Record(event))
+            .await
+            .map_err(|_| cancelled())
+    }
+
     pub(crate) fn request(
         &self,
         messages: Vec<ChatMessage>,
@@ -450,13 +459,16 @@ impl Calls {
         // One at a time, each removed once sent: dropped while waiting on a full channel,
         // the attempt keeps what it has not sent (and loses nothing it took out).
         while let Some(event) = self.unsent.first().cloned() {
-            job.tx
-                .send(StepMsg::Record(event))
-                .await
-                .map_err(|_| cancelled())?;
+            job.report(event).await?;
             self.unsent.remove(0);
         }
         Ok(())
+    }
+
+    /// Appends `event` after the records of the calls before it.
+    pub(crate) async fn record(&mut self, job: &StepJob, event: Event) -> Result<(), ErrorInfo> {
+        self.send_unsent(job).await?;
+        job.report(event).await
     }
 
     /// Makes (or reuses) the attempt's next LLM call: the answer's text and the tool calls
