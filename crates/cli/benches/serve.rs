@@ -79,6 +79,8 @@ async fn start(home: &std::path::Path, model: &str, http: &reqwest::Client) -> (
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_botarmy"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        // Runs write their documents under the working folder's `botarmy-out/`.
+        .current_dir(home)
         .env("BOTARMY_HOME", home)
         .env(
             "DATABASE_URL",
