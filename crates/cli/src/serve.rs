@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// `[server.auth] rate_limit`.
     #[arg(long, value_name = "RATE")]
     rate_limit: Option<RateLimit>,
+    /// Delete client sessions (`/api/sessions`) not seen for this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    session_ttl_days: u32,
 }
 
 /// The server's authentication from botarmy.toml and the flags, and whether it may listen
@@ -55,6 +58,7 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     let server_config = ServerConfig {
         clones: Some(config.clones_dir()),
         auth,
+        session_ttl: std::time::Duration::from_secs(u64::from(args.session_ttl_days) * 86_400),
         ..ServerConfig::default()
     };
     Server::new(runtime, server_config)

@@ -83,3 +83,8 @@ uuid_id!(
     ArtifactId,
     "artifact"
 );
+uuid_id!(
+    /// Identifies a client's session (a dashboard's tabs, UI state and read positions).
+    SessionId,
+    "session"
+);

@@ -23,7 +23,7 @@ pub use gate::{
     GateTimeout, HitlDecision, PlanGate, RiskCard, Score, Severity, Thresholds, TimeoutAction,
     Verdict, parse_duration,
 };
-pub use ids::{ArtifactId, IdParseError, ProjectId, RunId};
+pub use ids::{ArtifactId, IdParseError, ProjectId, RunId, SessionId};
 pub use plan::{
     ArtifactKind, ArtifactRef, Budget, Limit, Plan, PlanStep, RunOptions, RunRequest, RunStatus,
     StepKind, StepStatus,

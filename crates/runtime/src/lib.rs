@@ -16,6 +16,7 @@ mod method;
 pub mod repositories;
 mod run;
 mod step;
+mod streams;
 pub mod worktree_gc;
 mod worktrees;
 
@@ -23,4 +24,5 @@ pub use error::RuntimeError;
 pub use limits::{Limits, QueueDepth, SlotUse};
 pub use method::MethodHandle;
 pub use run::{Runtime, Settings};
+pub use streams::{KEPT_BYTES, Streaming};
 pub use worktrees::WorkspaceSettings;

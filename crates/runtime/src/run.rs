@@ -84,7 +84,7 @@ pub struct Runtime {
     store: Arc<dyn Store>,
     models: Arc<Router>,
     methods: MethodCache,
-    bus: broadcast::Sender<LiveEvent>,
+    live: Arc<crate::streams::Live>,
     settings: Settings,
     /// Project ids by name, as [`Store::ensure_project`] gave them.
     projects: Mutex<HashMap<String, ProjectId>>,
@@ -97,14 +97,13 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime over this store and these models.
     pub fn new(store: Arc<dyn Store>, models: Arc<Router>, settings: Settings) -> Self {
-        let (bus, _) = broadcast::channel(4_096);
         let slots = Slots::new(settings.limits);
         Self {
             slots,
             store,
             models,
             methods: MethodCache::default(),
-            bus,
+            live: crate::streams::Live::new(4_096),
             settings,
             projects: Mutex::default(),
             mcp: Vec::new(),
@@ -127,7 +126,16 @@ impl Runtime {
     /// and streamed tokens. A slow receiver misses messages (it is told it lagged); the
     /// durable log in the store has everything.
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.bus.subscribe()
+        self.live.bus().subscribe()
+    }
+
+    /// [`Runtime::subscribe`], with the text that models of the run are streaming now
+    /// (each of its tokens is either in this snapshot or on the receiver, never in both).
+    pub fn subscribe_streaming(
+        &self,
+        run_id: RunId,
+    ) -> (broadcast::Receiver<LiveEvent>, Vec<crate::Streaming>) {
+        self.live.subscribe(run_id)
     }
 
     /// How full this process's slots are: attempts of steps, LLM calls and tool processes
@@ -177,7 +185,7 @@ impl Runtime {
             Ok(record) => record,
             Err(e) => return Err(self.abandon(created, e)),
         };
-        let _ = self.bus.send(LiveEvent::Event(record));
+        let _ = self.live.bus().send(LiveEvent::Event(record));
         Ok(run_id)
     }
 
@@ -496,7 +504,7 @@ impl Runtime {
             .await
             .map_err(|e| appending(run_id, e))?;
         for record in records {
-            let _ = self.bus.send(LiveEvent::Event(record));
+            let _ = self.live.bus().send(LiveEvent::Event(record));
         }
         Ok(state)
     }
@@ -878,7 +886,7 @@ impl<'a> Driver<'a> {
             model,
             ledger: Arc::clone(&self.ledger),
             temperature: self.rt.settings.temperature,
-            bus: self.rt.bus.clone(),
+            live: Arc::clone(&self.rt.live),
             tx: self.tx.clone(),
         };
         self.in_flight.insert(step, attempt);
@@ -1234,7 +1242,7 @@ impl<'a> Driver<'a> {
             self.committed = last.seq;
         }
         for record in records {
-            let _ = self.rt.bus.send(LiveEvent::Event(record));
+            let _ = self.rt.live.bus().send(LiveEvent::Event(record));
         }
         Ok(())
     }

@@ -7,14 +7,13 @@ use std::time::Instant;
 use botarmy_core::engine::{RecordedCall, RecordedToolCall};
 use botarmy_llm::{Attempt, ChatMessage, ChatRequest, NextStep, Router, ToolCall};
 use botarmy_protocol::{
-    ArtifactKind, Assessment, ErrorInfo, ErrorKind, Event, GatePolicy, LiveEvent, PlanStep, RunId,
-    RunOptions,
+    ArtifactKind, Assessment, ErrorInfo, ErrorKind, Event, GatePolicy, PlanStep, RunId, RunOptions,
 };
 
 use crate::agent_loop::{self, StepWorkspace};
 use crate::limits::{Resource, Slots};
 use sha2::{Digest, Sha256};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use crate::method::MethodHandle;
 use botarmy_core::assess::{
@@ -99,7 +98,8 @@ pub(crate) struct StepJob {
     /// The run's spending limits and what was spent.
     pub ledger: Arc<Ledger>,
     pub temperature: f32,
-    pub bus: broadcast::Sender<LiveEvent>,
+    /// The live bus and the calls streaming now.
+    pub live: Arc<crate::streams::Live>,
     pub tx: mpsc::Sender<StepMsg>,
 }
 
@@ -512,16 +512,11 @@ impl Calls {
         let _slot = job.slots.take(Resource::LlmCall, job).await?;
         let request_hash = request.digest();
         let started = Instant::now();
-        let bus = job.bus.clone();
-        let (run_id, step, agent) = (job.run_id, job.step, agent_id.to_owned());
-        let on_token = move |text: &str| {
-            let _ = bus.send(LiveEvent::Token {
-                run_id,
-                step,
-                agent: agent.clone(),
-                text: text.to_string(),
-            });
-        };
+        // Its text is kept for clients that connect mid-call until the call ends.
+        let stream = job
+            .live
+            .begin(job.run_id, job.step, job.attempt, call, agent_id);
+        let on_token = |text: &str| stream.token(text);
         // Failed attempts are passed to the driver as they happen (in order: once one
         // cannot be sent at once, the rest wait with it for the end of the call).
         let overflow: std::sync::Mutex<Vec<Event>> = std::sync::Mutex::default();

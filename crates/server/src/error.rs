@@ -180,6 +180,24 @@ impl ApiError {
         )
     }
 
+    /// The fields at fault (for merging into a larger validation error); an error without
+    /// any is given as one detail of the whole body.
+    pub fn into_details(self) -> Vec<FieldError> {
+        if self.body.details.is_empty() {
+            vec![FieldError {
+                path: String::new(),
+                message: self.body.message,
+            }]
+        } else {
+            self.body.details
+        }
+    }
+
+    /// What the client is told.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
+    }
+
     /// The code of this error.
     pub fn code(&self) -> ErrorCode {
         self.body.code

@@ -24,7 +24,10 @@
 //! GET  /api/runs/{id}/artifacts[/{artifact_id}[/raw|/versions]]
 //! GET  /api/repositories      POST /api/repositories
 //! GET  /api/repositories/{name}                           DELETE /api/repositories/{name}
-//! GET  /ws?run_id=ID&since=N                              WebSocket (see `ws`)
+//! GET  /api/sessions          POST /api/sessions          GET|PATCH|DELETE /api/sessions/{id}
+//! POST /api/sessions/{id}/tabs    PATCH|DELETE /api/sessions/{id}/tabs/{tab}
+//! POST /api/sessions/{id}/ack     GET /api/sessions/{id}/restore
+//! GET  /ws?run_id=ID&since=N | project_id=P | scope=all | session_id=S   WebSocket (see `ws`)
 //! ```
 //!
 //! Authentication and tenants: see [`auth`]. Every project, run, event and artifact
@@ -47,6 +50,8 @@ mod openapi;
 mod projects;
 mod repositories;
 mod runs;
+mod session_stream;
+mod sessions;
 mod views;
 mod ws;
 
@@ -58,7 +63,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use botarmy_runtime::Runtime;
 use botarmy_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -89,6 +94,8 @@ pub struct ServerConfig {
     pub clones: Option<PathBuf>,
     /// Who may call, and how (default: no authentication, everyone is tenant `default`).
     pub auth: AuthConfig,
+    /// Client sessions not seen for this long are deleted (looked for at start and hourly).
+    pub session_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +108,7 @@ impl Default for ServerConfig {
             token_batch: Duration::from_millis(50),
             clones: None,
             auth: AuthConfig::default(),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -130,6 +138,8 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// Recent events as streams send them, encoded once for every subscriber.
     pub(crate) encoded: Arc<ws::Encoded>,
+    /// Client sessions connected here, and news of their changes.
+    pub(crate) sessions: Arc<sessions::Sessions>,
 }
 
 /// The HTTP service over one runtime.
@@ -151,6 +161,7 @@ impl Server {
                 metrics: Arc::default(),
                 shutdown: CancellationToken::new(),
                 encoded: Arc::default(),
+                sessions: Arc::default(),
             },
         }
     }
@@ -191,6 +202,20 @@ impl Server {
             .route("/runs/{id}/amend", post(approvals::amend))
             .route("/runs/{id}/steps/{step}/restart", post(approvals::restart))
             .route("/approvals", get(approvals::pending))
+            .route("/sessions", get(sessions::list).post(sessions::create))
+            .route(
+                "/sessions/{id}",
+                get(sessions::get)
+                    .patch(sessions::update)
+                    .delete(sessions::delete),
+            )
+            .route("/sessions/{id}/tabs", post(sessions::add_tab))
+            .route(
+                "/sessions/{id}/tabs/{tab}",
+                patch(sessions::update_tab).delete(sessions::remove_tab),
+            )
+            .route("/sessions/{id}/ack", post(sessions::ack))
+            .route("/sessions/{id}/restore", get(sessions::restore))
             .route("/runs/{id}/events", get(events::page))
             .route("/runs/{id}/usage", get(events::usage))
             .route("/runs/{id}/artifacts", get(artifacts::list))
@@ -264,6 +289,11 @@ impl Server {
                 }
             })
         };
+        let sweeper = tokio::spawn(sweep_sessions(
+            Arc::clone(&self.state.store),
+            self.state.config.session_ttl,
+            self.state.shutdown.clone(),
+        ));
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -272,7 +302,31 @@ impl Server {
             .await;
         self.state.shutdown.cancel();
         let _ = timer.await;
+        let _ = sweeper.await;
         self.state.drives.shutdown().await;
         result.map_err(|source| ServeError::Io { addr, source })
+    }
+}
+
+/// Deletes client sessions not seen for `ttl`, now and every hour, until `stop`.
+async fn sweep_sessions(store: Arc<dyn Store>, ttl: Duration, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let before = botarmy_protocol::now_millis()
+            .saturating_sub(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        match store.expire_sessions(before).await {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "botarmy-server: deleted {n} client session(s) not seen for {} days",
+                ttl.as_secs() / 86_400
+            ),
+            Err(e) => {
+                eprintln!("botarmy-server: expired client sessions cannot be deleted now: {e}")
+            }
+        }
     }
 }

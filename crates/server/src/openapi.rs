@@ -16,6 +16,10 @@ use crate::error::{ErrorBody, ErrorCode, FieldError};
 use crate::projects::{CreateProject, UpdateProject};
 use crate::repositories::{AddRepository, RepositoryList, RepositoryView};
 use crate::runs::{AnswerRun, CancelRun, CreateRun, ResumeRun, RunOptionsBody};
+use crate::sessions::{
+    AckInput, AckSession, AckedView, CreateSession, FollowedRun, SessionList, SessionRestore,
+    SessionView, StreamingView, TabInput, TabView, UpdateSession, UpdateTab,
+};
 use crate::views::{
     ArtifactList, ArtifactView, AttemptView, DeletedProjectView, EventPage, HealthView, PhaseView,
     ProjectPage, ProjectView, RunDetail, RunPage, RunUsage, RunView, StepView, UsageRowView,
@@ -30,7 +34,8 @@ use crate::views::{
             `{code, message, details: [{path, message}]}`. Live events: the WebSocket \
             `/ws?run_id=ID&since=N` streams a run's stored events after N, then live ones; \
             `/ws?project_id=P` a project's runs and `/ws?scope=all` all of the caller's, \
-            resumed with `since=RUN:N,RUN:N` (see the server crate's `ws` module). Every \
+            resumed with `since=RUN:N,RUN:N`; `/ws?session_id=S` restores a client session \
+            (see `/api/sessions` and the server crate's `ws` module). Every \
             route but `/health`, `/ready`, `/api/openapi.json` and `/api/docs` (this \
             document, for people) needs `Authorization: Bearer <token>` when the server has \
             authentication on: an API token (`botarmy token create`) or a JWT of the \
@@ -78,6 +83,16 @@ use crate::views::{
         crate::repositories::list,
         crate::repositories::get,
         crate::repositories::remove,
+        crate::sessions::create,
+        crate::sessions::list,
+        crate::sessions::get,
+        crate::sessions::update,
+        crate::sessions::delete,
+        crate::sessions::add_tab,
+        crate::sessions::update_tab,
+        crate::sessions::remove_tab,
+        crate::sessions::ack,
+        crate::sessions::restore,
     ),
     components(schemas(
         ErrorBody, ErrorCode, FieldError, CreateProject, CreateRun, RunOptionsBody, ResumeRun,
@@ -87,7 +102,9 @@ use crate::views::{
         ApprovalList, PendingApproval, GateList, ApproveRun, RejectRun, RestartStep, AmendRun,
         UpdateProject, DeletedProjectView, Definitions, AgentDefinition, WorkflowDefinition,
         WorkflowStepDefinition, TemplateDefinition, SectionDefinition, ConflictList,
-        SettledConflictList,
+        SettledConflictList, CreateSession, UpdateSession, TabInput, UpdateTab, AckSession,
+        AckInput, TabView, SessionView, SessionList, AckedView, StreamingView, FollowedRun,
+        SessionRestore,
     )),
     tags(
         (name = "server", description = "health, readiness, version, Prometheus metrics"),
@@ -97,6 +114,7 @@ use crate::views::{
         (name = "approvals", description = "gates: what waits for a human, approve, reject with feedback, restart a step"),
         (name = "artifacts", description = "the documents and code runs produce"),
         (name = "repositories", description = "repositories registered for runs to work in"),
+        (name = "sessions", description = "client sessions: tabs and UI state kept across reconnects, read positions, restore"),
     )
 )]
 struct ApiDoc;

@@ -1,6 +1,8 @@
 //! `/ws?run_id=ID&since=N`: one run's events as a WebSocket stream, every stored event
 //! after `N` from the durable log and then the live ones, with no gap and no duplicate.
 //!
+//! `/ws?session_id=S` streams what a client session follows (see `session_stream`).
+//!
 //! `/ws?project_id=P` and `/ws?scope=all` stream many runs at once: a project's, or every
 //! run of the caller's tenant. The runs active when the client connects are streamed from
 //! their last event (or, for a run named in `since=RUN:N,RUN:N`, after `N`); a run created
@@ -42,7 +44,8 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use botarmy_protocol::{EventRecord, IdParseError, LiveEvent, ProjectId, RunId};
+use botarmy_protocol::{Event, EventRecord, IdParseError, LiveEvent, ProjectId, RunId, SessionId};
+use botarmy_runtime::Streaming;
 use botarmy_store::{RunSummary, StoreError};
 use futures_util::SinkExt;
 use serde_json::json;
@@ -86,6 +89,7 @@ pub async fn upgrade(
 ) -> Result<Response, ApiError> {
     let run_id: Option<RunId> = query.id("run_id")?;
     let project_id: Option<ProjectId> = query.id("project_id")?;
+    let session_id: Option<SessionId> = query.id("session_id")?;
     let all = match query.take("scope").as_deref() {
         None => false,
         Some("all") => true,
@@ -97,6 +101,16 @@ pub async fn upgrade(
         }
     };
     let target = match (run_id, project_id, all) {
+        (None, None, false) if session_id.is_some() => {
+            let id = session_id.unwrap_or_default();
+            Target::Session(state.store.get_session_in(&caller.tenant, id).await?)
+        }
+        _ if session_id.is_some() => {
+            return Err(invalid_param(
+                "session_id",
+                "a session's stream follows its tabs: give `session_id` alone".into(),
+            ));
+        }
         (Some(run), None, false) => {
             let since = query.number("since", 0, 0, i64::MAX as u64)?;
             Target::Run(state.store.get_run_in(&caller.tenant, run).await?, since)
@@ -113,7 +127,8 @@ pub async fn upgrade(
         (None, None, false) => {
             return Err(invalid_param(
                 "run_id",
-                "is required: the run to stream (or `project_id`, or `scope=all`)".into(),
+                "is required: the run to stream (or `project_id`, `scope=all` or `session_id`)"
+                    .into(),
             ));
         }
         _ => {
@@ -147,6 +162,9 @@ pub async fn upgrade(
                 Target::Many(scope, since) => {
                     stream_many(state, socket, tenant, scope, since).await
                 }
+                Target::Session(session) => {
+                    crate::session_stream::stream(state, socket, caller, session).await
+                }
             }
         }))
 }
@@ -157,6 +175,8 @@ enum Target {
     Run(RunSummary, u64),
     /// The runs of a scope; those named resume after their sequence number.
     Many(Scope, BTreeMap<RunId, u64>),
+    /// The runs a client session follows, after the events it acknowledged.
+    Session(botarmy_store::SessionRecord),
 }
 
 /// The runs a multi-run stream follows.
@@ -209,7 +229,7 @@ async fn since_map(
 }
 
 /// `RUN:N,RUN:N`, as `since` takes it.
-fn since_text(delivered: &BTreeMap<RunId, u64>) -> String {
+pub(crate) fn since_text(delivered: &BTreeMap<RunId, u64>) -> String {
     delivered
         .iter()
         .map(|(run, seq)| format!("{run}:{seq}"))
@@ -263,15 +283,15 @@ impl Encoded {
 }
 
 /// What the feeder hands the writer.
-enum Out {
+pub(crate) enum Out {
     /// A stored event of a run, serialized (shared by every stream that sends it).
     Event {
         run_id: RunId,
         seq: u64,
         text: Utf8Bytes,
     },
-    /// Streamed tokens, serialized.
-    Token(String),
+    /// Any other message (streamed tokens, a session's notices), serialized.
+    Text(String),
     /// The run's log is complete (a one-run stream closes normally).
     End,
     /// The feeder cannot go on.
@@ -289,7 +309,7 @@ enum Stop {
     Full,
 }
 
-struct Feeder {
+pub(crate) struct Feeder {
     state: AppState,
     run_id: RunId,
     /// The last sequence number queued.
@@ -299,6 +319,12 @@ struct Feeder {
     /// Streamed text not yet sent: (step, agent, text), in arrival order.
     tokens: Vec<(u32, String, String)>,
     token_bytes: usize,
+    /// For a session: the run's last event when the client connected, to say how many it
+    /// missed (`offline_event`) before sending them.
+    offline: Option<u64>,
+    /// For a session: what models of the run were streaming when the client connected,
+    /// sent (`token_catchup`) after the missed events, but for calls those events ended.
+    catchup: Option<Vec<Streaming>>,
 }
 
 impl Feeder {
@@ -359,6 +385,9 @@ impl Feeder {
             }
         }
         self.last = record.seq;
+        if let Some(streams) = &mut self.catchup {
+            streams.retain(|s| !ends_call(&record.event, s));
+        }
         Ok(FINAL_EVENTS.contains(&record.event.name()))
     }
 
@@ -384,7 +413,7 @@ impl Feeder {
                 "agent": agent,
                 "text": text,
             });
-            self.push(Out::Token(message.to_string()), false).await?;
+            self.push(Out::Text(message.to_string()), false).await?;
         }
         Ok(())
     }
@@ -430,6 +459,22 @@ impl Feeder {
     }
 }
 
+/// Whether `event` ends the streaming call `s` (its text is then in the log).
+fn ends_call(event: &Event, s: &Streaming) -> bool {
+    match *event {
+        Event::LlmCallCompleted {
+            step,
+            attempt,
+            call,
+            ..
+        } => (step, attempt, call) == (s.step, s.attempt, s.call),
+        Event::StepCompleted { step, attempt, .. }
+        | Event::StepFailed { step, attempt, .. }
+        | Event::StepInterrupted { step, attempt, .. } => (step, attempt) == (s.step, s.attempt),
+        _ => false,
+    }
+}
+
 type Waiter = Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send>>;
 
 /// Produces the stream's messages until the run ends, the writer goes, or the client
@@ -441,12 +486,34 @@ async fn feed(
     since: u64,
     stop: CancellationToken,
 ) {
+    if let Some(last_seq) = f.offline.take()
+        && last_seq > since
+    {
+        let missed = json!({
+            "type": "offline_event",
+            "run_id": f.run_id,
+            "count": last_seq - since,
+            "since": since,
+            "last_seq": last_seq,
+        });
+        if f.push(Out::Text(missed.to_string()), true).await.is_err() {
+            return;
+        }
+    }
     // The bus was subscribed before this reads the log: whatever is appended meanwhile is
     // on the bus.
     match f.catch_up().await {
         Ok(true) => return end(&mut f).await,
         Ok(false) => {}
         Err(_) => return,
+    }
+    // The rest of these calls' text comes on the bus.
+    for s in f.catchup.take().unwrap_or_default() {
+        let mut message = json!(crate::sessions::StreamingView::from(s));
+        message["type"] = json!("token_catchup");
+        if f.push(Out::Text(message.to_string()), true).await.is_err() {
+            return;
+        }
     }
     if run.status.is_terminal() && since >= run.last_seq {
         return end(&mut f).await;
@@ -540,7 +607,16 @@ async fn stream(state: AppState, mut socket: WebSocket, run: RunSummary, since: 
     spawn_feeder(&state, run, since, bus, &tx, &overflow, &stop);
     drop(tx);
     let mut delivered = BTreeMap::from([(run_id, since)]);
-    let ending = write(&state, &mut socket, rx, &overflow, &mut delivered, true).await;
+    let ending = write(
+        &state,
+        &mut socket,
+        rx,
+        &overflow,
+        &mut delivered,
+        true,
+        None,
+    )
+    .await;
     stop.cancel();
     let resume = json!(delivered.get(&run_id).copied().unwrap_or(since));
     goodbye(&mut socket, ending, resume).await;
@@ -655,7 +731,16 @@ async fn stream_many(
         })
     };
     drop(tx);
-    let ending = write(&state, &mut socket, rx, &overflow, &mut delivered, false).await;
+    let ending = write(
+        &state,
+        &mut socket,
+        rx,
+        &overflow,
+        &mut delivered,
+        false,
+        None,
+    )
+    .await;
     stop.cancel();
     let _ = finder.await;
     goodbye(&mut socket, ending, json!(since_text(&delivered))).await;
@@ -663,7 +748,7 @@ async fn stream_many(
 
 /// Runs between two looks for new runs of a multi-run stream (runs driven by this process
 /// are found at once, on its bus).
-const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The newest runs read per look.
 const DISCOVERY_PAGE: u32 = 50;
@@ -691,6 +776,20 @@ fn spawn_feeder(
     overflow: &CancellationToken,
     stop: &CancellationToken,
 ) {
+    spawn_session_feeder(state, run, since, (bus, None), tx, overflow, stop);
+}
+
+/// Starts the feeder of one run; with `streaming` (a session's), it says how many events
+/// the client missed and sends the text of calls still streaming after them.
+pub(crate) fn spawn_session_feeder(
+    state: &AppState,
+    run: RunSummary,
+    since: u64,
+    (bus, streaming): (broadcast::Receiver<LiveEvent>, Option<Vec<Streaming>>),
+    tx: &mpsc::Sender<Out>,
+    overflow: &CancellationToken,
+    stop: &CancellationToken,
+) {
     let feeder = Feeder {
         state: state.clone(),
         run_id: run.id,
@@ -699,23 +798,26 @@ fn spawn_feeder(
         overflow: overflow.clone(),
         tokens: Vec::new(),
         token_bytes: 0,
+        offline: streaming.is_some().then_some(run.last_seq),
+        catchup: streaming,
     };
     tokio::spawn(feed(feeder, bus, run, since, stop.clone()));
 }
 
 /// Why a stream ended, for the goodbye (none: it ended normally or the client left).
-type Ending = Option<(&'static str, String, u16)>;
+pub(crate) type Ending = Option<(&'static str, String, u16)>;
 
 /// Writes what the feeders queue, pings, and watches the client, until the stream ends;
 /// `delivered` follows the last event sent per run. `one_run`: the end of the run's log
-/// closes the stream.
-async fn write(
+/// closes the stream. A session's stream (`acks`) takes the client's acknowledgements.
+pub(crate) async fn write(
     state: &AppState,
     socket: &mut WebSocket,
     mut rx: mpsc::Receiver<Out>,
     overflow: &CancellationToken,
     delivered: &mut BTreeMap<RunId, u64>,
     one_run: bool,
+    mut acks: Option<&mut crate::session_stream::Acks>,
 ) -> Ending {
     let config = &state.config;
     let mut heartbeat =
@@ -767,6 +869,15 @@ async fn write(
             }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(Message::Text(text))) => {
+                    heard = Instant::now();
+                    if let Some(acks) = acks.as_deref_mut() {
+                        let reply = acks.receive(state, text.as_str()).await;
+                        if socket.send(Message::Text(reply.into())).await.is_err() {
+                            return None;
+                        }
+                    }
+                }
                 Some(Ok(_)) => heard = Instant::now(),
             },
             _ = heartbeat.tick() => {
@@ -808,7 +919,7 @@ async fn send_batch(
                 socket.feed(Message::Text(text)).await?;
                 sent.push((run_id, seq));
             }
-            Out::Token(text) => socket.feed(Message::Text(text.into())).await?,
+            Out::Text(text) => socket.feed(Message::Text(text.into())).await?,
             // One run of many has finished; the others go on.
             Out::End if !one_run => {}
             Out::End => {
@@ -826,7 +937,11 @@ async fn send_batch(
 }
 
 /// Says why the stream ends and where to resume, then closes.
-async fn goodbye(socket: &mut WebSocket, ending: Ending, resume_since: serde_json::Value) {
+pub(crate) async fn goodbye(
+    socket: &mut WebSocket,
+    ending: Ending,
+    resume_since: serde_json::Value,
+) {
     let Some((reason, message, code)) = ending else {
         return;
     };

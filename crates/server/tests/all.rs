@@ -12,6 +12,7 @@ mod fuzz;
 mod manage;
 mod repositories;
 mod rest;
+mod sessions;
 mod stream;
 
 /// Instantiates each case for both backends.
@@ -41,6 +42,9 @@ on_both_backends!(
     rest::projects_are_created_listed_and_read,
     rest::a_finished_run_reads_back_whole,
     rest::events_are_paged,
+    sessions::sessions_keep_tabs_and_ui_state,
+    sessions::a_reconnecting_session_gets_what_it_missed,
+    sessions::a_session_follows_tabs_opened_while_connected,
     stream::a_run_is_followed_to_completion,
     stream::a_dropped_client_resumes_without_gap_or_duplicate,
     stream::two_clients_at_different_offsets,

@@ -282,6 +282,110 @@ pub async fn no_tenant_reaches_another_tenants_things(backend: Backend) {
         .collect();
     assert_eq!(names, [(project_a.to_string().as_str(), "web")]);
 
+    // B's client session: missing for A on every route; A's own cannot name B's run.
+    let created = server
+        .post_as(
+            &globex,
+            "/api/sessions",
+            &json!({"name": "b", "tabs": [{"id": "t", "run_id": run_b}]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let sid = created.body["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/api/sessions/{sid}"),
+        format!("/api/sessions/{sid}/restore"),
+    ] {
+        let answer = server.get_as(&acme, &path).await;
+        assert_eq!(
+            (answer.status, answer.body),
+            (404, missing("session", &sid)),
+            "{path}"
+        );
+    }
+    for (path, body) in [
+        (format!("/api/sessions/{sid}/tabs"), json!({"title": "x"})),
+        (format!("/api/sessions/{sid}/ack"), json!({"acks": []})),
+    ] {
+        let answer = server.post_as(&acme, &path, &body).await;
+        assert_eq!(
+            (answer.status, answer.body),
+            (404, missing("session", &sid)),
+            "{path}"
+        );
+    }
+    for request in [
+        server
+            .client
+            .patch(format!("{}/api/sessions/{sid}", server.http))
+            .header("content-type", "application/json")
+            .body(json!({"name": "mine"}).to_string()),
+        server
+            .client
+            .patch(format!("{}/api/sessions/{sid}/tabs/t", server.http))
+            .header("content-type", "application/json")
+            .body(json!({"title": "mine"}).to_string()),
+        server
+            .client
+            .delete(format!("{}/api/sessions/{sid}/tabs/t", server.http)),
+        server
+            .client
+            .delete(format!("{}/api/sessions/{sid}", server.http)),
+    ] {
+        let answer = server.answer(as_acme(request)).await;
+        assert_eq!(
+            (answer.status, answer.body),
+            (404, missing("session", &sid))
+        );
+    }
+    let naming_b = server
+        .post_as(
+            &acme,
+            "/api/sessions",
+            &json!({"name": "a", "tabs": [{"run_id": run_b}, {"project_id": project_b}]}),
+        )
+        .await;
+    assert_eq!(
+        naming_b.error(422, "validation_failed"),
+        ["tabs[0].run_id", "tabs[1].project_id"]
+    );
+    let own = server
+        .post_as(&acme, "/api/sessions", &json!({"name": "a"}))
+        .await;
+    let own_id = own.body["id"].as_str().unwrap().to_owned();
+    let acked = server
+        .post_as(
+            &acme,
+            &format!("/api/sessions/{own_id}/ack"),
+            &json!({"acks": [{"run_id": run_b, "seq": 1}]}),
+        )
+        .await;
+    assert_eq!(acked.error(422, "validation_failed"), ["acks[0].run_id"]);
+    let listed = server.get_as(&acme, "/api/sessions").await;
+    let names: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+    let b_session = server
+        .get_as(&globex, &format!("/api/sessions/{sid}"))
+        .await;
+    assert_eq!(
+        b_session.body["tabs"][0]["id"], "t",
+        "B's session unchanged"
+    );
+    let mut to_b = format!("{}/ws?session_id={sid}", server.ws)
+        .into_client_request()
+        .unwrap();
+    to_b.headers_mut()
+        .insert("authorization", format!("Bearer {acme}").parse().unwrap());
+    assert!(matches!(
+        tokio_tungstenite::connect_async(to_b).await,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 404
+    ));
+
     // A's WebSocket to B's run: 404, whichever way the token comes.
     let url = format!("{}/ws?run_id={run_b}", server.ws);
     let mut by_header = url.clone().into_client_request().unwrap();

@@ -32,6 +32,11 @@ pub struct Gated {
     pub filler: AtomicUsize,
     /// The next conflict check reports a conflict that mediation cannot settle (once).
     pub conflict: std::sync::atomic::AtomicBool,
+    /// The next document answer stops halfway through its text (once), says so on
+    /// `halfway`, and goes on when `go_on` gets a permit.
+    pub stop_halfway: std::sync::atomic::AtomicBool,
+    pub halfway: tokio::sync::Notify,
+    pub go_on: Semaphore,
 }
 
 impl Gated {
@@ -97,6 +102,12 @@ impl Provider for Gated {
             let mut text = String::from("## Overview\n\n");
             on_token(&text);
             for i in 0..PIECES_PER_CALL - 1 {
+                if i == PIECES_PER_CALL / 2 && self.stop_halfway.swap(false, Ordering::SeqCst) {
+                    self.halfway.notify_one();
+                    if let Ok(permit) = self.go_on.acquire().await {
+                        permit.forget();
+                    }
+                }
                 let piece = format!("w{n}.{i} ");
                 on_token(&piece);
                 text.push_str(&piece);
@@ -228,6 +239,9 @@ async fn start_full(
         calls: AtomicU64::new(0),
         filler: AtomicUsize::new(0),
         conflict: std::sync::atomic::AtomicBool::new(false),
+        stop_halfway: std::sync::atomic::AtomicBool::new(false),
+        halfway: tokio::sync::Notify::new(),
+        go_on: Semaphore::new(0),
     });
     let mut server = TestServer {
         http: String::new(),
@@ -529,6 +543,8 @@ pub struct Ws {
 pub struct Received {
     pub events: Vec<Value>,
     pub tokens: Vec<Value>,
+    /// A session's other messages (`offline_event`, `token_catchup`, `acked`, `error`).
+    pub notices: Vec<Value>,
     pub goodbye: Option<Value>,
     pub close_code: Option<u16>,
 }
@@ -593,6 +609,15 @@ impl Ws {
         received
     }
 
+    /// Sends a JSON message.
+    pub async fn send(&mut self, message: &Value) {
+        use futures_util::SinkExt;
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
     /// Drops the connection without a close handshake.
     pub fn drop_abruptly(self) {
         drop(self.socket);
@@ -608,6 +633,10 @@ fn sort(into: &mut Received, message: Value) -> bool {
         }
         Some("disconnect") => {
             into.goodbye = Some(message);
+            false
+        }
+        Some("offline_event" | "token_catchup" | "acked" | "error" | "session_restored") => {
+            into.notices.push(message);
             false
         }
         _ => {

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use botarmy_protocol::{
-    ArtifactId, ArtifactRef, Event, EventRecord, ProjectId, RunId, RunStatus, StepStatus,
-    UnixMillis, Usage,
+    ArtifactId, ArtifactRef, Event, EventRecord, ProjectId, RunId, RunStatus, SessionId,
+    StepStatus, UnixMillis, Usage,
 };
 use serde::{Deserialize, Serialize};
 
@@ -453,6 +453,51 @@ pub struct ApiTokenRecord {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// A client's session (a dashboard's, a script's): its tabs and UI state, and how far it
+/// has read each run, kept across reconnects and server restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Id, given to `/ws?session_id=` to reconnect.
+    pub id: SessionId,
+    /// The tenant it belongs to.
+    pub tenant: String,
+    /// What the client calls it.
+    pub name: String,
+    /// Whatever the client keeps (a JSON object: layout, filters, theme).
+    pub ui_state: serde_json::Value,
+    /// Open tabs, in order.
+    pub tabs: Vec<SessionTab>,
+    /// Per run, the last event the client acknowledged.
+    pub acked: std::collections::BTreeMap<RunId, u64>,
+    /// When created.
+    pub created_at: UnixMillis,
+    /// When its name, UI state or tabs last changed.
+    pub updated_at: UnixMillis,
+    /// When a client last connected or disconnected with it.
+    pub last_seen_at: Option<UnixMillis>,
+}
+
+/// One tab of a [`SessionRecord`]: a run, a project, or a page of the client's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionTab {
+    /// The client's id for it, unique within the session.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// The run it shows; its events are streamed to the session.
+    pub run_id: Option<RunId>,
+    /// The project it shows; its runs' events are streamed to the session.
+    pub project_id: Option<ProjectId>,
+    /// Whether it is the one in front.
+    pub active: bool,
+    /// Whatever the client keeps for it (scroll position, open step).
+    pub state: serde_json::Value,
+}
+
+/// A change of a session, applied to the stored one inside a transaction (so two changes
+/// at once both take effect). Its id, tenant and times are the store's to keep.
+pub type SessionEdit = Box<dyn FnOnce(&mut SessionRecord) -> Result<(), StoreError> + Send>;
+
 /// BotArmy's durable state. Implementations: SQLite (embedded default) and PostgreSQL.
 ///
 /// Every method is safe to call from many tasks and processes at once. All writes about
@@ -555,6 +600,50 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records that the token was used at `at`.
     async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError>;
+
+    /// Stores a new client session (its `acked` are ignored: a new one has none).
+    /// [`StoreError::InvalidInput`] for a bad tenant.
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError>;
+
+    /// The tenant's session with this id; [`StoreError::NotFound`] if it has none.
+    async fn get_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+    ) -> Result<SessionRecord, StoreError>;
+
+    /// The tenant's sessions, most recently seen first.
+    async fn list_sessions_in(&self, tenant: &str) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Applies `edit` to the stored session and stores the result with `updated_at = at`;
+    /// an error of `edit` writes nothing and is returned.
+    async fn update_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        at: UnixMillis,
+        edit: SessionEdit,
+    ) -> Result<SessionRecord, StoreError>;
+
+    /// Records that the client has read each run up to its sequence number (a position
+    /// never moves back); returns every position of the session afterwards.
+    async fn ack_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        acks: Vec<(RunId, u64)>,
+        at: UnixMillis,
+    ) -> Result<std::collections::BTreeMap<RunId, u64>, StoreError>;
+
+    /// Records that a client was connected with the session at `at`.
+    async fn touch_session(&self, id: SessionId, at: UnixMillis) -> Result<(), StoreError>;
+
+    /// Deletes a session; [`StoreError::NotFound`] if the tenant has none with this id.
+    async fn delete_session_in(&self, tenant: &str, id: SessionId) -> Result<(), StoreError>;
+
+    /// Deletes the sessions last seen (or, never seen, last changed) before `before`;
+    /// returns how many.
+    async fn expire_sessions(&self, before: UnixMillis) -> Result<u64, StoreError>;
 
     /// Registers a repository. [`StoreError::AlreadyExists`] if its name is taken,
     /// [`StoreError::InvalidInput`] if the name breaks [`check_repository_name`]; nothing is

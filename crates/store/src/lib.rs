@@ -38,6 +38,7 @@ mod api;
 mod postgres;
 mod projection;
 mod removal;
+mod sessions;
 mod sqlite;
 mod target;
 mod usage;

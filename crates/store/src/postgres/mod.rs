@@ -10,6 +10,7 @@ mod read;
 mod removal;
 mod repositories;
 mod schema;
+mod sessions;
 mod tokens;
 mod usage;
 mod write;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, UnixMillis};
+use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, SessionId, UnixMillis};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -28,7 +29,8 @@ use crate::watch::{self, Watchers};
 use crate::{
     ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, DeletedProject, LlmCallRecord,
     ModelStats, ProjectChange, ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter,
-    RunSummary, StatsFilter, StepRecord, Store, StoreError, StoreTotals, UsageRow,
+    RunSummary, SessionEdit, SessionRecord, StatsFilter, StepRecord, Store, StoreError,
+    StoreTotals, UsageRow,
 };
 
 /// Connections in the pool.
@@ -288,6 +290,62 @@ impl Store for PgStore {
 
     async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
         self.with(async |c| tokens::touch(c, id, at).await).await
+    }
+
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        crate::check_tenant(&session.tenant).map_err(|problem| {
+            projection::invalid(format!("tenant `{}` {problem}", session.tenant))
+        })?;
+        self.with(async |c| sessions::create(c, &session).await)
+            .await
+    }
+
+    async fn get_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+    ) -> Result<SessionRecord, StoreError> {
+        self.with(async |c| sessions::get(c, tenant, id).await)
+            .await
+    }
+
+    async fn list_sessions_in(&self, tenant: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.with(async |c| sessions::list(c, tenant).await).await
+    }
+
+    async fn update_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        at: UnixMillis,
+        edit: SessionEdit,
+    ) -> Result<SessionRecord, StoreError> {
+        self.with(async |c| sessions::update(c, tenant, id, at, edit).await)
+            .await
+    }
+
+    async fn ack_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        acks: Vec<(RunId, u64)>,
+        at: UnixMillis,
+    ) -> Result<std::collections::BTreeMap<RunId, u64>, StoreError> {
+        self.with(async |c| sessions::ack(c, tenant, id, &acks, at).await)
+            .await
+    }
+
+    async fn touch_session(&self, id: SessionId, at: UnixMillis) -> Result<(), StoreError> {
+        self.with(async |c| sessions::touch(c, id, at).await).await
+    }
+
+    async fn delete_session_in(&self, tenant: &str, id: SessionId) -> Result<(), StoreError> {
+        self.with(async |c| sessions::delete(c, tenant, id).await)
+            .await
+    }
+
+    async fn expire_sessions(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        self.with(async |c| sessions::expire(c, before).await).await
     }
 
     async fn add_repository(

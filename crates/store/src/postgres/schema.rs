@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0003_repositories.sql"),
     ),
     (4, "tenants", include_str!("migrations/0004_tenants.sql")),
+    (5, "sessions", include_str!("migrations/0005_sessions.sql")),
 ];
 
 /// Key of the advisory lock held while migrating ("botarmy" in ASCII).

@@ -19,6 +19,7 @@ mod read;
 mod removal;
 mod repositories;
 mod schema;
+mod sessions;
 mod tokens;
 mod usage;
 mod writer;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, UnixMillis};
+use botarmy_protocol::{ArtifactId, Event, EventRecord, ProjectId, RunId, SessionId, UnixMillis};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -38,7 +39,8 @@ use crate::watch::{self, Watchers, lock};
 use crate::{
     ApiTokenRecord, AppendBatch, ArtifactRecord, AttemptRecord, DeletedProject, LlmCallRecord,
     ModelStats, ProjectChange, ProjectRecord, ProjectUsage, RepositoryRecord, RunFilter,
-    RunSummary, StatsFilter, StepRecord, Store, StoreError, StoreTotals, UsageRow,
+    RunSummary, SessionEdit, SessionRecord, StatsFilter, StepRecord, Store, StoreError,
+    StoreTotals, UsageRow,
 };
 use writer::{Job, Plain, Write};
 
@@ -454,6 +456,64 @@ impl Store for SqliteStore {
     async fn touch_token(&self, id: &str, at: UnixMillis) -> Result<(), StoreError> {
         let id = id.to_string();
         self.change(move |c| tokens::touch(c, &id, at)).await
+    }
+
+    async fn create_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        crate::check_tenant(&session.tenant).map_err(|problem| {
+            projection::invalid(format!("tenant `{}` {problem}", session.tenant))
+        })?;
+        self.change(move |c| sessions::create(c, &session)).await
+    }
+
+    async fn get_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+    ) -> Result<SessionRecord, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| sessions::get(c, &tenant, id)).await
+    }
+
+    async fn list_sessions_in(&self, tenant: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| sessions::list(c, &tenant)).await
+    }
+
+    async fn update_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        at: UnixMillis,
+        edit: SessionEdit,
+    ) -> Result<SessionRecord, StoreError> {
+        let tenant = tenant.to_string();
+        self.change(move |c| sessions::update(c, &tenant, id, at, edit))
+            .await
+    }
+
+    async fn ack_session_in(
+        &self,
+        tenant: &str,
+        id: SessionId,
+        acks: Vec<(RunId, u64)>,
+        at: UnixMillis,
+    ) -> Result<std::collections::BTreeMap<RunId, u64>, StoreError> {
+        let tenant = tenant.to_string();
+        self.change(move |c| sessions::ack(c, &tenant, id, &acks, at))
+            .await
+    }
+
+    async fn touch_session(&self, id: SessionId, at: UnixMillis) -> Result<(), StoreError> {
+        self.change(move |c| sessions::touch(c, id, at)).await
+    }
+
+    async fn delete_session_in(&self, tenant: &str, id: SessionId) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
+        self.change(move |c| sessions::delete(c, &tenant, id)).await
+    }
+
+    async fn expire_sessions(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        self.change(move |c| sessions::expire(c, before)).await
     }
 
     async fn add_repository(

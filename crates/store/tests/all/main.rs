@@ -62,4 +62,5 @@ for_both_backends!(
     projects_are_deleted_with_their_finished_runs,
     totals_count_runs_steps_and_calls,
     settled_conflicts_are_kept_per_project,
+    sessions_are_kept_changed_and_acknowledged,
 );
