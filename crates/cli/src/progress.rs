@@ -40,7 +40,11 @@ impl Progress {
 
     /// Consumes live events until the run reaches its end, the channel closes, or `done`
     /// is cancelled (then what is already queued is still shown).
-    pub async fn follow(mut self, mut rx: broadcast::Receiver<LiveEvent>, done: CancellationToken) {
+    pub async fn follow(
+        mut self,
+        mut rx: broadcast::Receiver<std::sync::Arc<LiveEvent>>,
+        done: CancellationToken,
+    ) {
         loop {
             let received = tokio::select! {
                 r = rx.recv() => r,

@@ -31,9 +31,9 @@ fn request(method: &str, out: &std::path::Path, i: usize) -> RunRequest {
 }
 
 /// Waits on the bus until `step` of `run` is durably started.
-async fn started(bus: &mut broadcast::Receiver<LiveEvent>, run: RunId, step: u32) {
+async fn started(bus: &mut broadcast::Receiver<std::sync::Arc<LiveEvent>>, run: RunId, step: u32) {
     loop {
-        match bus.recv().await {
+        match bus.recv().await.as_deref() {
             Ok(LiveEvent::Event(record))
                 if record.run_id == run
                     && matches!(record.event, Event::StepStarted { step: s, .. } if s == step) =>

@@ -125,7 +125,7 @@ impl Runtime {
     /// Live events of every run this runtime drives: stored events as they are appended,
     /// and streamed tokens. A slow receiver misses messages (it is told it lagged); the
     /// durable log in the store has everything.
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.live.bus().subscribe()
     }
 
@@ -134,7 +134,7 @@ impl Runtime {
     pub fn subscribe_streaming(
         &self,
         run_id: RunId,
-    ) -> (broadcast::Receiver<LiveEvent>, Vec<crate::Streaming>) {
+    ) -> (broadcast::Receiver<Arc<LiveEvent>>, Vec<crate::Streaming>) {
         self.live.subscribe(run_id)
     }
 
@@ -185,7 +185,7 @@ impl Runtime {
             Ok(record) => record,
             Err(e) => return Err(self.abandon(created, e)),
         };
-        let _ = self.live.bus().send(LiveEvent::Event(record));
+        let _ = self.live.bus().send(Arc::new(LiveEvent::Event(record)));
         Ok(run_id)
     }
 
@@ -504,7 +504,7 @@ impl Runtime {
             .await
             .map_err(|e| appending(run_id, e))?;
         for record in records {
-            let _ = self.live.bus().send(LiveEvent::Event(record));
+            let _ = self.live.bus().send(Arc::new(LiveEvent::Event(record)));
         }
         Ok(state)
     }
@@ -1242,7 +1242,7 @@ impl<'a> Driver<'a> {
             self.committed = last.seq;
         }
         for record in records {
-            let _ = self.rt.live.bus().send(LiveEvent::Event(record));
+            let _ = self.rt.live.bus().send(Arc::new(LiveEvent::Event(record)));
         }
         Ok(())
     }

@@ -40,7 +40,7 @@ pub struct Streaming {
 
 /// The live bus and the calls streaming now.
 pub(crate) struct Live {
-    bus: broadcast::Sender<LiveEvent>,
+    bus: broadcast::Sender<Arc<LiveEvent>>,
     streams: Mutex<HashMap<(RunId, u32), Streaming>>,
 }
 
@@ -53,7 +53,7 @@ impl Live {
         })
     }
 
-    pub(crate) fn bus(&self) -> &broadcast::Sender<LiveEvent> {
+    pub(crate) fn bus(&self) -> &broadcast::Sender<Arc<LiveEvent>> {
         &self.bus
     }
 
@@ -95,7 +95,7 @@ impl Live {
     pub(crate) fn subscribe(
         &self,
         run_id: RunId,
-    ) -> (broadcast::Receiver<LiveEvent>, Vec<Streaming>) {
+    ) -> (broadcast::Receiver<Arc<LiveEvent>>, Vec<Streaming>) {
         let streams = self.streams();
         let mut now: Vec<Streaming> = streams
             .values()
@@ -132,12 +132,12 @@ impl CallStream {
                 s.dropped_bytes += cut as u64;
             }
         }
-        let _ = self.live.bus.send(LiveEvent::Token {
+        let _ = self.live.bus.send(Arc::new(LiveEvent::Token {
             run_id: self.key.0,
             step: self.key.1,
             agent: self.agent.clone(),
             text: text.to_owned(),
-        });
+        }));
     }
 }
 
@@ -169,8 +169,8 @@ mod tests {
         assert_eq!(now.len(), 1);
         assert_eq!((now[0].step, now[0].attempt, now[0].call), (2, 1, 0));
         assert_eq!(now[0].text, "fn main");
-        match rx.try_recv().unwrap() {
-            LiveEvent::Token { text, step, .. } => assert_eq!((text.as_str(), step), ("() {}", 2)),
+        match &*rx.try_recv().unwrap() {
+            LiveEvent::Token { text, step, .. } => assert_eq!((text.as_str(), *step), ("() {}", 2)),
             other => panic!("{other:?}"),
         }
         assert!(rx.try_recv().is_err());

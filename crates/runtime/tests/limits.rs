@@ -85,7 +85,7 @@ async fn a_second_run_queues_for_the_only_step_slot_and_both_finish() {
     let second = start(runtime.clone());
     // The first run's step holds the slot; the other run's first step must queue.
     let queued_run = loop {
-        match live.recv().await.unwrap() {
+        match &*live.recv().await.unwrap() {
             LiveEvent::Event(record) => {
                 if let Event::StepQueued { resource, .. } = &record.event {
                     assert_eq!(resource, "step");

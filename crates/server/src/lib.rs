@@ -48,6 +48,7 @@ mod meta;
 mod metrics;
 mod openapi;
 mod projects;
+mod relay;
 mod repositories;
 mod runs;
 mod session_stream;
@@ -124,9 +125,22 @@ pub async fn bind(
         .map_err(|source| ServeError::Io { addr, source })
 }
 
-/// What every handler shares.
+/// What every handler shares: one reference-counted value, so that a request or a stream
+/// that takes its own copy costs one atomic increment (a thousand streams dropping at once
+/// would otherwise contend for every field's count).
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub(crate) struct Shared {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) drives: Arc<drives::Drives>,
@@ -140,6 +154,9 @@ pub(crate) struct AppState {
     pub(crate) encoded: Arc<ws::Encoded>,
     /// Client sessions connected here, and news of their changes.
     pub(crate) sessions: Arc<sessions::Sessions>,
+    /// Events of runs this process does not drive, read from the store once for every
+    /// stream.
+    pub(crate) relay: Arc<relay::Relay>,
 }
 
 /// The HTTP service over one runtime.
@@ -151,9 +168,11 @@ impl Server {
     /// A server over this runtime (and its store).
     pub fn new(runtime: Arc<Runtime>, config: ServerConfig) -> Self {
         let store = Arc::clone(runtime.store());
+        let drives = Arc::new(drives::Drives::new(Arc::clone(&runtime)));
         Self {
-            state: AppState {
-                drives: Arc::new(drives::Drives::new(Arc::clone(&runtime))),
+            state: AppState(Arc::new(Shared {
+                relay: relay::Relay::new(Arc::clone(&runtime), Arc::clone(&drives)),
+                drives,
                 runtime,
                 store,
                 auth: Arc::new(auth::Auth::new(config.auth.clone())),
@@ -162,7 +181,7 @@ impl Server {
                 shutdown: CancellationToken::new(),
                 encoded: Arc::default(),
                 sessions: Arc::default(),
-            },
+            })),
         }
     }
 
@@ -294,6 +313,14 @@ impl Server {
             self.state.config.session_ttl,
             self.state.shutdown.clone(),
         ));
+        // Events and answers are small writes that must leave at once: without TCP_NODELAY
+        // one written while the client has not yet acknowledged the previous waits for
+        // that acknowledgement (up to 40 ms of delayed ACK).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                eprintln!("botarmy-server: TCP_NODELAY cannot be set on a connection: {e}");
+            }
+        });
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -180,7 +180,7 @@ impl Finder {
     async fn run(
         mut self,
         mut changes: tokio::sync::broadcast::Receiver<SessionId>,
-        mut bus: tokio::sync::broadcast::Receiver<LiveEvent>,
+        mut bus: tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
     ) {
         // Changes made through another server process, and runs driven by another one,
         // are found by looking again now and then.
@@ -194,7 +194,7 @@ impl Finder {
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return,
                 },
-                message = bus.recv() => match message {
+                message = bus.recv() => match message.as_deref() {
                     Ok(LiveEvent::Event(record)) => {
                         !self.known.contains(&record.run_id) && self.foreign.insert(record.run_id)
                     }

@@ -35,8 +35,6 @@
 //! heartbeat interval; a client that sends nothing (not even a pong) for two is dropped.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +47,7 @@ use botarmy_runtime::Streaming;
 use botarmy_store::{RunSummary, StoreError};
 use futures_util::SinkExt;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -292,6 +290,8 @@ pub(crate) enum Out {
     },
     /// Any other message (streamed tokens, a session's notices), serialized.
     Text(String),
+    /// Several of the above, in order (what one drain of the bus gave).
+    Many(Vec<Out>),
     /// The run's log is complete (a one-run stream closes normally).
     End,
     /// The feeder cannot go on.
@@ -325,6 +325,10 @@ pub(crate) struct Feeder {
     /// For a session: what models of the run were streaming when the client connected,
     /// sent (`token_catchup`) after the missed events, but for calls those events ended.
     catchup: Option<Vec<Streaming>>,
+    /// While the bus is drained, live messages are held here and then handed to the
+    /// writer at once: the events of one commit go out in one write, for one wake-up.
+    holding: bool,
+    held: Vec<Out>,
 }
 
 impl Feeder {
@@ -332,6 +336,28 @@ impl Feeder {
     /// is lost meanwhile: the log keeps it); a live one waits at most the configured patience,
     /// after which the client is too slow.
     async fn push(&mut self, out: Out, from_log: bool) -> Result<(), Stop> {
+        if self.holding && !from_log {
+            self.held.push(out);
+            return Ok(());
+        }
+        if !self.held.is_empty() {
+            let held = std::mem::take(&mut self.held);
+            self.send(Out::Many(held), false).await?;
+        }
+        self.send(out, from_log).await
+    }
+
+    /// Sends what was held back while the bus was drained, as one message.
+    async fn release(&mut self) -> Result<(), Stop> {
+        self.holding = false;
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.send(Out::Many(held), false).await
+    }
+
+    async fn send(&mut self, out: Out, from_log: bool) -> Result<(), Stop> {
         let patience = self.state.config.slow_client;
         let result = if from_log {
             self.tx.send(out).await.map_err(|_| Stop::Gone)
@@ -353,6 +379,31 @@ impl Feeder {
             self.overflow.cancel();
         }
         result
+    }
+
+    /// Handles one message of the runtime's bus; returns whether the run has ended.
+    async fn live(&mut self, message: Result<Arc<LiveEvent>, RecvError>) -> Result<bool, Stop> {
+        match message.as_deref() {
+            Ok(LiveEvent::Event(record)) if record.run_id == self.run_id => {
+                if record.seq <= self.last {
+                    Ok(false)
+                } else if record.seq == self.last + 1 {
+                    self.event(record, false).await
+                } else {
+                    self.catch_up().await
+                }
+            }
+            Ok(LiveEvent::Token {
+                run_id,
+                step,
+                agent,
+                text,
+            }) if *run_id == self.run_id => self.token(*step, agent, text).await.map(|()| false),
+            Ok(_) => Ok(false),
+            Err(RecvError::Lagged(_)) => self.catch_up().await,
+            // The runtime is gone: so is the server.
+            Err(RecvError::Closed) => Err(Stop::Gone),
+        }
     }
 
     /// Queues a stored event; returns whether it ends the run.
@@ -391,11 +442,11 @@ impl Feeder {
         Ok(FINAL_EVENTS.contains(&record.event.name()))
     }
 
-    async fn token(&mut self, step: u32, agent: String, text: String) -> Result<(), Stop> {
+    async fn token(&mut self, step: u32, agent: &str, text: &str) -> Result<(), Stop> {
         self.token_bytes += text.len();
         match self.tokens.last_mut() {
-            Some((s, a, t)) if *s == step && *a == agent => t.push_str(&text),
-            _ => self.tokens.push((step, agent, text)),
+            Some((s, a, t)) if *s == step && *a == agent => t.push_str(text),
+            _ => self.tokens.push((step, agent.to_owned(), text.to_owned())),
         }
         if self.token_bytes >= TOKEN_BATCH_BYTES {
             self.flush_tokens().await?;
@@ -406,14 +457,14 @@ impl Feeder {
     async fn flush_tokens(&mut self) -> Result<(), Stop> {
         self.token_bytes = 0;
         for (step, agent, text) in std::mem::take(&mut self.tokens) {
-            let message = json!({
-                "type": "token",
-                "run_id": self.run_id,
-                "step": step,
-                "agent": agent,
-                "text": text,
-            });
-            self.push(Out::Text(message.to_string()), false).await?;
+            // Written directly: every stream of the run encodes its own batches.
+            let message = format!(
+                r#"{{"type":"token","run_id":"{}","step":{step},"agent":{},"text":{}}}"#,
+                self.run_id,
+                json!(agent),
+                json!(text),
+            );
+            self.push(Out::Text(message), false).await?;
         }
         Ok(())
     }
@@ -475,17 +526,31 @@ fn ends_call(event: &Event, s: &Streaming) -> bool {
     }
 }
 
-type Waiter = Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send>>;
-
 /// Produces the stream's messages until the run ends, the writer goes, or the client
 /// falls behind.
 async fn feed(
     mut f: Feeder,
-    mut bus: broadcast::Receiver<LiveEvent>,
+    (mut bus, mut relayed): (
+        broadcast::Receiver<Arc<LiveEvent>>,
+        broadcast::Receiver<Arc<LiveEvent>>,
+    ),
     run: RunSummary,
     since: u64,
     stop: CancellationToken,
 ) {
+    // What is appended from now on reaches one of the buses: this process's, or the
+    // relay's, which reads the store for runs driven elsewhere.
+    let _watching = if run.status.is_terminal() && since >= run.last_seq {
+        None
+    } else {
+        match f.state.relay.watch(f.run_id).await {
+            Ok(watching) => Some(watching),
+            Err(error) => {
+                f.store_failed(&error).await;
+                return;
+            }
+        }
+    };
     if let Some(last_seq) = f.offline.take()
         && last_seq > since
     {
@@ -521,52 +586,57 @@ async fn feed(
     let batch = f.state.config.token_batch;
     let flush_at = tokio::time::sleep(batch);
     tokio::pin!(flush_at);
-    let mut waiter: Option<Waiter> = None;
+    // Whether `flush_at` is set for the tokens gathered now.
+    let mut armed = false;
+    // Made once: a new one per event would register and unregister with the token's
+    // waiters every time (a thousand streams of one run would contend for its lock).
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     loop {
-        // A run this process does not drive may be driven by another one: watch the store.
-        if f.state.drives.is_driven(f.run_id) {
-            waiter = None;
-        } else if waiter.is_none() {
-            let store = Arc::clone(&f.state.store);
-            let (run_id, after) = (f.run_id, f.last);
-            waiter = Some(Box::pin(async move {
-                store
-                    .wait_for_events(run_id, after, Duration::from_secs(30))
-                    .await
-            }));
-        }
         let step: Result<bool, Stop> = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
-            message = bus.recv() => match message {
+            () = &mut stopped => return,
+            message = bus.recv() => {
+                // What else is on the bus now goes with it, in one message to the writer.
+                f.holding = true;
+                let mut result = f.live(message).await;
+                while matches!(result, Ok(false)) {
+                    let next = match bus.try_recv() {
+                        Ok(next) => Ok(next),
+                        Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    };
+                    result = f.live(next).await;
+                }
+                match f.release().await {
+                    Ok(()) => result,
+                    Err(stop) => Err(stop),
+                }
+            },
+            // What the store has of a run this process does not drive (read once for all
+            // streams).
+            message = relayed.recv() => match message.as_deref() {
                 Ok(LiveEvent::Event(record)) if record.run_id == f.run_id => {
                     if record.seq <= f.last {
                         Ok(false)
                     } else if record.seq == f.last + 1 {
-                        f.event(&record, false).await
+                        f.event(record, false).await
                     } else {
                         f.catch_up().await
                     }
-                }
-                Ok(LiveEvent::Token { run_id, step, agent, text }) if run_id == f.run_id => {
-                    if f.tokens.is_empty() {
-                        flush_at.as_mut().reset(Instant::now() + batch);
-                    }
-                    f.token(step, agent, text).await.map(|()| false)
                 }
                 Ok(_) => Ok(false),
                 Err(RecvError::Lagged(_)) => f.catch_up().await,
                 Err(RecvError::Closed) => return,
             },
             () = &mut flush_at, if !f.tokens.is_empty() => f.flush_tokens().await.map(|()| false),
-            woke = async { match waiter.as_mut() { Some(w) => w.await, None => std::future::pending().await } } => {
-                waiter = None;
-                match woke {
-                    Ok(_) => f.catch_up().await,
-                    Err(error) => Err(f.store_failed(&error).await),
-                }
-            }
         };
+        if f.tokens.is_empty() {
+            armed = false;
+        } else if !armed {
+            flush_at.as_mut().reset(Instant::now() + batch);
+            armed = true;
+        }
         match step {
             Ok(false) => {}
             Ok(true) => return end(&mut f).await,
@@ -694,7 +764,7 @@ async fn stream_many(
             loop {
                 let found: Vec<RunSummary> = tokio::select! {
                     () = stop.cancelled() => return,
-                    message = bus.recv() => match message {
+                    message = bus.recv() => match message.as_deref() {
                         Ok(LiveEvent::Event(record))
                             if !known.contains(&record.run_id) && !foreign.contains(&record.run_id) =>
                         {
@@ -771,7 +841,7 @@ fn spawn_feeder(
     state: &AppState,
     run: RunSummary,
     since: u64,
-    bus: broadcast::Receiver<LiveEvent>,
+    bus: broadcast::Receiver<Arc<LiveEvent>>,
     tx: &mpsc::Sender<Out>,
     overflow: &CancellationToken,
     stop: &CancellationToken,
@@ -785,7 +855,7 @@ pub(crate) fn spawn_session_feeder(
     state: &AppState,
     run: RunSummary,
     since: u64,
-    (bus, streaming): (broadcast::Receiver<LiveEvent>, Option<Vec<Streaming>>),
+    (bus, streaming): (broadcast::Receiver<Arc<LiveEvent>>, Option<Vec<Streaming>>),
     tx: &mpsc::Sender<Out>,
     overflow: &CancellationToken,
     stop: &CancellationToken,
@@ -800,8 +870,11 @@ pub(crate) fn spawn_session_feeder(
         token_bytes: 0,
         offline: streaming.is_some().then_some(run.last_seq),
         catchup: streaming,
+        holding: false,
+        held: Vec::new(),
     };
-    tokio::spawn(feed(feeder, bus, run, since, stop.clone()));
+    let relayed = state.relay.subscribe();
+    tokio::spawn(feed(feeder, (bus, relayed), run, since, stop.clone()));
 }
 
 /// Why a stream ended, for the goodbye (none: it ended normally or the client left).
@@ -824,11 +897,19 @@ pub(crate) async fn write(
         tokio::time::interval_at(Instant::now() + config.heartbeat, config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    // Made once, not per message. A token of this stream's own, cancelled with the
+    // server's: checking the server's one token a thousand times per event would contend
+    // for its lock.
+    let shutdown_token = state.shutdown.child_token();
+    let shutdown = shutdown_token.cancelled();
+    tokio::pin!(shutdown);
+    let overflowed = overflow.cancelled();
+    tokio::pin!(overflowed);
     loop {
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => return Some(("server_shutdown", "the server is shutting down".to_owned(), 1001)),
-            () = overflow.cancelled() => return Some((
+            () = &mut shutdown => return Some(("server_shutdown", "the server is shutting down".to_owned(), 1001)),
+            () = &mut overflowed => return Some((
                 "slow_consumer",
                 format!(
                     "the client does not read fast enough: its queue of {} messages stayed full",
@@ -840,18 +921,25 @@ pub(crate) async fn write(
                 // A closed queue (every feeder gone) ends the stream quietly.
                 let first = out?;
                 // What else is queued goes out with it, in one write.
-                let mut batch = vec![first];
+                let mut batch = Vec::new();
+                add(&mut batch, first);
                 while batch.len() < WRITE_BATCH {
                     match rx.try_recv() {
-                        Ok(next) => batch.push(next),
+                        Ok(next) => add(&mut batch, next),
                         Err(_) => break,
                     }
                 }
                 // A write is never cut short, so `delivered` is exact; one the client does
-                // not take for this long means it is gone (it knows what it received).
-                let written =
-                    tokio::time::timeout(config.heartbeat * 2, send_batch(socket, batch, one_run))
-                        .await;
+                // not take for this long means it is gone (it knows what it received). Most
+                // writes fit the socket's buffer at once and need no timer.
+                let written = {
+                    let sending = send_batch(socket, batch, one_run);
+                    tokio::pin!(sending);
+                    match futures_util::FutureExt::now_or_never(&mut sending) {
+                        Some(done) => Ok(done),
+                        None => tokio::time::timeout(config.heartbeat * 2, sending).await,
+                    }
+                };
                 let Ok(Ok((sent, then))) = written else {
                     return None;
                 };
@@ -892,6 +980,18 @@ pub(crate) async fn write(
     }
 }
 
+/// Adds a queued message to a batch to write (the messages of an [`Out::Many`] one by one).
+fn add(batch: &mut Vec<Out>, out: Out) {
+    match out {
+        Out::Many(many) => {
+            for one in many {
+                add(batch, one);
+            }
+        }
+        one => batch.push(one),
+    }
+}
+
 /// Messages written to a socket at once, at most.
 const WRITE_BATCH: usize = 64;
 
@@ -920,6 +1020,8 @@ async fn send_batch(
                 sent.push((run_id, seq));
             }
             Out::Text(text) => socket.feed(Message::Text(text.into())).await?,
+            // Flattened by `add`.
+            Out::Many(_) => {}
             // One run of many has finished; the others go on.
             Out::End if !one_run => {}
             Out::End => {

@@ -25,6 +25,8 @@ async fn schemathesis_finds_no_server_error() {
     )
     .unwrap();
     let output = tokio::process::Command::new(&st)
+        // Its cache (`.schemathesis/`) goes there too, not into the source tree.
+        .current_dir(config.path())
         .arg("--config-file")
         .arg(&config_file)
         .args([
