@@ -312,8 +312,15 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
                     .as_millis() as i64;
                 // Only what is measured is read (`at` comes before the event's own fields):
                 // a client on this machine parsing every message would take the server's CPU.
-                let Some(at) = text.find("\"at\":").and_then(|i| {
-                    let digits: String = text[i + 5..]
+                // Both sit in the first bytes; the rest (a document, streamed text) is not
+                // scanned.
+                let end = (0..=text.len().min(160))
+                    .rev()
+                    .find(|&i| text.is_char_boundary(i))
+                    .unwrap_or(0);
+                let head = &text[..end];
+                let Some(at) = head.find("\"at\":").and_then(|i| {
+                    let digits: String = head[i + 5..]
                         .chars()
                         .take_while(char::is_ascii_digit)
                         .collect();
@@ -322,8 +329,8 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
                     continue;
                 };
                 delays.push(Duration::from_millis((now - at).max(0) as u64));
-                if text.contains("\"type\":\"hitl_requested\"")
-                    || text.contains("\"type\":\"pipeline_completed\"")
+                if head.contains("\"type\":\"hitl_requested\"")
+                    || head.contains("\"type\":\"pipeline_completed\"")
                 {
                     break;
                 }
