@@ -61,7 +61,7 @@ pub(crate) async fn stream(
         Err(e) => return refuse(&mut socket, e).await,
     };
     touch(&state, id).await;
-    let runs = match followed(&state, &caller.tenant, &session).await {
+    let runs = match followed(&state, &caller.tenant, &session, 0).await {
         Ok(runs) => runs,
         Err(e) => return refuse(&mut socket, e).await,
     };
@@ -162,6 +162,9 @@ async fn refuse(socket: &mut WebSocket, error: impl Into<ApiError>) {
     goodbye(socket, ending, json!("")).await;
 }
 
+/// Runs of each followed project looked at when the session is read again.
+const NEWEST: u32 = 50;
+
 /// Starts the feeders of runs the session comes to follow while its stream is open.
 struct Finder {
     state: AppState,
@@ -233,11 +236,13 @@ impl Finder {
             // Tried again at the next look.
             Err(_) => return true,
         };
-        let runs: Vec<RunSummary> = match followed(&self.state, &self.caller.tenant, &session).await
-        {
-            Ok(runs) => runs,
-            Err(_) => return true,
-        };
+        // A run that starts to be followed now is new, or of a tab just opened: the newest
+        // runs of each project are enough.
+        let runs: Vec<RunSummary> =
+            match followed(&self.state, &self.caller.tenant, &session, NEWEST).await {
+                Ok(runs) => runs,
+                Err(_) => return true,
+            };
         for run in runs {
             if self.known.insert(run.id) {
                 self.foreign.remove(&run.id);

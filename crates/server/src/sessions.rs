@@ -878,7 +878,7 @@ pub async fn restore(
 ) -> Result<Json<SessionRestore>, ApiError> {
     let id: SessionId = path.get("id")?;
     let session = state.store.get_session_in(&caller.tenant, id).await?;
-    let runs = followed(&state, &caller.tenant, &session).await?;
+    let runs = followed(&state, &caller.tenant, &session, 0).await?;
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {
         let streaming = state.runtime.subscribe_streaming(run.id).1;
@@ -910,11 +910,13 @@ pub(crate) async fn followed_run(
 
 /// The runs a session follows: those its tabs show, and the runs of the projects they
 /// show that are not finished or were created or finished since it was last seen; oldest
-/// first.
+/// first. `newest`: of each project, only that many of its newest runs are looked at (0:
+/// all).
 pub(crate) async fn followed(
     state: &AppState,
     tenant: &str,
     session: &SessionRecord,
+    newest: u32,
 ) -> Result<Vec<RunSummary>, ApiError> {
     let mut runs: BTreeMap<RunId, RunSummary> = BTreeMap::new();
     for tab in &session.tabs {
@@ -937,6 +939,7 @@ pub(crate) async fn followed(
         let filter = botarmy_store::RunFilter {
             tenant: Some(tenant.to_owned()),
             project: Some(project),
+            limit: newest,
             ..botarmy_store::RunFilter::default()
         };
         for run in state.store.list_runs(&filter).await? {
