@@ -381,7 +381,8 @@ impl Feeder {
         result
     }
 
-    /// Handles one message of the runtime's bus; returns whether the run has ended.
+    /// Handles one message of the runtime's bus or the relay's; returns whether the run has
+    /// ended.
     async fn live(&mut self, message: Result<Arc<LiveEvent>, RecvError>) -> Result<bool, Stop> {
         match message.as_deref() {
             Ok(LiveEvent::Event(record)) if record.run_id == self.run_id => {
@@ -615,20 +616,7 @@ async fn feed(
             },
             // What the store has of a run this process does not drive (read once for all
             // streams).
-            message = relayed.recv() => match message.as_deref() {
-                Ok(LiveEvent::Event(record)) if record.run_id == f.run_id => {
-                    if record.seq <= f.last {
-                        Ok(false)
-                    } else if record.seq == f.last + 1 {
-                        f.event(record, false).await
-                    } else {
-                        f.catch_up().await
-                    }
-                }
-                Ok(_) => Ok(false),
-                Err(RecvError::Lagged(_)) => f.catch_up().await,
-                Err(RecvError::Closed) => return,
-            },
+            message = relayed.recv() => f.live(message).await,
             () = &mut flush_at, if !f.tokens.is_empty() => f.flush_tokens().await.map(|()| false),
         };
         if f.tokens.is_empty() {
