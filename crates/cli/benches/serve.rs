@@ -291,7 +291,15 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
         let connected = Arc::clone(&connected);
         let received = Arc::clone(&received);
         clients.push(tokio::spawn(async move {
-            let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+            // tungstenite zero-fills its whole read buffer before every read (128 KiB by
+            // default): a thousand such clients would spend the cores on that. Messages here
+            // are small; 8 KiB is what the server uses too.
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(8 * 1024);
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async_with_config(&ws, Some(config), true)
+                    .await
+                    .unwrap();
             // The first message says the subscription holds.
             let first = socket.next().await.unwrap().unwrap();
             assert!(first.to_text().unwrap().contains("\"subscribed\""));
