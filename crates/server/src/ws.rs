@@ -364,13 +364,16 @@ impl Feeder {
 
     async fn send(&mut self, out: Out, from_log: bool) -> Result<(), Stop> {
         let patience = self.state.config.slow_client;
+        // Room now is the rule; only a full queue needs waiting (and a timer).
+        let out = match self.tx.try_send(out) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Gone),
+            Err(mpsc::error::TrySendError::Full(out)) => out,
+        };
         let result = if from_log {
             self.tx.send(out).await.map_err(|_| Stop::Gone)
         } else if patience.is_zero() {
-            self.tx.try_send(out).map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Stop::Full,
-                mpsc::error::TrySendError::Closed(_) => Stop::Gone,
-            })
+            Err(Stop::Full)
         } else {
             self.tx
                 .send_timeout(out, patience)
