@@ -113,12 +113,28 @@ async fn start(home: &std::path::Path, model: &str, http: &reqwest::Client) -> (
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` figure in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
+}
+
+/// The resident set and its parts: heap and stacks (anonymous), and pages of the binary
+/// and libraries (file-backed, shared, dropped first under memory pressure).
+fn rss_parts(pid: u32) -> String {
+    format!(
+        "{:.1} MiB ({:.1} MiB anonymous, {:.1} MiB of mapped files)",
+        rss_kib(pid) as f64 / 1024.0,
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0
+    )
 }
 
 /// CPU time the process has used (user and system), from `/proc/PID/stat` (in clock ticks
@@ -218,8 +234,8 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
     );
     let pid = serve.child.id();
     println!(
-        "idle RSS, ready: {:.1} MiB (target < 30 MB)",
-        rss_kib(pid) as f64 / 1024.0
+        "idle RSS, ready: {} (target < 30 MB)",
+        rss_parts(pid)
     );
 
     // A whole run, then its detail under load.
@@ -263,8 +279,8 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
         ms(*latencies.last().unwrap()),
     );
     println!(
-        "idle RSS after a run and the load: {:.1} MiB",
-        rss_kib(pid) as f64 / 1024.0
+        "idle RSS after a run and the load: {}",
+        rss_parts(pid)
     );
 
     // Subscribers on a run that waits at its first gate, then goes on.
