@@ -233,10 +233,7 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
         ms(*restarts.last().unwrap())
     );
     let pid = serve.child.id();
-    println!(
-        "idle RSS, ready: {} (target < 30 MB)",
-        rss_parts(pid)
-    );
+    println!("idle RSS, ready: {} (target < 30 MB)", rss_parts(pid));
 
     // A whole run, then its detail under load.
     let base = serve.base.clone();
@@ -278,10 +275,7 @@ async fn measure(rate: u64, seconds: u64, subscribers: usize) {
         ms(percentile(&latencies, 0.99)),
         ms(*latencies.last().unwrap()),
     );
-    println!(
-        "idle RSS after a run and the load: {}",
-        rss_parts(pid)
-    );
+    println!("idle RSS after a run and the load: {}", rss_parts(pid));
 
     // Subscribers on a run that waits at its first gate, then goes on.
     let created = post_json(
