@@ -129,6 +129,11 @@ impl Runtime {
         self.live.bus().subscribe()
     }
 
+    /// The text that models of the run are streaming now.
+    pub fn streaming(&self, run_id: RunId) -> Vec<crate::Streaming> {
+        self.live.streaming(run_id)
+    }
+
     /// [`Runtime::subscribe`], with the text that models of the run are streaming now
     /// (each of its tokens is either in this snapshot or on the receiver, never in both).
     pub fn subscribe_streaming(

@@ -91,20 +91,31 @@ impl Live {
         }
     }
 
-    /// Every stream of the run now, and a receiver of what follows them.
+    /// Every stream of the run now, and a receiver of what follows them (taken under the
+    /// lock tokens are added under, so each token is in one of the two).
     pub(crate) fn subscribe(
         &self,
         run_id: RunId,
     ) -> (broadcast::Receiver<Arc<LiveEvent>>, Vec<Streaming>) {
         let streams = self.streams();
-        let mut now: Vec<Streaming> = streams
-            .values()
-            .filter(|s| s.run_id == run_id)
-            .cloned()
-            .collect();
-        now.sort_by_key(|s| s.step);
-        (self.bus.subscribe(), now)
+        (self.bus.subscribe(), of_run(&streams, run_id))
     }
+
+    /// Every stream of the run now.
+    pub(crate) fn streaming(&self, run_id: RunId) -> Vec<Streaming> {
+        of_run(&self.streams(), run_id)
+    }
+}
+
+/// The run's streams, by step.
+fn of_run(streams: &HashMap<(RunId, u32), Streaming>, run_id: RunId) -> Vec<Streaming> {
+    let mut now: Vec<Streaming> = streams
+        .values()
+        .filter(|s| s.run_id == run_id)
+        .cloned()
+        .collect();
+    now.sort_by_key(|s| s.step);
+    now
 }
 
 /// A call's stream, kept while this lives.

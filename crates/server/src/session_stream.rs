@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use botarmy_protocol::{LiveEvent, RunId, SessionId};
-use botarmy_store::{RunSummary, SessionRecord, StoreError};
+use botarmy_store::{RunSummary, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -40,17 +40,11 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::sessions::{AckInput, SessionView, followed, followed_run, record_acks};
-use crate::ws::{DISCOVERY_INTERVAL, Out, goodbye, since_text, spawn_session_feeder, write};
+use crate::ws::{DISCOVERY_INTERVAL, Out, goodbye, since_text, spawn_feeder, write};
 
 /// Streams a session's runs until the client leaves, the server stops or the session is
 /// deleted.
-pub(crate) async fn stream(
-    state: AppState,
-    mut socket: WebSocket,
-    caller: Caller,
-    session: SessionRecord,
-) {
-    let id = session.id;
+pub(crate) async fn stream(state: AppState, mut socket: WebSocket, caller: Caller, id: SessionId) {
     let _connected = state.sessions.connect(id);
     // Subscribed before anything is read: no change of the session and no event of its
     // runs is missed.
@@ -69,7 +63,7 @@ pub(crate) async fn stream(
     let mut restored = Vec::with_capacity(runs.len());
     for mut run in runs {
         let live = state.runtime.subscribe_streaming(run.id);
-        match followed_run(&state, &caller, &session, run.clone(), Vec::new()).await {
+        match followed_run(&state, &caller, &session, run.id, Vec::new()).await {
             Ok(view) => {
                 // What the client is told it missed is what the restored state shows.
                 run.last_seq = view.run.run.last_seq;
@@ -103,7 +97,7 @@ pub(crate) async fn stream(
         let since = session.acked.get(&run.id).copied().unwrap_or(0);
         known.insert(run.id);
         delivered.insert(run.id, since);
-        spawn_session_feeder(
+        spawn_feeder(
             &state,
             run,
             since,
@@ -248,7 +242,7 @@ impl Finder {
                 self.foreign.remove(&run.id);
                 let since = session.acked.get(&run.id).copied().unwrap_or(0);
                 let live = self.state.runtime.subscribe_streaming(run.id);
-                spawn_session_feeder(
+                spawn_feeder(
                     &self.state,
                     run,
                     since,

@@ -332,14 +332,11 @@ async fn tabs_of(
             && !ids.insert(id.clone())
         {
             problems.push(field(
-                &format!("{path}.id"),
+                &within(&path, "id"),
                 format!("`{id}` is the id of an earlier tab"),
             ));
         }
-        match check_tab(state, caller, tab, &path).await {
-            Ok(tab) => tabs.push(tab),
-            Err(mut found) => problems.append(&mut found),
-        }
+        tabs.extend(check_tab(state, caller, tab, &path, &mut problems).await?);
     }
     if problems.is_empty() {
         Ok(tabs)
@@ -355,67 +352,79 @@ fn field(path: &str, message: String) -> FieldError {
     }
 }
 
-/// Checks one tab: its id, title, state, and that its run and project are the caller's.
+/// The path of `name` within the object at `path` (the body itself: empty).
+fn within(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Checks one tab, at `path` of the body: its id, title, state, and that its run and
+/// project are the caller's. What is wrong goes to `problems`; the tab comes back if
+/// nothing is. An error of the store itself is returned as such.
 async fn check_tab(
     state: &AppState,
     caller: &Caller,
     tab: TabInput,
     path: &str,
-) -> Result<SessionTab, Vec<FieldError>> {
-    let mut problems = Vec::new();
+    problems: &mut Vec<FieldError>,
+) -> Result<Option<SessionTab>, ApiError> {
+    let before = problems.len();
     let id = tab
         .id
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     if let Some(problem) = check_tab_id(&id) {
-        problems.push(field(&format!("{path}.id"), problem));
+        problems.push(field(&within(path, "id"), problem));
     }
     if let Some(problem) = check_title(&tab.title) {
-        problems.push(field(&format!("{path}.title"), problem));
+        problems.push(field(&within(path, "title"), problem));
     }
     if let Some(problem) = check_size(&tab.state, MAX_TAB_STATE_BYTES) {
-        problems.push(field(&format!("{path}.state"), problem));
+        problems.push(field(&within(path, "state"), problem));
     }
-    problems.extend(check_targets(state, caller, tab.run_id, tab.project_id, path).await);
-    if problems.is_empty() {
-        Ok(SessionTab {
-            id,
-            title: tab.title,
-            run_id: tab.run_id,
-            project_id: tab.project_id,
-            active: tab.active,
-            state: tab.state,
-        })
-    } else {
-        Err(problems)
-    }
+    check_targets(state, caller, tab.run_id, tab.project_id, path, problems).await?;
+    Ok((problems.len() == before).then(|| SessionTab {
+        id,
+        title: tab.title,
+        run_id: tab.run_id,
+        project_id: tab.project_id,
+        active: tab.active,
+        state: tab.state,
+    }))
 }
 
+/// Checks that a tab's run and project are the caller's; a missing one goes to
+/// `problems`, an error of the store is returned.
 async fn check_targets(
     state: &AppState,
     caller: &Caller,
     run: Option<RunId>,
     project: Option<ProjectId>,
     path: &str,
-) -> Vec<FieldError> {
-    let mut problems = Vec::new();
-    if let Some(run) = run
-        && state.store.get_run_in(&caller.tenant, run).await.is_err()
-    {
-        problems.push(field(&format!("{path}.run_id"), format!("no run `{run}`")));
+    problems: &mut Vec<FieldError>,
+) -> Result<(), ApiError> {
+    if let Some(run) = run {
+        match state.store.get_run_in(&caller.tenant, run).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                problems.push(field(&within(path, "run_id"), format!("no run `{run}`")));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    if let Some(project) = project
-        && state
-            .store
-            .get_project_in(&caller.tenant, project)
-            .await
-            .is_err()
-    {
-        problems.push(field(
-            &format!("{path}.project_id"),
-            format!("no project `{project}`"),
-        ));
+    if let Some(project) = project {
+        match state.store.get_project_in(&caller.tenant, project).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => problems.push(field(
+                &within(path, "project_id"),
+                format!("no project `{project}`"),
+            )),
+            Err(e) => return Err(e.into()),
+        }
     }
-    problems
+    Ok(())
 }
 
 fn check_tab_id(id: &str) -> Option<String> {
@@ -646,16 +655,10 @@ pub async fn add_tab(
     JsonBody(body): JsonBody<TabInput>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: SessionId = path.get("id")?;
-    let tab = check_tab(&state, &caller, body, "")
-        .await
-        .map_err(|problems| {
-            ApiError::validation(
-                problems
-                    .into_iter()
-                    .map(|p| field(p.path.trim_start_matches('.'), p.message))
-                    .collect(),
-            )
-        })?;
+    let mut problems = Vec::new();
+    let Some(tab) = check_tab(&state, &caller, body, "", &mut problems).await? else {
+        return Err(ApiError::validation(problems));
+    };
     let view = edit(&state, &caller, id, move |s| {
         if s.tabs.iter().any(|t| t.id == tab.id) {
             return Err(StoreError::AlreadyExists {
@@ -711,18 +714,15 @@ pub async fn update_tab(
     {
         problems.push(field("state", problem));
     }
-    problems.extend(
-        check_targets(
-            &state,
-            &caller,
-            body.run_id.flatten(),
-            body.project_id.flatten(),
-            "",
-        )
-        .await
-        .into_iter()
-        .map(|p| field(p.path.trim_start_matches('.'), p.message)),
-    );
+    check_targets(
+        &state,
+        &caller,
+        body.run_id.flatten(),
+        body.project_id.flatten(),
+        "",
+        &mut problems,
+    )
+    .await?;
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
@@ -881,8 +881,8 @@ pub async fn restore(
     let runs = followed(&state, &caller.tenant, &session, 0).await?;
     let mut out = Vec::with_capacity(runs.len());
     for run in runs {
-        let streaming = state.runtime.subscribe_streaming(run.id).1;
-        out.push(followed_run(&state, &caller, &session, run, streaming).await?);
+        let streaming = state.runtime.streaming(run.id);
+        out.push(followed_run(&state, &caller, &session, run.id, streaming).await?);
     }
     Ok(Json(SessionRestore {
         session: SessionView::new(session, &state),
@@ -895,11 +895,11 @@ pub(crate) async fn followed_run(
     state: &AppState,
     caller: &Caller,
     session: &SessionRecord,
-    run: RunSummary,
+    run: RunId,
     streaming: Vec<Streaming>,
 ) -> Result<FollowedRun, ApiError> {
-    let acked = session.acked.get(&run.id).copied().unwrap_or(0);
-    let detail = crate::runs::detail(state, caller, run.id).await?;
+    let acked = session.acked.get(&run).copied().unwrap_or(0);
+    let detail = crate::runs::detail(state, caller, run).await?;
     Ok(FollowedRun {
         acked,
         missed: detail.run.last_seq.saturating_sub(acked),

@@ -104,9 +104,10 @@ pub async fn upgrade(
         }
     };
     let target = match (run_id, project_id, all) {
-        (None, None, false) if session_id.is_some() => {
-            let id = session_id.unwrap_or_default();
-            Target::Session(state.store.get_session_in(&caller.tenant, id).await?)
+        (None, None, false) if let Some(id) = session_id => {
+            // Missing ones are refused before the upgrade; the stream reads it again.
+            state.store.get_session_in(&caller.tenant, id).await?;
+            Target::Session(id)
         }
         _ if session_id.is_some() => {
             return Err(invalid_param(
@@ -165,8 +166,8 @@ pub async fn upgrade(
                 Target::Many(scope, since) => {
                     stream_many(state, socket, tenant, scope, since).await
                 }
-                Target::Session(session) => {
-                    crate::session_stream::stream(state, socket, caller, session).await
+                Target::Session(id) => {
+                    crate::session_stream::stream(state, socket, caller, id).await
                 }
             }
         }))
@@ -179,7 +180,7 @@ enum Target {
     /// The runs of a scope; those named resume after their sequence number.
     Many(Scope, BTreeMap<RunId, u64>),
     /// The runs a client session follows, after the events it acknowledged.
-    Session(botarmy_store::SessionRecord),
+    Session(SessionId),
 }
 
 /// The runs a multi-run stream follows.
@@ -670,7 +671,7 @@ async fn stream(state: AppState, mut socket: WebSocket, run: RunSummary, since: 
         return;
     }
     let run_id = run.id;
-    spawn_feeder(&state, run, since, bus, &tx, &overflow, &stop);
+    spawn_feeder(&state, run, since, (bus, None), &tx, &overflow, &stop);
     drop(tx);
     let mut delivered = BTreeMap::from([(run_id, since)]);
     let ending = write(
@@ -743,7 +744,7 @@ async fn stream_many(
             &state,
             summary,
             from,
-            state.runtime.subscribe(),
+            (state.runtime.subscribe(), None),
             &tx,
             &overflow,
             &stop,
@@ -790,7 +791,7 @@ async fn stream_many(
                             run.last_seq
                         };
                         let bus = state.runtime.subscribe();
-                        spawn_feeder(&state, run, from, bus, &tx, &overflow, &stop);
+                        spawn_feeder(&state, run, from, (bus, None), &tx, &overflow, &stop);
                     }
                 }
             }
@@ -833,21 +834,9 @@ async fn scope_runs(state: &AppState, tenant: &str, scope: Scope, limit: u32) ->
     state.store.list_runs(&filter).await.unwrap_or_default()
 }
 
-fn spawn_feeder(
-    state: &AppState,
-    run: RunSummary,
-    since: u64,
-    bus: broadcast::Receiver<Arc<LiveEvent>>,
-    tx: &mpsc::Sender<Out>,
-    overflow: &CancellationToken,
-    stop: &CancellationToken,
-) {
-    spawn_session_feeder(state, run, since, (bus, None), tx, overflow, stop);
-}
-
 /// Starts the feeder of one run; with `streaming` (a session's), it says how many events
 /// the client missed and sends the text of calls still streaming after them.
-pub(crate) fn spawn_session_feeder(
+pub(crate) fn spawn_feeder(
     state: &AppState,
     run: RunSummary,
     since: u64,

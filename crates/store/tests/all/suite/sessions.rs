@@ -146,7 +146,7 @@ pub async fn sessions_are_kept_changed_and_acknowledged(ctx: &Ctx) {
         .ack_session_in("default", mine.id, vec![(run, 1), (other, 1)], 6_000)
         .await
         .unwrap();
-    assert_eq!(acked.into_iter().collect::<Vec<_>>().len(), 2);
+    assert_eq!(acked.len(), 2);
     let acked = s
         .ack_session_in("default", mine.id, vec![(run, 0)], 6_100)
         .await
