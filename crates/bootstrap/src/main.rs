@@ -23,7 +23,9 @@ fn main() -> ExitCode {
     let (purposes, forward) = match args.first().map(String::as_str) {
         Some("--prerequisites") => {
             let Some(list) = args.get(1) else {
-                eprintln!("botarmy-bootstrap: --prerequisites needs a list such as build,run,test\n{USAGE}");
+                eprintln!(
+                    "botarmy-bootstrap: --prerequisites needs a list such as build,run,test\n{USAGE}"
+                );
                 return ExitCode::from(2);
             };
             let mut purposes = Vec::new();
@@ -94,9 +96,14 @@ fn run_release(args: &[String]) -> ExitCode {
     // `cargo run` described this package to it; none of that is about the build it starts.
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
-        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-            .iter()
-            .any(|p| key.starts_with(p))
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
         {
             cmd.env_remove(key.as_ref());
         }

@@ -152,7 +152,10 @@ pub enum Plan {
     /// Nothing is missing.
     Ready,
     /// Install them with apt-get, through `sudo` when not root.
-    Install { packages: Vec<&'static str>, sudo: bool },
+    Install {
+        packages: Vec<&'static str>,
+        sudo: bool,
+    },
     /// They cannot be installed from here: say what to do and stop.
     Stop(Refusal),
 }
@@ -168,13 +171,19 @@ pub struct Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "botarmy: this machine lacks what the build and a run need:")?;
+        writeln!(
+            f,
+            "botarmy: this machine lacks what the build and a run need:"
+        )?;
         for (package, why) in &self.missing {
             writeln!(f, "  {package:<18} {why}")?;
         }
         let names: Vec<&str> = self.missing.iter().map(|(p, _)| *p).collect();
         if self.apt {
-            writeln!(f, "Install them (root is needed), then run the same command again:")?;
+            writeln!(
+                f,
+                "Install them (root is needed), then run the same command again:"
+            )?;
             write!(f, "  sudo apt-get install -y {}", names.join(" "))
         } else {
             writeln!(
@@ -239,7 +248,12 @@ impl Host {
     /// The folders clang-sys searches for libclang on Linux, in its order.
     fn libclang_dirs(&self) -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = self.libclang_path.iter().cloned().collect();
-        for base in ["/usr/lib", "/usr/local/lib", "/usr/lib64", "/usr/local/lib64"] {
+        for base in [
+            "/usr/lib",
+            "/usr/local/lib",
+            "/usr/lib64",
+            "/usr/local/lib64",
+        ] {
             let base = Path::new(base);
             dirs.push(base.to_path_buf());
             dirs.push(base.join("x86_64-linux-gnu"));
@@ -447,11 +461,14 @@ mod tests {
             };
             assert_eq!(got, want, "present {present:?}, root {root}, sudo {sudo}");
         }
-        let all: Vec<&str> = ALL.iter().map(|p| match p.check {
-            Check::Command(c) => c,
-            Check::Libclang => "libclang",
-            Check::Python(code) => code,
-        }).collect();
+        let all: Vec<&str> = ALL
+            .iter()
+            .map(|p| match p.check {
+                Check::Command(c) => c,
+                Check::Libclang => "libclang",
+                Check::Python(code) => code,
+            })
+            .collect();
         let m = machine(&all, false, false);
         assert_eq!(
             plan(&m, &missing(&m, &[Purpose::Build, Purpose::Run])),
@@ -482,7 +499,12 @@ mod tests {
 
     #[test]
     fn libclang_names_are_recognised() {
-        for yes in ["libclang.so", "libclang-14.so.1", "libclang.so.14", "libclang-16.so"] {
+        for yes in [
+            "libclang.so",
+            "libclang-14.so.1",
+            "libclang.so.14",
+            "libclang-16.so",
+        ] {
             assert!(is_libclang(OsStr::new(yes)), "{yes}");
         }
         for no in [

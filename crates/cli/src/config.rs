@@ -81,6 +81,50 @@ pub struct ServerFile {
     /// Who may call the API.
     #[serde(default)]
     pub auth: AuthFile,
+    /// Origins besides the server's own whose web pages may call it
+    /// (`https://botarmy.example.com`); CORS is answered for exactly these.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Names besides its addresses and `localhost` by which the server is reached, such
+    /// as a reverse proxy's public name (`botarmy.example.com`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ServerFile {
+    /// What browsers' pages may do, checked: every entry that is not an origin or a host
+    /// name is named with its key.
+    pub fn browser_policy(
+        &self,
+        path: &Path,
+    ) -> Result<botarmy_server::BrowserPolicy, ConfigError> {
+        let bad = |message: String| ConfigError::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let allowed_origins = self
+            .allowed_origins
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.parse()
+                    .map_err(|e: String| bad(format!("[server] allowed_origins[{i}]: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let allowed_hosts = self
+            .allowed_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                botarmy_server::BrowserPolicy::host_name(h)
+                    .map_err(|e| bad(format!("[server] allowed_hosts[{i}]: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(botarmy_server::BrowserPolicy {
+            allowed_origins,
+            allowed_hosts,
+        })
+    }
 }
 
 /// `[server.auth]` of `botarmy.toml`: how callers of `botarmy serve` authenticate. None of

@@ -286,11 +286,18 @@ pub async fn show(config: &Config, run: &str, json: bool) -> Result<ExitCode> {
             t.repository, t.branch, t.repo_path
         )?;
     }
+    let times = botarmy_store::phase_times(&steps, &attempts, botarmy_protocol::now_millis());
     let mut phase = None;
     for s in &steps {
         if s.phase != phase {
             phase.clone_from(&s.phase);
-            writeln!(w, "\n{}", s.phase.as_deref().unwrap_or("steps"))?;
+            let name = s.phase.clone().unwrap_or_default();
+            let took = times
+                .iter()
+                .find(|t| t.phase == name && t.attempts > 0)
+                .map(|t| format!("  ({} working)", duration(t.busy_ms)))
+                .unwrap_or_default();
+            writeln!(w, "\n{}{took}", s.phase.as_deref().unwrap_or("steps"))?;
         }
         writeln!(
             w,
@@ -486,6 +493,40 @@ pub fn check(method: Option<&Path>, json: bool) -> Result<ExitCode> {
     })
 }
 
+/// One line per phase that ran: the time its attempts took (steps side by side once, waits
+/// at gates not at all), attempts and tokens.
+fn write_phase_times(
+    w: &mut impl Write,
+    phases: &[botarmy_store::PhaseTime],
+) -> std::io::Result<()> {
+    let ran: Vec<_> = phases.iter().filter(|p| p.attempts > 0).collect();
+    if ran.is_empty() {
+        return Ok(());
+    }
+    writeln!(w, "phases (time working; waits at gates not counted):")?;
+    for p in ran {
+        let name = if p.phase.is_empty() {
+            "steps"
+        } else {
+            p.phase.as_str()
+        };
+        writeln!(
+            w,
+            "  {name:<12} {:>9}  {:>2} attempt{}  {:>7} tokens{}",
+            duration(p.busy_ms),
+            p.attempts,
+            if p.attempts == 1 { " " } else { "s" },
+            p.usage.total_tokens(),
+            if p.finished_at.is_none() {
+                "  (running)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
 /// What a finished (or paused) run produced, printed after `run` and `resume`.
 pub async fn summary(
     runtime: &Runtime,
@@ -495,6 +536,11 @@ pub async fn summary(
 ) -> Result<()> {
     let store = runtime.store();
     let artifacts = store.artifacts(state.run_id).await?;
+    let phases = botarmy_store::phase_times(
+        &store.steps(state.run_id).await?,
+        &store.attempts(state.run_id).await?,
+        botarmy_protocol::now_millis(),
+    );
     let out_dir = runtime.out_dir(state);
     let duration_ms = match (state.started_at, state.finished_at) {
         (Some(a), Some(b)) => (b - a).max(0) as u64,
@@ -527,7 +573,7 @@ pub async fn summary(
         let value = json!({
             "run_id": state.run_id, "status": state.status, "usage": state.usage, "duration_ms": duration_ms,
             "out_dir": out_dir, "artifacts": latest, "error": state.error, "reason": state.reason,
-            "worktrees": state.workspace.worktrees(),
+            "worktrees": state.workspace.worktrees(), "phases": phases,
         });
         let mut w = out();
         serde_json::to_writer_pretty(&mut w, &value)?;
@@ -559,6 +605,7 @@ pub async fn summary(
             writeln!(e, "run {} {status}: {why}", state.run_id)?;
         }
     }
+    write_phase_times(&mut e, &phases)?;
     let documents = state
         .artifacts
         .values()

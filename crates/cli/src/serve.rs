@@ -46,6 +46,10 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
     // Refuse an address other machines can reach without authentication before anything
     // is opened.
     let auth = auth_for(config, &args)?;
+    let browser = config
+        .file
+        .server
+        .browser_policy(&config.file_path.clone().unwrap_or_default())?;
     let (runtime, note) = crate::open_runtime(config, None).await?;
     let listener = botarmy_server::bind(args.addr, &auth).await?;
     let local = listener.local_addr()?;
@@ -54,10 +58,12 @@ pub async fn serve(config: &Config, args: ServeArgs) -> Result<ExitCode> {
         "  REST under /api (OpenAPI: /api/openapi.json, browsable at /api/docs), WebSocket /ws, /health, /ready"
     );
     eprintln!("  {}", describe(&auth));
+    eprintln!("  {}", describe_browsers(&browser));
     eprintln!("  {}", note.banner());
     let server_config = ServerConfig {
         clones: Some(config.clones_dir()),
         auth,
+        browser,
         session_ttl: std::time::Duration::from_secs(u64::from(args.session_ttl_days) * 86_400),
         ..ServerConfig::default()
     };
@@ -85,6 +91,26 @@ fn describe(auth: &AuthConfig) -> String {
         |l| format!("{l} per token by default"),
     );
     format!("authentication: {} ({limit})", ways.join(" and "))
+}
+
+/// One line about which web pages may call.
+fn describe_browsers(browser: &botarmy_server::BrowserPolicy) -> String {
+    let mut line = "web pages: this server's own".to_string();
+    if !browser.allowed_origins.is_empty() {
+        let origins: Vec<String> = browser
+            .allowed_origins
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        line.push_str(&format!(" and {} (CORS)", origins.join(", ")));
+    }
+    if !browser.allowed_hosts.is_empty() {
+        line.push_str(&format!(
+            "; also reached as {}",
+            browser.allowed_hosts.join(", ")
+        ));
+    }
+    line
 }
 
 /// Ctrl-C or SIGTERM.

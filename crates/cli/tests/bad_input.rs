@@ -115,3 +115,27 @@ fn an_unknown_run_id_is_reported() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("0123abcd"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_bad_browser_setting_stops_serve_naming_the_key_and_the_value() {
+    let s = Sandbox::new();
+    for (setting, named) in [
+        (
+            "allowed_origins = [\"https://ok.example\", \"evil.example\"]",
+            "[server] allowed_origins[1]: `evil.example`",
+        ),
+        (
+            "allowed_hosts = [\"https://proxy.example\"]",
+            "[server] allowed_hosts[0]: `https://proxy.example`",
+        ),
+    ] {
+        std::fs::write(
+            s.dir.path().join("botarmy.toml"),
+            format!("[server]\n{setting}\n"),
+        )
+        .unwrap();
+        let o = run(s.cmd().args(["serve", "--addr", "127.0.0.1:0"]));
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(named), "{}", stderr(&o));
+    }
+}

@@ -38,6 +38,29 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
     let summary = json(&o);
     assert_eq!(summary["status"], "succeeded");
     let run_id = summary["run_id"].as_str().unwrap().to_string();
+    // The summary times each phase: in plan order, every one finished, none working for
+    // longer than the run took.
+    let phases: Vec<&str> = summary["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p["attempts"].as_u64().unwrap() >= 1, "{p}");
+            assert!(
+                p["finished_at"].as_i64().unwrap() >= p["started_at"].as_i64().unwrap(),
+                "{p}"
+            );
+            assert!(
+                p["busy_ms"].as_u64().unwrap() <= summary["duration_ms"].as_u64().unwrap(),
+                "{p}"
+            );
+            p["phase"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        ["discovery", "plan", "design", "build", "validate", "launch"]
+    );
 
     // Every phase's documents are on disk.
     for name in [
@@ -147,11 +170,30 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
     assert_eq!(runs[0]["id"], run_id.as_str());
     assert_eq!(runs[0]["status"], "succeeded");
 
-    // Replaying again reproduces every artifact byte for byte.
+    // Replaying again reproduces every artifact byte for byte; at a terminal, the summary
+    // says how long each phase worked.
     let o = ok(s
         .replay(&cassette)
-        .args(["run", IDEA, "--max-tokens", "48", "--yes", "--json"]));
-    let second = json(&o)["run_id"].as_str().unwrap().to_string();
+        .args(["run", IDEA, "--max-tokens", "48", "--yes"]));
+    let text = stderr(&o);
+    let times = text
+        .split("phases (time working; waits at gates not counted):\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no phase times in:\n{text}"));
+    let named: Vec<&str> = times
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(named, phases, "{text}");
+    let runs = json(&ok(s.cmd().args(["runs", "--json"])));
+    let second = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .find(|id| *id != run_id)
+        .unwrap();
     let again = json(&ok(s.cmd().args(["show", &second, "--json"])));
     assert_eq!(artifacts_by_name(&show), artifacts_by_name(&again));
 }

@@ -87,7 +87,7 @@ pub fn cassette(name: &str) -> PathBuf {
 }
 
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/bmad-core")
+    botarmy_testkit::fixtures::bmad_v4()
 }
 
 pub fn run(cmd: &mut Command) -> Output {

@@ -6,10 +6,7 @@ use botarmy_core::method::{Method, MethodSource};
 
 /// The BMAD fixtures, read in place (never copied into the repo).
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/bmad-core"
-    ))
+    botarmy_testkit::fixtures::bmad_v4()
 }
 
 /// The builtin method's folder in the repo.

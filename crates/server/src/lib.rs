@@ -38,6 +38,7 @@
 mod approvals;
 mod artifacts;
 pub mod auth;
+mod browser;
 mod conflicts;
 mod definitions;
 mod drives;
@@ -70,6 +71,7 @@ use botarmy_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AuthConfig, OidcConfig, ServeError, check_address};
+pub use browser::{BrowserPolicy, Origin};
 pub use error::{ApiError, ErrorBody, ErrorCode, FieldError};
 pub use openapi::document as openapi_document;
 
@@ -97,6 +99,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Client sessions not seen for this long are deleted (looked for at start and hourly).
     pub session_ttl: Duration,
+    /// What browsers' pages may do: the origins and host names besides the server's own
+    /// (see the `browser` module).
+    pub browser: BrowserPolicy,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +115,7 @@ impl Default for ServerConfig {
             clones: None,
             auth: AuthConfig::default(),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            browser: BrowserPolicy::default(),
         }
     }
 }
@@ -185,12 +191,15 @@ impl Server {
         }
     }
 
-    /// The routes, for serving or for testing without a socket.
-    pub fn router(&self) -> Router {
+    /// The routes, as served on `bound` (the `Host` of every request must name it, see
+    /// the `browser` module).
+    pub fn router(&self, bound: SocketAddr) -> Router {
         let api = Router::new()
             .route("/version", get(meta::version))
             .route("/openapi.json", get(meta::openapi))
             .route("/docs", get(meta::docs))
+            .route("/docs.js", get(meta::docs_script))
+            .route("/docs.css", get(meta::docs_style))
             .route("/projects", get(projects::list).post(projects::create))
             .route("/definitions", get(definitions::list))
             .route(
@@ -260,6 +269,11 @@ impl Server {
                 auth::require,
             ))
             .layer(DefaultBodyLimit::max(self.state.config.max_body_bytes))
+            // Before authentication: what no browser page may do is refused unread.
+            .layer(axum::middleware::from_fn_with_state(
+                browser::Guard::new(self.state.config.browser.clone(), bound),
+                browser::guard,
+            ))
             // Outermost: the time of everything, authentication included.
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
@@ -281,7 +295,7 @@ impl Server {
             source,
         })?;
         let token = self.state.shutdown.clone();
-        let app = self.router();
+        let app = self.router(addr);
         // Approvals that wait past their gate's timeout: remind, escalate, approve (the run
         // then continues here) or fail, while the server is up.
         let timer = {

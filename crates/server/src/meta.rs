@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::Uri;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use botarmy_store::RunFilter;
 
@@ -59,12 +60,29 @@ pub async fn openapi() -> impl IntoResponse {
 }
 
 /// A page that renders the OpenAPI document for people, with a form to try each route.
-/// Self-contained: it reads `/api/openapi.json` and nothing from elsewhere, so it works
-/// offline.
+/// Self-contained: it reads `/api/openapi.json`, its script and its style from this server
+/// and nothing from elsewhere, so it works offline (and under a policy that runs no
+/// inline script).
 pub async fn docs() -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        [(CONTENT_TYPE, "text/html; charset=utf-8")],
         include_str!("../assets/api-docs.html"),
+    )
+}
+
+/// The docs page's script.
+pub async fn docs_script() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/api-docs.js"),
+    )
+}
+
+/// The docs page's style.
+pub async fn docs_style() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../assets/api-docs.css"),
     )
 }
 

@@ -42,7 +42,11 @@ use crate::views::{
             configured OpenID issuer. A caller sees only its own tenant's projects, runs, \
             events and artifacts; another tenant's answer 404 like missing ones. `/metrics` \
             (Prometheus text format) covers every tenant, so it needs a caller of an admin \
-            tenant when authentication is on."
+            tenant when authentication is on. Every POST must declare \
+            `Content-Type: application/json`, with a body or without one (415 otherwise). \
+            Requests from web pages of other origins (an `Origin` that is not the server's \
+            own nor listed in `[server] allowed_origins`) and requests whose `Host` does not \
+            name the server are refused with 403."
     ),
     modifiers(&BearerAuth),
     paths(
@@ -141,6 +145,15 @@ impl Modify for BearerAuth {
             "bearer",
             Vec::<String>::new(),
         )]);
+        // Every POST declares JSON (see the `browser` module): one without a body of its
+        // own takes an empty object, so that the document says what a client must send.
+        for item in openapi.paths.paths.values_mut() {
+            if let Some(post) = item.post.as_mut()
+                && post.request_body.is_none()
+            {
+                post.request_body = Some(empty_json_body().into());
+            }
+        }
         for path in OPEN {
             if let Some(item) = openapi.paths.paths.get_mut(path)
                 && let Some(get) = item.get.as_mut()
@@ -150,6 +163,29 @@ impl Modify for BearerAuth {
             }
         }
     }
+}
+
+/// The body of a POST that takes none: `Content-Type: application/json` with nothing, or
+/// with `{}`.
+fn empty_json_body() -> utoipa::openapi::request_body::RequestBody {
+    use utoipa::openapi::schema::AdditionalProperties;
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, Required, Type};
+    let empty = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(
+            AdditionalProperties::<utoipa::openapi::Schema>::FreeForm(false),
+        ))
+        .build();
+    utoipa::openapi::request_body::RequestBodyBuilder::new()
+        .description(Some(
+            "none: send `Content-Type: application/json` with no body (or `{}`), as every POST must",
+        ))
+        .required(Some(Required::False))
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(empty)).build(),
+        )
+        .build()
 }
 
 /// The OpenAPI document, as JSON.

@@ -227,6 +227,17 @@ pub struct PhaseView {
     pub name: String,
     /// Indices of its steps, in plan order.
     pub steps: Vec<u32>,
+    /// When its first attempt started (Unix milliseconds).
+    pub started_at: Option<i64>,
+    /// When its last attempt ended, once none is running.
+    pub finished_at: Option<i64>,
+    /// Milliseconds some attempt of the phase was running (steps side by side count once,
+    /// waits at a gate not at all).
+    pub busy_ms: u64,
+    /// Attempts made by its steps.
+    pub attempts: u32,
+    /// Tokens and cost of its steps.
+    pub usage: UsageView,
 }
 
 /// A run with its phases, steps and attempts.
@@ -251,17 +262,20 @@ impl RunDetail {
         attempts: Vec<AttemptRecord>,
         driven_here: bool,
     ) -> Self {
-        let mut phases: Vec<PhaseView> = Vec::new();
+        let phases = botarmy_store::phase_times(&steps, &attempts, botarmy_protocol::now_millis())
+            .into_iter()
+            .map(|p| PhaseView {
+                name: p.phase,
+                steps: p.steps,
+                started_at: p.started_at,
+                finished_at: p.finished_at,
+                busy_ms: p.busy_ms,
+                attempts: p.attempts,
+                usage: p.usage.into(),
+            })
+            .collect();
         let mut views = Vec::with_capacity(steps.len());
         for step in steps {
-            let phase = step.phase.clone().unwrap_or_default();
-            match phases.iter_mut().find(|p| p.name == phase) {
-                Some(p) => p.steps.push(step.step),
-                None => phases.push(PhaseView {
-                    name: phase,
-                    steps: vec![step.step],
-                }),
-            }
             let mut own: Vec<AttemptView> = attempts
                 .iter()
                 .filter(|a| a.step == step.step)

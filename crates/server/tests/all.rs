@@ -6,6 +6,7 @@ mod support;
 
 mod approvals;
 mod auth;
+mod browser;
 mod control;
 mod errors;
 mod fuzz;
@@ -73,4 +74,6 @@ on_both_backends!(
     manage::a_run_is_deleted_once_finished_and_its_versions_listed,
     manage::definitions_of_the_builtin_method,
     manage::metrics_are_exposed_and_move,
+    browser::pages_of_other_origins_cannot_read_or_drive_the_server,
+    browser::the_rules_hold_with_authentication_and_cors_opens_only_for_configured_origins,
 );

@@ -74,11 +74,31 @@ pub async fn health_ready_version_and_openapi(backend: Backend) {
             .starts_with("text/html")
     );
     let page = String::from_utf8(docs.bytes).unwrap();
-    assert!(page.contains("fetch(\"/api/openapi.json\")"));
+    assert!(page.contains("<script src=\"/api/docs.js\">"), "{page}");
+    assert!(page.contains("href=\"/api/docs.css\""), "{page}");
+    let script = server.get("/api/docs.js").await;
+    assert_eq!(script.status, 200);
     assert!(
-        !page.contains("http://") && !page.contains("https://") && !page.contains("//cdn"),
-        "the page loads nothing from elsewhere"
+        script.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
     );
+    let script = String::from_utf8(script.bytes).unwrap();
+    assert!(script.contains("fetch(\"/api/openapi.json\")"));
+    let style = server.get("/api/docs.css").await;
+    assert!(
+        style.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    for text in [&page, &script, &String::from_utf8(style.bytes).unwrap()] {
+        assert!(
+            !text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"),
+            "the page loads nothing from elsewhere"
+        );
+    }
     server.shutdown().await;
 }
 

@@ -373,11 +373,10 @@ impl TestServer {
         let mut request = self
             .client
             .post(format!("{}{path}", self.http))
-            .bearer_auth(token);
+            .bearer_auth(token)
+            .header("content-type", "application/json");
         if !body.is_null() {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
+            request = request.body(body.to_string());
         }
         self.answer(request).await
     }
@@ -392,9 +391,14 @@ impl TestServer {
             .await
     }
 
+    /// A POST without a body, declared as JSON as every POST must be.
     pub async fn post_empty(&self, path: &str) -> Answer {
-        self.answer(self.client.post(format!("{}{path}", self.http)))
-            .await
+        self.answer(
+            self.client
+                .post(format!("{}{path}", self.http))
+                .header("content-type", "application/json"),
+        )
+        .await
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: String) -> Answer {

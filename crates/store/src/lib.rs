@@ -35,6 +35,7 @@
 //! both backends (see `benches/append.rs`).
 
 mod api;
+mod phases;
 mod postgres;
 mod projection;
 mod removal;
@@ -47,6 +48,7 @@ mod watch;
 use std::sync::Arc;
 
 pub use api::*;
+pub use phases::{PhaseTime, phase_times};
 pub use target::redact as redact_url;
 pub use usage::{LlmTotals, ModelStats, ProjectUsage, StatsFilter, StoreTotals, UsageRow};
 

@@ -7,9 +7,12 @@
 //! the way OpenAI, Anthropic or Gemini would ([`Wire`]), streamed with the format's real
 //! events and its final usage; [`failing`] plays an outage; [`google`] plays the OAuth token
 //! endpoint and Vertex AI for a service account. Everything listens on `127.0.0.1` only.
+//! [`fixtures`] finds the BMAD assets beside the repository, or says in one line that they
+//! are missing and where they are expected.
 //!
 //! Not for production code: this crate is a dev-dependency only.
 
+pub mod fixtures;
 pub mod google;
 mod responder;
 mod server;

@@ -251,12 +251,20 @@ fn query_token(query: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// Routes under `/api` that answer without a credential: the API's description.
+const UNGUARDED: [&str; 4] = [
+    "/api/openapi.json",
+    "/api/docs",
+    "/api/docs.js",
+    "/api/docs.css",
+];
+
 /// Whether a path needs a caller.
 fn guarded(path: &str) -> bool {
     path == "/ws"
         || path == "/metrics"
         || path == "/api"
-        || (path.starts_with("/api/") && path != "/api/openapi.json" && path != "/api/docs")
+        || (path.starts_with("/api/") && !UNGUARDED.contains(&path))
 }
 
 /// The middleware that authenticates guarded routes and hands handlers their [`Caller`].
@@ -363,6 +371,7 @@ mod tests {
             "/ready",
             "/api/openapi.json",
             "/api/docs",
+            "/api/docs.js",
             "/",
             "/favicon.ico",
         ] {
