@@ -59,7 +59,7 @@ fn the_sdlc_lifecycle_replays_end_to_end() {
         .collect();
     assert_eq!(
         phases,
-        ["discovery", "plan", "design", "build", "validate", "launch"]
+        ["Discovery", "Plan", "Design", "Build", "Validate", "Launch"]
     );
 
     // Every phase's documents are on disk.
