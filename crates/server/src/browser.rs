@@ -234,7 +234,8 @@ fn cross_site_load(headers: &HeaderMap, method: &Method) -> bool {
     !(navigation && (method == Method::GET || method == Method::HEAD))
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the request declares a JSON body (`application/json` or `…+json`).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let essence = header(headers, &CONTENT_TYPE)
         .unwrap_or("")
         .split(';')

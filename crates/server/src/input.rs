@@ -84,13 +84,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "application/json" || essence.ends_with("+json") {
+    if crate::browser::is_json(headers) {
         Ok(())
     } else {
         Err(ApiError::new(
