@@ -12,3 +12,4 @@ mod loader;
 mod plan;
 mod prompt;
 mod render;
+mod workflow_shapes;

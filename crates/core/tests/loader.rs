@@ -114,7 +114,8 @@ workflow:
     - bare_step_name
 ";
     let w = parse_workflow("workflows/w.yaml", text).unwrap();
-    let s = &w.sequence;
+    assert_eq!(w.len(), 1);
+    let s = &w[0].sequence;
     assert_eq!(s.len(), 6);
     assert_eq!(s[0].requires, ["brief.md"]);
     assert_eq!(s[0].creates.as_deref(), Some("prd.md (if needed)"));
@@ -262,7 +263,7 @@ fn syntax_errors_and_missing_fields() {
     let e = parse_workflow("workflows/w.yaml", "workflow:\n  id: w\n").unwrap_err();
     assert_eq!(
         e[0].to_string(),
-        "workflows/w.yaml:2:3: workflow.sequence: missing (expected a list of steps)"
+        "workflows/w.yaml:2:3: workflow.sequence: missing (expected a list of steps: `sequence`, `steps`, a named `<name>_sequence`, or `phases` with steps)"
     );
     let e = parse_workflow("workflows/w.yaml", "a: 1\na: 2\n").unwrap_err();
     assert_eq!(
@@ -285,16 +286,13 @@ fn a_folder_reports_the_errors_of_all_its_files() {
         ("README.md", "ignored"),
     ])
     .unwrap_err();
-    assert_eq!(err.errors.len(), 3);
+    // The workflow that cannot be read does not stop the method: it is reported by
+    // `check` (see workflow_shapes); the agent and the template do.
+    assert_eq!(err.errors.len(), 2);
     let text = err.to_string();
-    assert!(text.starts_with("3 errors in method builtin"), "{text}");
+    assert!(text.starts_with("2 errors in method builtin"), "{text}");
     assert!(text.contains("agents/a.md: no ```yaml block"), "{text}");
-    assert!(
-        text.contains(
-            "workflows/w.yaml:3:13: workflow.sequence: expected a list, found a number `3`"
-        ),
-        "{text}"
-    );
+    assert!(!text.contains("workflows/w.yaml"), "{text}");
     assert!(
         text.contains("templates/t.yaml:2:1: invalid YAML"),
         "{text}"

@@ -36,10 +36,11 @@ impl MethodHandle {
             source_name: source.to_string(),
             message: errors.to_string(),
         })?;
+        // A workflow's own problems stop only runs of that workflow (see `plan`).
         let problems: Vec<String> = method
             .check()
             .into_iter()
-            .filter(|d| d.severity == Severity::Error)
+            .filter(|d| d.severity == Severity::Error && !method.is_workflow_file(&d.file))
             .map(|d| d.to_string())
             .collect();
         if !problems.is_empty() {
@@ -58,14 +59,35 @@ impl MethodHandle {
         &self.method
     }
 
-    /// Resolves a workflow into a plan.
+    /// Resolves a workflow into a plan; a workflow whose file has errors does not start,
+    /// and the error lists them.
     pub fn plan(&self, workflow: &str) -> Result<Plan, RuntimeError> {
-        self.method
+        let failed = |message: String| RuntimeError::Method {
+            source_name: self.method.source().to_string(),
+            message,
+        };
+        let plan = self
+            .method
             .plan(workflow)
-            .map_err(|e| RuntimeError::Method {
-                source_name: self.method.source().to_string(),
-                message: e.to_string(),
-            })
+            .map_err(|e| failed(e.to_string()))?;
+        if let Some(wf) = self.method.workflow(&plan.workflow_id) {
+            let problems: Vec<String> = self
+                .method
+                .check()
+                .into_iter()
+                .filter(|d| d.severity == Severity::Error && d.file == wf.file)
+                .map(|d| format!("\n  {d}"))
+                .collect();
+            if !problems.is_empty() {
+                return Err(failed(format!(
+                    "workflow `{}` cannot start: {} has errors:{}",
+                    wf.id,
+                    wf.file,
+                    problems.concat()
+                )));
+            }
+        }
+        Ok(plan)
     }
 
     /// The messages that ask the step's agent to produce its document.

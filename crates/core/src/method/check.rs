@@ -91,6 +91,13 @@ impl Method {
     pub fn check(&self) -> Vec<Diagnostic> {
         let mut out = Out(Vec::new());
         self.check_duplicates(&mut out);
+        for b in &self.broken_workflows {
+            for e in &b.errors {
+                let at = e.location();
+                let (field, message) = e.field_and_message();
+                out.push(Severity::Error, &at.file, at.line, field, message);
+            }
+        }
         self.check_agents(&mut out);
         for wf in &self.workflows {
             self.check_workflow(wf, &mut out);
@@ -259,7 +266,7 @@ impl Method {
         }
         let mut created: BTreeSet<String> = BTreeSet::new();
         for it in &wf.sequence {
-            let at = |k: &str| format!("workflow.sequence[{}].{k}", it.index);
+            let at = |k: &str| format!("{}.{k}", it.path);
             for t in it.tools.iter().filter(|t| !is_tool_entry(t)) {
                 out.push(
                     Severity::Error,

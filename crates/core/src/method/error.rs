@@ -124,6 +124,28 @@ impl LoadError {
     }
 }
 
+impl LoadError {
+    /// The field the problem is in (`(file)` when it is the whole file) and what is
+    /// wrong, without the location.
+    pub fn field_and_message(&self) -> (String, String) {
+        match self {
+            Self::Read { message, .. } => ("(file)".to_owned(), format!("cannot read the file: {message}")),
+            Self::Syntax { message, .. } => ("(file)".to_owned(), format!("invalid YAML: {message}")),
+            Self::WrongType { field, expected, found, .. } => {
+                (field.clone(), format!("expected {expected}, found {found}"))
+            }
+            Self::Missing { field, expected, .. } => {
+                (field.clone(), format!("missing (expected {expected})"))
+            }
+            Self::NoYamlBlock { .. } => (
+                "(file)".to_owned(),
+                "no ```yaml block found (an agent file is markdown followed by one fenced yaml block)".to_owned(),
+            ),
+            Self::Invalid { field, message, .. } => (field.clone(), message.clone()),
+        }
+    }
+}
+
 /// Every problem found while loading a method folder.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct LoadErrors {

@@ -10,7 +10,7 @@ use super::agent::parse_agent;
 use super::error::{LoadError, LoadErrors, Location};
 use super::team::{Doc, parse_team};
 use super::template::parse_template;
-use super::workflow::parse_workflow;
+use super::workflow::{BrokenWorkflow, parse_workflow};
 use super::{Method, MethodSource, yaml};
 
 /// Deepest folder nesting walked inside a method folder.
@@ -167,7 +167,15 @@ pub(crate) fn from_files(
         match kind {
             Kind::Agent => push(parse_agent(path, text).map(|a| m.agents.push(a))),
             Kind::Template => push(parse_template(path, text).map(|t| m.templates.push(t))),
-            Kind::Workflow => push(parse_workflow(path, text).map(|w| m.workflows.push(w))),
+            // One workflow that cannot be read does not stop the others.
+            Kind::Workflow => match parse_workflow(path, text) {
+                Ok(ws) => m.workflows.extend(ws),
+                Err(e) => m.broken_workflows.push(BrokenWorkflow {
+                    file: path.clone(),
+                    id: super::agent::file_stem(path),
+                    errors: e,
+                }),
+            },
             Kind::Team => push(parse_team(path, text).map(|t| m.teams.push(t))),
             Kind::Task => m.tasks.push(Doc::new(path, text)),
             Kind::Checklist => m.checklists.push(Doc::new(path, text)),

@@ -31,7 +31,7 @@ pub use error::{LoadError, LoadErrors, Location};
 pub use plan::PlanError;
 pub use team::{Doc, Team, parse_team};
 pub use template::{DocTemplate, Section, TableRow, parse_template};
-pub use workflow::{Phase, Route, SequenceItem, Workflow, parse_workflow};
+pub use workflow::{BrokenWorkflow, Phase, Route, SequenceItem, Workflow, parse_workflow};
 
 use crate::render::Prompts;
 
@@ -66,6 +66,7 @@ pub struct Method {
     agents: Vec<Agent>,
     templates: Vec<DocTemplate>,
     workflows: Vec<Workflow>,
+    broken_workflows: Vec<BrokenWorkflow>,
     teams: Vec<Team>,
     tasks: Vec<Doc>,
     checklists: Vec<Doc>,
@@ -95,6 +96,7 @@ impl Method {
             agents: Vec::new(),
             templates: Vec::new(),
             workflows: Vec::new(),
+            broken_workflows: Vec::new(),
             teams: Vec::new(),
             tasks: Vec::new(),
             checklists: Vec::new(),
@@ -180,6 +182,25 @@ impl Method {
                 w.file.rsplit('/').next().unwrap_or(&w.file)
             })
         })
+    }
+
+    /// Workflow files that do not load (the method loaded without them).
+    pub fn broken_workflows(&self) -> &[BrokenWorkflow] {
+        &self.broken_workflows
+    }
+
+    /// The broken workflow file a run of `id` would have used, if there is one.
+    pub fn broken_workflow(&self, id: &str) -> Option<&BrokenWorkflow> {
+        // `pack-workflow:game-jam` names a sequence of the file `pack-workflow.yaml`.
+        let file = id.split(':').next().unwrap_or(id);
+        let stem = agent::file_stem(&agent::strip_root(file));
+        self.broken_workflows.iter().find(|b| b.id == stem)
+    }
+
+    /// Whether `file` holds a workflow (one that loaded, or one that did not).
+    pub fn is_workflow_file(&self, file: &str) -> bool {
+        self.workflows.iter().any(|w| w.file == file)
+            || self.broken_workflows.iter().any(|b| b.file == file)
     }
 
     /// The workflow a run uses when none is named: `default_workflow` of `core-config.yaml`,

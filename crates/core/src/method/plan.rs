@@ -21,6 +21,16 @@ pub enum PlanError {
         /// The ids the method has.
         available: Vec<String>,
     },
+    /// The workflow's file does not load.
+    #[error("workflow `{id}` cannot start: {file} does not load:{}", problems.iter().map(|p| format!("\n  {p}")).collect::<String>())]
+    Broken {
+        /// The workflow's file.
+        file: String,
+        /// The id asked for.
+        id: String,
+        /// Every problem of the file, located.
+        problems: Vec<String>,
+    },
     /// The workflow has no item that does work.
     #[error(
         "{file}:{line}: workflow `{id}` has no step with an agent that creates, updates, validates or does something"
@@ -84,12 +94,22 @@ struct Draft<'w> {
 impl Method {
     /// Resolves workflow `workflow_id` into a [`Plan`].
     pub fn plan(&self, workflow_id: &str) -> Result<Plan, PlanError> {
-        let wf = self
-            .workflow(workflow_id)
-            .ok_or_else(|| PlanError::UnknownWorkflow {
-                id: workflow_id.to_owned(),
-                available: self.workflow_ids(),
-            })?;
+        let wf = match self.workflow(workflow_id) {
+            Some(wf) => wf,
+            None => {
+                return Err(match self.broken_workflow(workflow_id) {
+                    Some(b) => PlanError::Broken {
+                        file: b.file.clone(),
+                        id: workflow_id.to_owned(),
+                        problems: b.errors.iter().map(ToString::to_string).collect(),
+                    },
+                    None => PlanError::UnknownWorkflow {
+                        id: workflow_id.to_owned(),
+                        available: self.workflow_ids(),
+                    },
+                });
+            }
+        };
         let items: Vec<&SequenceItem> = wf.sequence.iter().filter(|i| is_work(i)).collect();
         if items.is_empty() {
             return Err(PlanError::Empty {
@@ -114,7 +134,7 @@ impl Method {
             let (line, field) = match explicit {
                 Some(d) => (
                     d.item.line_of("depends_on"),
-                    format!("workflow.sequence[{}].depends_on", d.item.index),
+                    format!("{}.depends_on", d.item.path),
                 ),
                 None => {
                     let phase = cycle.first().and_then(|&i| drafts[i].phase_id.as_deref());
@@ -265,7 +285,7 @@ impl Method {
                     .ok_or_else(|| PlanError::UnknownPhase {
                         file: wf.file.clone(),
                         line: item.line_of("phase"),
-                        field: format!("workflow.sequence[{}].phase", item.index),
+                        field: format!("{}.phase", item.path),
                         phase: p.clone(),
                         declared: wf.phases.iter().map(|ph| ph.id.clone()).collect(),
                     })?,
@@ -448,7 +468,7 @@ impl Method {
                         return Err(PlanError::UnknownDependency {
                             file: wf.file.clone(),
                             line: d.item.line_of("depends_on"),
-                            field: format!("workflow.sequence[{}].depends_on", d.item.index),
+                            field: format!("{}.depends_on", d.item.path),
                             name: name.clone(),
                         });
                     }

@@ -11,6 +11,8 @@ use super::{Agent, Method};
 pub(crate) fn artifact_name(raw: &str) -> Option<String> {
     let head = raw.split(" (").next().unwrap_or(raw).trim();
     let head = head.strip_prefix("{root}/").unwrap_or(head);
+    // A folder (`prototype-stories/`) is made as one document of that name.
+    let head = head.trim_end_matches('/');
     if head.is_empty() {
         return None;
     }
