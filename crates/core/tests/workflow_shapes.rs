@@ -228,3 +228,28 @@ fn a_file_in_no_known_shape_names_the_shapes() {
         "workflows/notes.yaml:1:1: workflow: missing (expected a `workflow:` map with `id`, `name` and `sequence`, or `name` with `steps`, `sequence` or `phases` at the top level)"
     );
 }
+
+#[test]
+fn a_folder_without_agents_or_workflows_is_an_error_naming_the_shapes() {
+    let dir = botarmy_testkit::fixtures::bmad_v6().join("src/bmm-skills");
+    let err = Method::load(&dir).unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    let text = err.errors[0].to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{}: (folder): the folder yields no agent (looked for `agents/*.md`",
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("and no workflow (looked for `workflows/*.yaml`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("it holds BMAD v6 files (module.yaml, module-help.csv, agents/bmad-agent-analyst/SKILL.md)"),
+        "{text}"
+    );
+    // The v4 fixture, which has both, still loads.
+    assert!(Method::load(&botarmy_testkit::fixtures::bmad_v4()).is_ok());
+}

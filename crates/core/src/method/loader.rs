@@ -88,6 +88,21 @@ fn walk(
     }
 }
 
+/// The files that mark a BMAD v6 folder (`module.yaml`, `module-help.csv`, `SKILL.md`),
+/// the first of each kind, for the message when such a folder yields no v4 definitions.
+pub(crate) fn v6_markers(files: &[(String, Vec<u8>)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for marker in ["module.yaml", "module-help.csv", "SKILL.md"] {
+        if let Some((path, _)) = files
+            .iter()
+            .find(|(p, _)| p.rsplit('/').next() == Some(marker))
+        {
+            found.push(path.clone());
+        }
+    }
+    found
+}
+
 /// Hex SHA-256 over the files sorted by path (path, length and bytes of each).
 pub(crate) fn digest(files: &[(String, Vec<u8>)]) -> String {
     let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();

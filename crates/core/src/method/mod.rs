@@ -110,9 +110,38 @@ impl Method {
     }
 
     /// Loads the method folder `dir`, reporting every problem of every file.
+    ///
+    /// A folder that yields no agent or no workflow is an error that says which shapes
+    /// were looked for (and what the folder looks like instead, when it is a BMAD v6 one).
     pub fn load(dir: &Path) -> Result<Self, LoadErrors> {
         let files = loader::read_dir(dir)?;
-        Self::from_files(MethodSource::Dir(dir.to_path_buf()), files)
+        let v6 = loader::v6_markers(&files);
+        let m = Self::from_files(MethodSource::Dir(dir.to_path_buf()), files)?;
+        let mut missing = Vec::new();
+        if m.agents.is_empty() {
+            missing.push("no agent (looked for `agents/*.md`: markdown with one fenced ```yaml block holding `agent:`)");
+        }
+        if m.workflows.is_empty() && m.broken_workflows.is_empty() {
+            missing.push("no workflow (looked for `workflows/*.yaml`: a `workflow:` map with a `sequence`, or `name` with `steps`, `sequence` or `phases` at the top level)");
+        }
+        if missing.is_empty() {
+            return Ok(m);
+        }
+        let mut message = format!("the folder yields {}", missing.join(" and "));
+        if !v6.is_empty() {
+            message.push_str(&format!(
+                "; it holds BMAD v6 files ({}), a format BotArmy does not read yet: point --method at a v4 `.bmad-core/` folder",
+                v6.join(", ")
+            ));
+        }
+        Err(LoadErrors {
+            method: dir.display().to_string(),
+            errors: vec![LoadError::Invalid {
+                at: Location::file(&dir.display().to_string()),
+                field: "(folder)".to_owned(),
+                message,
+            }],
+        })
     }
 
     /// The default method (the six-phase SDLC), embedded in the binary.
